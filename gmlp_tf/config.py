@@ -1,0 +1,200 @@
+"""GMLPConfig: the model hyperparameters, read from and written to JSON like bert_config.json."""
+
+import copy
+import dataclasses
+import json
+import os
+from typing import Optional, Union
+
+from gmlp_tf.spatial_gating import GATINGS
+from gmlp_tf.spatial_projection import SPATIAL_KINDS
+
+MODALITIES = ("text", "image")
+DROP_PATH_SCHEDULES = ("uniform", "linear")
+
+
+@dataclasses.dataclass
+class GMLPConfig:
+    """Hyperparameters of a gMLP or aMLP model.
+
+    One class serves the token models (BERT-style encoder, masked-LM, classifier, SQuAD) and the
+    vision classifier; `modality` says which. Fields that do not apply to a modality are ignored
+    by it (the vision model has no vocabulary, the text model no image size).
+
+    Attributes:
+      modality: "text" or "image".
+      vocab_size: size of the token vocabulary (text).
+      type_vocab_size: number of segment ids (text; 2, as in BERT).
+      d_model: width of the residual stream.
+      d_ffn: width after the channel expansion U (the SGU splits it in two halves).
+      num_layers: number of gMLP blocks L.
+      max_seq_length: n, the number of tokens the spatial weights are sized for (text). Shorter
+        inputs use the leading block of the weights; longer inputs are an error.
+      spatial_kind: "dense" (an n x n matrix W) or "toeplitz" (2n - 1 weights, Appendix C).
+      gating: the Table 3 variant: "split" (the SGU, s = Z1 * f(Z2)), "multiplicative"
+        (s = Z * f(Z)), "additive" (s = Z + f(Z)) or "linear" (s = f(Z)).
+      attention_size: size of the single-head tiny attention of aMLP; 0 for gMLP.
+      causal: mask the spatial weights (and tiny attention) so token i sees only tokens j <= i.
+      use_padding_mask: zero padded tokens before the spatial projection and mask them as
+        attention keys, so they cannot leak into real tokens. Off in the paper.
+      hidden_dropout_prob: dropout on the embeddings and on each block's output.
+      attention_dropout_prob: dropout on the tiny attention probabilities.
+      survival_prob: stochastic depth survival probability of a block (1.0 disables it).
+      drop_path_schedule: "uniform" (every block survives with survival_prob, as timm's gMLP)
+        or "linear" (from 1.0 at the first block to survival_prob at the last).
+      image_size: side of the square input image (image).
+      patch_size: side of the square patches cut by the stem (image).
+      num_channels: image channels (image).
+      num_classes: classes of the vision head (image).
+      initializer_range: stddev of the truncated-normal initializer of the token model's
+        embeddings and dense kernels, as in BERT.
+      spatial_init_stddev: stddev of the normal initializer of W; b starts at 1, so that each
+        block starts as a plain FFN.
+      layer_norm_eps: epsilon of the block, final and head LayerNorms (timm: 1e-6).
+      sgu_layer_norm_eps: epsilon of the LayerNorm inside the SGU (timm: 1e-5).
+    """
+
+    modality: str = "text"
+    vocab_size: int = 32000
+    type_vocab_size: int = 2
+    d_model: int = 512
+    d_ffn: int = 3072
+    num_layers: int = 36
+    max_seq_length: int = 128
+    spatial_kind: str = "toeplitz"
+    gating: str = "split"
+    attention_size: int = 0
+    causal: bool = False
+    use_padding_mask: bool = False
+    hidden_dropout_prob: float = 0.0
+    attention_dropout_prob: float = 0.0
+    survival_prob: float = 1.0
+    drop_path_schedule: str = "uniform"
+    image_size: int = 224
+    patch_size: int = 16
+    num_channels: int = 3
+    num_classes: int = 1000
+    initializer_range: float = 0.02
+    spatial_init_stddev: float = 1e-6
+    layer_norm_eps: float = 1e-6
+    sgu_layer_norm_eps: float = 1e-5
+
+    def __post_init__(self):
+        self.validate()
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def seq_length(self) -> int:
+        """Number of tokens the spatial weights are sized for: patches for images."""
+        if self.modality == "image":
+            return (self.image_size // self.patch_size) ** 2
+        return self.max_seq_length
+
+    @property
+    def gate_width(self) -> int:
+        """Channels the SGU outputs: d_ffn / 2 for the split SGU, d_ffn otherwise."""
+        return self.d_ffn // 2 if self.gating == "split" else self.d_ffn
+
+    @property
+    def is_amlp(self) -> bool:
+        return self.attention_size > 0
+
+    def block_survival_probs(self):
+        """Survival probability of each block, first to last."""
+        if self.drop_path_schedule == "uniform" or self.num_layers == 1:
+            return [self.survival_prob] * self.num_layers
+        step = (1.0 - self.survival_prob) / (self.num_layers - 1)
+        return [1.0 - i * step for i in range(self.num_layers)]
+
+    # ------------------------------------------------------------------ checks
+    def validate(self):
+        """Raises ValueError naming the first field that is out of range."""
+        _check_choice("modality", self.modality, MODALITIES)
+        _check_choice("spatial_kind", self.spatial_kind, SPATIAL_KINDS)
+        _check_choice("gating", self.gating, GATINGS)
+        _check_choice("drop_path_schedule", self.drop_path_schedule, DROP_PATH_SCHEDULES)
+        for name in ("d_model", "d_ffn", "num_layers"):
+            _check_positive(name, getattr(self, name))
+        if self.gating == "split" and self.d_ffn % 2:
+            raise ValueError(f"d_ffn must be even for the split SGU, got {self.d_ffn}")
+        if self.attention_size < 0:
+            raise ValueError(f"attention_size must be >= 0 (0 for gMLP), got {self.attention_size}")
+        for name in ("hidden_dropout_prob", "attention_dropout_prob"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value}")
+        if not 0.0 < self.survival_prob <= 1.0:
+            raise ValueError(f"survival_prob must be in (0, 1], got {self.survival_prob}")
+        if self.modality == "text":
+            for name in ("vocab_size", "type_vocab_size", "max_seq_length"):
+                _check_positive(name, getattr(self, name))
+        else:
+            for name in ("image_size", "patch_size", "num_channels", "num_classes"):
+                _check_positive(name, getattr(self, name))
+            if self.image_size % self.patch_size:
+                raise ValueError(
+                    f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}"
+                )
+
+    # ------------------------------------------------------------------ JSON, as BertConfig
+    @classmethod
+    def from_dict(cls, json_object: dict) -> "GMLPConfig":
+        """Builds a config from a dict; unknown keys are an error, not silently dropped."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(json_object) - known)
+        if unknown:
+            raise ValueError(f"unknown GMLPConfig field(s): {', '.join(unknown)}")
+        return cls(**json_object)
+
+    @classmethod
+    def from_json_file(cls, json_file: str) -> "GMLPConfig":
+        """Reads a config written by `to_json_file` (or by hand)."""
+        if not os.path.isfile(json_file):
+            raise FileNotFoundError(f"model config file not found: {json_file}")
+        with open(json_file, encoding="utf-8") as reader:
+            text = reader.read()
+        if not text.strip():
+            raise ValueError(f"model config file is empty: {json_file}")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"model config file {json_file} is not valid JSON: {err}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"model config file {json_file} must hold a JSON object")
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict:
+        return copy.deepcopy(dataclasses.asdict(self))
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def to_json_file(self, json_file: str):
+        """Writes the config atomically, so an interrupted write leaves no half file."""
+        tmp = json_file + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as writer:
+            writer.write(self.to_json_string())
+        os.replace(tmp, json_file)
+
+    def replace(self, **changes) -> "GMLPConfig":
+        """Returns a copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _check_choice(name: str, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_positive(name: str, value: Optional[int]):
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def as_config(config: Union[GMLPConfig, dict]) -> GMLPConfig:
+    """Accepts a GMLPConfig or its dict form (as stored in a Keras layer config)."""
+    if isinstance(config, GMLPConfig):
+        return config
+    if isinstance(config, dict):
+        return GMLPConfig.from_dict(config)
+    raise TypeError(f"expected a GMLPConfig or a dict, got {type(config).__name__}")

@@ -1,0 +1,32 @@
+"""Installs gmlp_tf: gMLP and aMLP ("Pay Attention to MLPs") in TensorFlow 2 / Keras 3."""
+
+import setuptools
+
+INSTALL_REQUIRES = [
+    "tensorflow>=2.21,<2.22",
+    # tensorflow-text ships custom ops compiled against one TensorFlow minor version.
+    "tensorflow-text>=2.21,<2.22",
+    "tensorflow-datasets>=4.9.10",
+    "keras-cv>=0.9.0",
+    "absl-py>=2.0",
+    "sentencepiece>=0.2.0",
+    # tensorflow-datasets imports it on Python 3.11 without declaring it.
+    "importlib_resources",
+]
+
+setuptools.setup(
+    name="gmlp_tf",
+    version="0.1.0",
+    description="gMLP and aMLP (Pay Attention to MLPs) in TensorFlow 2 / Keras 3, BERT-style scripts.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    # The preset JSON files live in the top-level configs/ folder, as bert_config.json files
+    # would; they are installed as the package data of gmlp_tf.configs.
+    packages=["gmlp_tf", "gmlp_tf.configs"],
+    package_dir={"gmlp_tf": "gmlp_tf", "gmlp_tf.configs": "configs"},
+    package_data={"gmlp_tf.configs": ["*.json"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": ["pytest>=8"]},
+)

@@ -1,0 +1,39 @@
+"""Test set-up: two logical CPU devices, so that MirroredStrategy has two replicas.
+
+This must run before TensorFlow initialises its devices, hence at conftest import time.
+"""
+
+import os
+import sys
+
+import tensorflow as tf
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+
+from gmlp_tf.config import GMLPConfig  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    keras.utils.set_random_seed(1234)
+
+
+@pytest.fixture
+def tiny_text_config():
+    """A small text config: 2 blocks, width 16, length 8, vocabulary 50."""
+    return GMLPConfig(vocab_size=50, d_model=16, d_ffn=32, num_layers=2, max_seq_length=8)
+
+
+@pytest.fixture
+def tiny_image_config():
+    """A small image config: 32 x 32 images, 8 x 8 patches (16 tokens), 5 classes."""
+    return GMLPConfig(
+        modality="image", image_size=32, patch_size=8, d_model=16, d_ffn=32, num_layers=2,
+        num_classes=5, spatial_kind="dense",
+    )

@@ -1,0 +1,168 @@
+"""Encoder, heads, task models and the vision classifier: shapes, tying, `.keras` round trips."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from gmlp_tf.config import GMLPConfig
+from gmlp_tf.modeling import build_model
+
+
+def text_inputs(config, batch=3, n=None, masked=4):
+    n = n or config.max_seq_length
+    inputs = {
+        "input_ids": np.random.randint(0, config.vocab_size, (batch, n)).astype("int32"),
+        "segment_ids": np.concatenate(
+            [np.zeros((batch, n // 2), "int32"), np.ones((batch, n - n // 2), "int32")], axis=1
+        ),
+        "input_mask": np.ones((batch, n), "int32"),
+    }
+    if masked:
+        inputs["masked_lm_positions"] = np.random.randint(0, n, (batch, masked)).astype("int32")
+    return inputs
+
+
+def test_encoder_outputs_and_cls(tiny_text_config):
+    encoder = build_model(tiny_text_config, "encoder")
+    out = encoder(text_inputs(tiny_text_config))
+    assert out["sequence_output"].shape == (3, 8, 16)
+    np.testing.assert_array_equal(np.asarray(out["cls_output"]), np.asarray(out["sequence_output"])[:, 0])
+    # No position embeddings: token and segment embeddings only.
+    assert [w.path.split("/")[-2] for w in encoder.weights[:2]] == ["token_embedding", "segment_embedding"]
+
+
+def test_segment_ids_change_the_output(tiny_text_config):
+    encoder = build_model(tiny_text_config, "encoder")
+    inputs = text_inputs(tiny_text_config)
+    without = dict(inputs, segment_ids=np.zeros_like(inputs["segment_ids"]))
+    assert not np.allclose(
+        np.asarray(encoder(inputs)["sequence_output"]), np.asarray(encoder(without)["sequence_output"])
+    )
+
+
+def test_pretraining_head_is_tied_to_token_embeddings(tiny_text_config):
+    model = build_model(tiny_text_config, "pretraining")
+    inputs = text_inputs(tiny_text_config)
+    logits = model(inputs)
+    assert logits.shape == (3, 4, 50) and logits.dtype == "float32"
+    # Recompute by hand: gather, transform, GELU, LayerNorm, E^T, bias.
+    seq = np.asarray(model.encoder(inputs)["sequence_output"])
+    gathered = np.take_along_axis(seq, inputs["masked_lm_positions"][:, :, None], axis=1)
+    head = model.mlm_head
+    h = np.asarray(head.norm(keras.ops.gelu(head.transform(gathered), approximate=False)))
+    embeddings = np.asarray(model.encoder.token_embedding.embeddings)
+    expected = h @ embeddings.T + np.asarray(head.output_bias)
+    np.testing.assert_allclose(np.asarray(logits), expected, rtol=1e-4, atol=1e-5)
+    # One embedding matrix, not two.
+    assert sum(1 for w in model.weights if w.shape == (50, 16)) == 1
+    # Without positions every token is scored.
+    no_positions = {k: v for k, v in inputs.items() if k != "masked_lm_positions"}
+    assert model(no_positions).shape == (3, 8, 50)
+
+
+def test_classification_and_regression_heads(tiny_text_config):
+    inputs = text_inputs(tiny_text_config, masked=0)
+    assert build_model(tiny_text_config, "classification", num_labels=3)(inputs).shape == (3, 3)
+    assert build_model(tiny_text_config, "classification", num_labels=1)(inputs).shape == (3, 1)
+
+
+def test_squad_head_scores_no_answer_at_cls(tiny_text_config):
+    model = build_model(tiny_text_config, "squad")
+    out = model(text_inputs(tiny_text_config, masked=0))
+    assert out["start_logits"].shape == (3, 8) and out["end_logits"].shape == (3, 8)
+    np.testing.assert_allclose(
+        np.asarray(out["null_score"]), np.asarray(out["start_logits"])[:, 0] + np.asarray(out["end_logits"])[:, 0]
+    )
+
+
+def test_shorter_inputs_run_through_the_model(tiny_text_config):
+    model = build_model(tiny_text_config.replace(spatial_kind="dense"), "classification")
+    assert model(text_inputs(tiny_text_config, n=5, masked=0)).shape == (3, 2)
+
+
+def test_longer_inputs_are_rejected(tiny_text_config):
+    model = build_model(tiny_text_config, "classification")
+    with pytest.raises(ValueError, match=r"9 tokens.*at most 8"):
+        model(text_inputs(tiny_text_config, n=9, masked=0))
+
+
+def test_padding_mask_option_isolates_real_tokens(tiny_text_config):
+    config = tiny_text_config.replace(use_padding_mask=True, attention_size=4)
+    model = build_model(config, "encoder")
+    inputs = text_inputs(config, masked=0)
+    inputs["input_mask"][:, 5:] = 0
+    other = dict(inputs, input_ids=inputs["input_ids"].copy())
+    other["input_ids"][:, 5:] = (other["input_ids"][:, 5:] + 1) % config.vocab_size
+    a = np.asarray(model(inputs)["sequence_output"])[:, :5]
+    b = np.asarray(model(other)["sequence_output"])[:, :5]
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_vision_classifier_shapes_and_patch_order(tiny_image_config):
+    model = build_model(tiny_image_config)
+    images = np.random.rand(2, 32, 32, 3).astype("float32")
+    assert model(images).shape == (2, 5)
+    # The head starts at zero, as timm's.
+    np.testing.assert_array_equal(np.asarray(model(images)), np.zeros((2, 5)))
+    with pytest.raises(ValueError, match=r"images must be \[batch, 32, 32, 3\]"):
+        model(np.zeros((1, 64, 64, 3), "float32"))
+
+
+def _perturb(model):
+    # Non-trivial weights, so that a round trip that dropped any of them would show.
+    for w in model.weights:
+        w.assign(np.asarray(w) + np.random.randn(*w.shape).astype("float32") * 0.05)
+
+
+ROUND_TRIPS = [
+    ("pretraining", {}),
+    ("classification", {"attention_size": 4}),
+    ("squad", {"causal": True, "spatial_kind": "dense"}),
+    ("encoder", {"gating": "additive"}),
+]
+
+
+@pytest.mark.parametrize("task, changes", ROUND_TRIPS)
+def test_keras_archive_round_trip_text(tmp_path, tiny_text_config, task, changes):
+    config = tiny_text_config.replace(**changes)
+    model = build_model(config, task)
+    if task == "encoder":  # A layer: wrap it in a functional model to save it.
+        ids = keras.Input((None,), dtype="int32", name="input_ids")
+        model = keras.Model(ids, model({"input_ids": ids})["sequence_output"])
+    _perturb(model)
+    inputs = text_inputs(config) if task == "pretraining" else text_inputs(config, masked=0)
+    inputs = inputs if task != "encoder" else inputs["input_ids"]
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    restored = keras.models.load_model(path)
+    keras.tree.map_structure(
+        lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), model(inputs), restored(inputs)
+    )
+    if task != "encoder":
+        assert restored.config == config
+
+
+def test_keras_archive_round_trip_vision(tmp_path, tiny_image_config):
+    model = build_model(tiny_image_config.replace(survival_prob=0.9))
+    _perturb(model)
+    images = np.random.rand(2, 32, 32, 3).astype("float32")
+    path = os.path.join(tmp_path, "vision.keras")
+    model.save(path)
+    restored = keras.models.load_model(path)
+    np.testing.assert_array_equal(np.asarray(model(images)), np.asarray(restored(images)))
+
+
+def test_build_model_rejects_unknown_or_mismatched_task(tiny_text_config, tiny_image_config):
+    with pytest.raises(ValueError, match="unknown task"):
+        build_model(tiny_text_config, "translation")
+    with pytest.raises(ValueError, match="does not fit"):
+        build_model(tiny_image_config, "pretraining")
+    with pytest.raises(ValueError, match="does not fit"):
+        build_model(tiny_text_config, "vision")
+
+
+def test_models_accept_config_dicts(tiny_text_config):
+    model = build_model(tiny_text_config.to_dict(), "squad")
+    assert isinstance(model.config, GMLPConfig)
