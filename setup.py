@@ -9,6 +9,8 @@ INSTALL_REQUIRES = [
     "tensorflow-datasets>=4.9.10",
     "keras-cv>=0.9.0",
     "absl-py>=2.0",
+    # TensorFlow 2.21 no longer installs it; Keras' TensorBoard callback needs it.
+    "tensorboard",
     "sentencepiece>=0.2.0",
     # tensorflow-datasets imports it on Python 3.11 without declaring it.
     "importlib_resources",

@@ -1,0 +1,49 @@
+"""Picks the tf.distribute strategy: TPU first, then mirrored GPUs, one device, or the default."""
+
+import tensorflow as tf
+from absl import logging
+
+STRATEGIES = ("default", "one_device", "mirrored", "tpu", "multi_worker")
+
+
+def get_strategy(strategy="default", tpu=None, tpu_zone=None, gcp_project=None):
+    """Returns a tf.distribute.Strategy.
+
+    Args:
+      strategy: one of STRATEGIES. A `tpu` address implies "tpu".
+      tpu: TPU name or grpc:// address ("local" for a TPU VM), as BERT's --tpu_name.
+      tpu_zone, gcp_project: where to find a named TPU (optional on TPU VMs).
+
+    Raises:
+      ValueError: for an unknown strategy, or "multi_worker": Keras 3 `fit` fails under
+        MultiWorkerMirroredStrategy (keras-team/keras#20585), so it is refused up front rather
+        than failing inside the first step.
+    """
+    if tpu:
+        strategy = "tpu"
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    if strategy == "multi_worker":
+        raise ValueError(
+            "--strategy=multi_worker is not supported: Keras 3 fit() cannot run under "
+            "MultiWorkerMirroredStrategy (keras-team/keras#20585); use --strategy=mirrored on one "
+            "host, or --tpu for multi-host TPU training"
+        )
+    if strategy == "tpu":
+        if not tpu:
+            raise ValueError("--strategy=tpu needs --tpu (a TPU name, grpc:// address, or 'local')")
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+            tpu=tpu, zone=tpu_zone, project=gcp_project
+        )
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        result = tf.distribute.TPUStrategy(resolver)
+    elif strategy == "mirrored":
+        result = tf.distribute.MirroredStrategy()
+    elif strategy == "one_device":
+        gpus = tf.config.list_logical_devices("GPU")
+        result = tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    else:
+        result = tf.distribute.get_strategy()
+    logging.info("Strategy %s with %d replica(s)", type(result).__name__, result.num_replicas_in_sync)
+    return result

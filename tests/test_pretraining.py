@@ -1,0 +1,201 @@
+"""Training side of run_pretraining: optimizer, loss, metrics, checkpoints, resume, warm start."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gmlp_tf import checkpointing, pretraining
+from gmlp_tf.config import GMLPConfig
+from gmlp_tf.distribution import get_strategy
+from gmlp_tf.modeling import build_model
+from gmlp_tf.optimization import create_optimizer, learning_rate_schedule
+
+VOCAB, SEQ, PREDS = 40, 16, 3
+
+
+def counting_features(num_examples, seed=0):
+    """Sequences t, t+1, t+2, ... (mod VOCAB, above the 5 special ids) with 3 masked positions.
+
+    Start tokens are skewed (geometric), so token frequencies are too: a model learns that
+    quickly, and the neighbours give away the masked token for those that learn more."""
+    rng = np.random.default_rng(seed)
+    starts = np.minimum(rng.geometric(0.3, num_examples) - 1, VOCAB - 6)
+    ids = (starts[:, None] + np.arange(SEQ)[None, :]) % (VOCAB - 5) + 5
+    ids[:, 0] = 2  # [CLS]
+    positions = np.stack([rng.choice(np.arange(1, SEQ), PREDS, replace=False) for _ in range(num_examples)])
+    labels = np.take_along_axis(ids, positions, axis=1)
+    masked = ids.copy()
+    np.put_along_axis(masked, positions, 4, axis=1)  # [MASK]
+    weights = np.ones((num_examples, PREDS), "float32")
+    weights[:, -1] = rng.integers(0, 2, num_examples)  # Some padding predictions.
+    return {
+        "input_ids": masked.astype("int32"),
+        "input_mask": np.ones_like(masked, "int32"),
+        "segment_ids": np.zeros_like(masked, "int32"),
+        "masked_lm_positions": positions.astype("int32"),
+        "masked_lm_ids": labels.astype("int32"),
+        "masked_lm_weights": weights,
+    }
+
+
+def dataset(features, batch_size=8, repeat=True):
+    ds = tf.data.Dataset.from_tensor_slices(features)
+    if repeat:
+        ds = ds.repeat()
+    return ds.batch(batch_size, drop_remainder=True).map(pretraining.split_features)
+
+
+CONFIG = GMLPConfig(vocab_size=VOCAB, d_model=32, d_ffn=64, num_layers=2, max_seq_length=SEQ)
+SETUP = pretraining.PretrainingSetup(SEQ, PREDS, 8, 1e-2, 40, 4)
+
+
+def test_warmup_then_linear_decay():
+    schedule = learning_rate_schedule(1.0, num_train_steps=110, num_warmup_steps=10)
+    values = [float(schedule(step)) for step in (0, 5, 10, 60, 110, 200)]
+    assert values == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0, 0.0], abs=1e-6)
+    cosine = learning_rate_schedule(1.0, 110, 10, decay="cosine")
+    assert float(cosine(60)) == pytest.approx(0.5, abs=1e-6)
+
+
+def test_adamw_excludes_bias_and_layernorm_from_weight_decay():
+    model = build_model(CONFIG, "pretraining")
+    optimizer = create_optimizer(1e-3, 100, 10, weight_decay=0.01)
+    optimizer.build(model.trainable_variables)
+    decayed = {v.path.split("/")[-1] for v in model.trainable_variables if optimizer._use_weight_decay(v)}
+    assert decayed == {"kernel", "embeddings"}
+    assert optimizer.epsilon == 1e-6 and optimizer.beta_2 == 0.999
+
+
+def test_loss_is_weighted_mean_and_perplexity_its_exponential():
+    labels = np.array([[1, 2, 3]])
+    logits = np.log(np.array([[[0.1, 0.5, 0.4, 0.0], [0.2, 0.2, 0.6, 0.0], [0.25] * 4]]) + 1e-30)
+    weights = np.array([[1.0, 1.0, 0.0]])
+    loss = float(pretraining.masked_lm_loss()(labels, logits, sample_weight=weights))
+    expected = -(np.log(0.5) + np.log(0.6)) / 2
+    assert loss == pytest.approx(expected, rel=1e-5)
+    metric = pretraining.MaskedLMPerplexity()
+    metric.update_state(labels, logits, sample_weight=weights)
+    assert float(metric.result()) == pytest.approx(np.exp(expected), rel=1e-5)
+
+
+def test_tiny_run_loss_goes_down_and_writes_results(tmp_path):
+    output_dir = str(tmp_path)
+    checkpointing.prepare_output_dir(output_dir, CONFIG, "pretraining")
+    model = pretraining.build_pretraining_model(CONFIG, SETUP)
+    eval_ds = dataset(counting_features(64, seed=1), repeat=False)
+    before = pretraining.evaluate(model, eval_ds)
+    history = pretraining.train(model, dataset(counting_features(256)), output_dir, 40, 10, verbose=0)
+    losses = history.history["loss"]
+    after = pretraining.evaluate(model, eval_ds)
+    assert losses[-1] < losses[0] * 0.9
+    assert after["perplexity"] < before["perplexity"] * 0.8
+    assert after["global_step"] == 40
+    path = pretraining.write_eval_results(output_dir, after)
+    assert "perplexity = " in open(path).read()
+    assert checkpointing.latest_weights(output_dir)
+    assert os.listdir(os.path.join(output_dir, "logs"))  # TensorBoard events.
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def __init__(self, at_step):
+        super().__init__()
+        self.at_step = at_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations) >= self.at_step:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes_at_the_saved_step(tmp_path, monkeypatch):
+    output_dir = str(tmp_path)
+    checkpointing.prepare_output_dir(output_dir, CONFIG, "pretraining")
+    model = pretraining.build_pretraining_model(CONFIG, SETUP)
+    original_fit = model.fit
+    monkeypatch.setattr(model, "fit", lambda *a, **k: original_fit(*a, **dict(k, callbacks=k["callbacks"] + [_Interrupt(15)])))
+    with pytest.raises(KeyboardInterrupt):
+        pretraining.train(model, dataset(counting_features(128)), output_dir, 40, 10, verbose=0)
+    saved = build_model(CONFIG, "pretraining")
+    saved.load_weights(checkpointing.latest_weights(output_dir))
+    # A fresh process: new model and optimizer, same output_dir.
+    resumed = pretraining.build_pretraining_model(CONFIG, SETUP)
+    starts = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if not starts:
+                starts.append(int(self.model.optimizer.iterations))
+                np.testing.assert_array_equal(  # Weights are those of step 10, not fresh ones.
+                    np.asarray(self.model.encoder.blocks[0].proj_in.kernel),
+                    np.asarray(saved.encoder.blocks[0].proj_in.kernel),
+                )
+
+    original_resumed_fit = resumed.fit
+    monkeypatch.setattr(resumed, "fit", lambda *a, **k: original_resumed_fit(*a, **dict(k, callbacks=k["callbacks"] + [Record()])))
+    history = pretraining.train(resumed, dataset(counting_features(128)), output_dir, 40, 10, verbose=0)
+    assert starts == [10]  # The checkpoint of step 10; step 15 was never saved.
+    assert len(history.history["loss"]) == 3 and int(resumed.optimizer.iterations) == 40
+
+
+def test_warm_start_restores_encoder_and_reports_new_head(tmp_path):
+    output_dir = str(tmp_path)
+    checkpointing.prepare_output_dir(output_dir, CONFIG, "pretraining")
+    model = pretraining.build_pretraining_model(CONFIG, SETUP)
+    pretraining.train(model, dataset(counting_features(64)), output_dir, 10, 10, verbose=0)
+    finetune = build_model(CONFIG.replace(hidden_dropout_prob=0.1), "classification", num_labels=3)
+    restored, new = checkpointing.warm_start(finetune, output_dir, CONFIG.replace(hidden_dropout_prob=0.1))
+    assert "encoder/block_1/sgu/proj/kernel" in restored and all(k.startswith("encoder/") for k in restored)
+    assert sorted(new) == sorted(v.path.split("/", 1)[1] for v in finetune.classifier.weights)
+    np.testing.assert_array_equal(
+        np.asarray(finetune.encoder.blocks[1].sgu.proj.kernel), np.asarray(model.encoder.blocks[1].sgu.proj.kernel)
+    )
+    with pytest.raises(ValueError, match="model config does not match.*d_ffn: checkpoint 64 vs config 128"):
+        checkpointing.warm_start(finetune, output_dir, CONFIG.replace(d_ffn=128))
+    with pytest.raises(ValueError, match="holds no checkpoint"):
+        checkpointing.warm_start(finetune, str(tmp_path / "nothing"), CONFIG)
+
+
+def test_output_dir_refuses_a_different_config(tmp_path):
+    checkpointing.prepare_output_dir(str(tmp_path), CONFIG, "pretraining")
+    with pytest.raises(ValueError, match="num_layers: checkpoint 2 vs config 3"):
+        checkpointing.prepare_output_dir(str(tmp_path), CONFIG.replace(num_layers=3), "pretraining")
+
+
+def test_unwritable_output_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match="is not writable"):
+        checkpointing.prepare_output_dir(str(blocker / "sub"), CONFIG, "pretraining")
+
+
+def test_mirrored_two_replica_pretraining(tmp_path):
+    strategy = get_strategy("mirrored")
+    assert strategy.num_replicas_in_sync == 2
+    features = counting_features(128)
+
+    def dataset_fn(context):
+        per_replica = context.get_per_replica_batch_size(16)
+        ds = tf.data.Dataset.from_tensor_slices(features).shard(context.num_input_pipelines, context.input_pipeline_id)
+        return ds.repeat().batch(per_replica, drop_remainder=True).map(pretraining.split_features)
+
+    with strategy.scope():
+        model = pretraining.build_pretraining_model(CONFIG, SETUP)
+    checkpointing.prepare_output_dir(str(tmp_path), CONFIG, "pretraining")
+    history = pretraining.train(
+        model, strategy.distribute_datasets_from_function(dataset_fn), str(tmp_path), 20, 10, verbose=0
+    )
+    losses = history.history["loss"]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert pretraining.current_step(model) == 20
+
+
+def test_strategy_choices():
+    with pytest.raises(ValueError, match="MultiWorkerMirroredStrategy"):
+        get_strategy("multi_worker")
+    with pytest.raises(ValueError, match="unknown strategy"):
+        get_strategy("parameter_server")
+    with pytest.raises(ValueError, match="needs --tpu"):
+        get_strategy("tpu")
+    assert get_strategy("one_device").num_replicas_in_sync == 1
