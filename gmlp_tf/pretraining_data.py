@@ -1,0 +1,744 @@
+"""The masked-LM input pipeline: text -> SentencePiece ids -> packed, masked, padded BERT features.
+
+Everything runs in tf.data on the host (tensorflow_text ops are host ops), batched and in
+parallel, so the accelerator step only sees fixed-shape int32 / float32 tensors.
+
+Sources, each a small dataclass:
+  TextFilesSource  local (or gs://) text files by glob: one document per line, or blank-line
+                   separated documents (BERT's create_pretraining_data layout, and the demo corpus)
+  TfdsSource       any TFDS dataset with a text feature, e.g. c4/en (the paper's corpus)
+  TFRecordSource   features already made by scripts/create_pretraining_data.py (BERT's format)
+
+From text to features (`make_pretraining_dataset`):
+  1. Documents are tokenized in batches of DOCS_PER_BATCH.
+  2. Packing (default): the token stream of consecutive documents of one file, with [SEP]
+     between documents (RoBERTa's "full sentences"), is cut into pieces of max_seq_length - 2
+     tokens; a document longer than that continues in the next sequence, so no text is lost.
+     With pack=False each document is one sequence, trimmed to max_seq_length - 2 tokens.
+  3. Each sequence is framed as [CLS] tokens [SEP]. gMLP's pretraining is masked LM only, with
+     no next-sentence prediction, so there is a single segment: segment_ids are all 0.
+  4. Masking as BERT: 15% of the non-special tokens of each sequence (rounded up, at most
+     max_predictions_per_seq) are predicted; of those 80% become [MASK], 10% a random
+     non-special token, 10% stay unchanged. Special tokens are never selected.
+  5. Padding with [PAD] to max_seq_length, and of the predictions to max_predictions_per_seq
+     (position 0, id 0, weight 0.0).
+
+Features (BERT's names), per example; a batch adds a leading [batch] dimension:
+  input_ids            int32   [max_seq_length]
+  input_mask           int32   [max_seq_length]            1 on real tokens, 0 on [PAD]
+  segment_ids          int32   [max_seq_length]            all 0
+  masked_lm_positions  int32   [max_predictions_per_seq]
+  masked_lm_ids        int32   [max_predictions_per_seq]   the original ids at those positions
+  masked_lm_weights    float32 [max_predictions_per_seq]   1.0 real, 0.0 padding
+
+Masking is reproducible and does not depend on batching: every random draw is a hash of (the
+dataset seed, the input pipeline id, the example's index in the stream, the token's position).
+So a seeded dataset masks the same way on every run (evaluation perplexity does not change from
+run to run), and, within one input pipeline, the same examples get the same masks whatever the
+batch size or the number of replicas it feeds (the unigram baseline and create_pretraining_data.py
+see exactly the model's masked tokens). A repeating dataset keeps counting examples, so each pass masks anew; a training
+dataset without a seed draws a fresh base seed. tensorflow_text's RandomItemSelector and
+MaskValuesChooser draw from TensorFlow's stateful global generator, which can only be seeded
+globally and depends on batch composition and thread timing; so the selector gets a hashing
+shuffle_fn and the chooser is a subclass drawing from the same hash.
+"""
+
+import dataclasses
+import os
+import random
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from gmlp_tf import tokenization
+from gmlp_tf.tokenization import CLS_ID, MASK_ID, NUM_SPECIAL_TOKENS, PAD_ID, SEP_ID
+
+FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids",
+                 "masked_lm_positions", "masked_lm_ids", "masked_lm_weights")
+MASKED_LM_RATE = 0.15
+MASK_TOKEN_RATE = 0.8
+RANDOM_TOKEN_RATE = 0.1
+# An evaluation dataset without a seed still masks the same way on every run.
+DEFAULT_EVAL_SEED = 0
+# Documents tokenized (and packed) together. The last sequence of each such batch can be short,
+# so larger is less padding; 512 short documents are still only a few hundred KB of text.
+DOCS_PER_BATCH = 512
+FILE_CYCLE_LENGTH = 8
+# Paragraph separator used internally for blank-line documents (ASCII record separator).
+_RECORD_SEPARATOR = "\x1e"
+
+Patterns = Union[str, Sequence[str]]
+
+
+# ------------------------------------------------------------------------------------- sources
+@dataclasses.dataclass(frozen=True)
+class TextFilesSource:
+    """Text files by glob pattern(s): a list, or one string of comma-separated patterns.
+
+    blank_line_documents=False: every non-empty line is a document (e.g. one web page per line).
+    blank_line_documents=True: documents are separated by blank lines and the lines inside one
+    are joined with spaces. In this mode each file is read whole into memory, so keep files to a
+    few hundred MB (split bigger corpora, or use one document per line).
+    """
+
+    patterns: Patterns
+    blank_line_documents: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class TfdsSource:
+    """A TFDS dataset with a text feature, e.g. TfdsSource("c4/en", "train").
+
+    download=False reads data already prepared in data_dir (fails at once if there is none);
+    download=True lets TFDS download and prepare it first.
+    """
+
+    name: str
+    split: str = "train"
+    data_dir: Optional[str] = None
+    text_key: str = "text"
+    download: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class TFRecordSource:
+    """TFRecord files of tf.train.Examples with BERT's pretraining features (write_tfrecords)."""
+
+    patterns: Patterns
+
+
+Source = Union[TextFilesSource, TfdsSource, TFRecordSource]
+
+
+def expand_patterns(patterns: Patterns) -> List[str]:
+    """Comma-separated glob pattern(s) -> the sorted, de-duplicated files they match.
+
+    Raises:
+      ValueError: no pattern given, a pattern that matches no file, or an empty file.
+    """
+    if isinstance(patterns, str):
+        patterns = patterns.split(",")
+    patterns = [p.strip() for p in patterns if p and p.strip()]
+    if not patterns:
+        raise ValueError("no input file pattern given")
+    files, seen = [], set()
+    for pattern in patterns:
+        matched = [f for f in sorted(tf.io.gfile.glob(pattern)) if not tf.io.gfile.isdir(f)]
+        if not matched:
+            raise ValueError(f"no files match {pattern!r}")
+        for path in matched:
+            if tf.io.gfile.stat(path).length == 0:
+                raise ValueError(f"input file is empty: {path}")
+            if path not in seen:
+                seen.add(path)
+                files.append(path)
+    return files
+
+
+# ------------------------------------------------------------------------------- main entry point
+def make_pretraining_dataset(
+    source: Source,
+    *,
+    is_training: bool,
+    sp_model: Optional[bytes] = None,
+    max_seq_length: int = 128,
+    max_predictions_per_seq: int = 20,
+    batch_size: int = 32,
+    seed: Optional[int] = None,
+    input_context: Optional[tf.distribute.InputContext] = None,
+    shuffle_buffer: int = 10_000,
+    repeat: Optional[bool] = None,
+    pack: bool = True,
+    drop_remainder: bool = True,
+) -> tf.data.Dataset:
+    """The masked-LM dataset: batches of BERT's pretraining features (see the module docstring).
+
+    Args:
+      source: a TextFilesSource, TfdsSource or TFRecordSource.
+      is_training: shuffle files and sequences (and repeat, unless `repeat` says otherwise).
+      sp_model: the serialized SentencePiece model (`tokenization.load_sp_model`); needed for
+        text sources, ignored for TFRecords (which are already tokenized and masked).
+      max_seq_length: length of input_ids, [CLS] and [SEP] included.
+      max_predictions_per_seq: length of the masked-LM features; at most this many tokens of an
+        example are predicted.
+      batch_size: the global batch size; with an input_context, each pipeline makes batches of
+        input_context.get_per_replica_batch_size(batch_size).
+      seed: makes shuffling and masking reproducible. Evaluation datasets without one use
+        DEFAULT_EVAL_SEED, so their masks are the same on every run.
+      input_context: from tf.distribute's distribute_datasets_from_function. Each of its
+        num_input_pipelines pipelines reads a disjoint part of the data: whole files when there
+        are at least as many files as pipelines, else every n-th sequence (TFDS: an even split).
+      shuffle_buffer: sequences (or TFRecord examples) in the training shuffle buffer.
+      repeat: repeat forever; defaults to is_training.
+      pack: pack consecutive documents into full sequences (default) or trim each document.
+      drop_remainder: drop a last partial batch, so every batch has the same static shape (as
+        TPUs need). create_pretraining_data.py sets it False to write every example.
+
+    Returns:
+      A tf.data.Dataset of dicts of FEATURE_NAMES: int32 [batch, max_seq_length] and
+      [batch, max_predictions_per_seq], masked_lm_weights float32.
+    """
+    _check_positive("max_seq_length", max_seq_length)
+    _check_positive("max_predictions_per_seq", max_predictions_per_seq)
+    _check_positive("batch_size", batch_size)
+    _check_positive("shuffle_buffer", shuffle_buffer)
+    if max_seq_length < 3:
+        raise ValueError(f"max_seq_length must be >= 3 ([CLS], a token, [SEP]), got {max_seq_length}")
+    if max_predictions_per_seq > max_seq_length - 2:
+        raise ValueError(f"max_predictions_per_seq {max_predictions_per_seq} exceeds the "
+                         f"max_seq_length - 2 = {max_seq_length - 2} tokens of a sequence")
+    if repeat is None:
+        repeat = is_training
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+        num_pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
+    else:
+        num_pipelines, pipeline_id = 1, 0
+    if seed is None and not is_training:
+        seed = DEFAULT_EVAL_SEED
+    # Training without a seed: shuffles are unseeded and masking gets a fresh random base seed.
+    mask_seed = seed if seed is not None else random.SystemRandom().getrandbits(62)
+    deterministic = None if seed is not None else False
+    shard = _Shard(num_pipelines, pipeline_id)
+
+    if isinstance(source, TFRecordSource):
+        return _tfrecord_dataset(source, shard, is_training, seed, deterministic, repeat,
+                                 shuffle_buffer, batch_size, drop_remainder,
+                                 max_seq_length, max_predictions_per_seq)
+    if not isinstance(source, (TextFilesSource, TfdsSource)):
+        raise TypeError(f"source must be a TextFilesSource, TfdsSource or TFRecordSource, got "
+                        f"{type(source).__name__}")
+    if sp_model is None:
+        raise ValueError("sp_model (the serialized SentencePiece model) is needed for text sources")
+    tokenizer = tokenization.make_tokenizer(sp_model)
+    vocab_size = tokenization.vocab_size(sp_model)
+
+    def to_sequences(documents):
+        return sequences_from_documents(documents, tokenizer, max_seq_length, pack)
+
+    if isinstance(source, TextFilesSource):
+        sequences = _text_file_sequences(source, to_sequences, shard, is_training, seed, deterministic)
+    else:
+        sequences = _tfds_sequences(source, to_sequences, shard, is_training, seed)
+    if repeat:
+        sequences = sequences.repeat()
+    if is_training:
+        sequences = sequences.shuffle(shuffle_buffer, seed=_offset(seed, 1),
+                                      reshuffle_each_iteration=True)
+    # Each example's index in the stream keys its masking (counted after repeat: each pass of a
+    # repeated dataset masks anew).
+    examples = tf.data.Dataset.zip((sequences, tf.data.Dataset.counter()))
+    batches = examples.ragged_batch(batch_size, drop_remainder=drop_remainder)
+    masker = _Masker(vocab_size, max_seq_length, max_predictions_per_seq, mask_seed, pipeline_id,
+                     batch_size=batch_size if drop_remainder else None)
+    batches = batches.map(masker, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+# ------------------------------------------------------------------------------- text -> sequences
+def sequences_from_documents(documents: tf.data.Dataset, tokenizer, max_seq_length: int,
+                             pack: bool = True) -> tf.data.Dataset:
+    """Scalar string documents -> int32 sequences [length <= max_seq_length], [CLS] ... [SEP].
+
+    Consecutive documents are packed together (pack=True) or each is trimmed (pack=False); see
+    the module docstring. Documents with no tokens give no sequence.
+    """
+    body = max_seq_length - 2
+
+    def tokenize_and_frame(texts):
+        tokens = tokenizer.tokenize(texts)  # [docs, (tokens)] int32
+        rows = pack_tokens(tokens, body) if pack else tokens[:, :body]
+        rows = tf.gather(rows, tf.where(rows.row_lengths() > 0)[:, 0])
+        num_rows = rows.nrows()
+        return tf.concat([tf.fill([num_rows, 1], CLS_ID), rows, tf.fill([num_rows, 1], SEP_ID)],
+                         axis=1)
+
+    return (documents.batch(DOCS_PER_BATCH)
+            .map(tokenize_and_frame, num_parallel_calls=tf.data.AUTOTUNE)
+            .unbatch())
+
+
+def pack_tokens(tokens: tf.RaggedTensor, length: int) -> tf.RaggedTensor:
+    """Packs documents [docs, (tokens)] into rows of at most `length` tokens, [SEP] between docs.
+
+    The documents' tokens are laid end to end with one [SEP] after each and cut every `length`
+    tokens. A [SEP] that lands first or last in a row (a boundary at the cut) is dropped, and
+    runs of [SEP] (empty documents) are merged, so rows never start or end with one.
+
+    Returns:
+      RaggedTensor [rows, (<= length)] of the tokens' dtype; rows can be empty.
+    """
+    sep = tf.cast(SEP_ID, tokens.dtype)
+    stream = tf.concat([tokens, tf.fill([tokens.nrows(), 1], sep)], axis=1).flat_values
+    previous = tf.concat([[sep], stream[:-1]], axis=0)
+    stream = tf.boolean_mask(stream, ~((stream == sep) & (previous == sep)))
+    size = tf.size(stream, out_type=tf.int64)
+    splits = tf.concat([tf.range(0, size, length, dtype=tf.int64), [size]], axis=0)
+    rows = tf.RaggedTensor.from_row_splits(stream, splits, validate=False)
+    # Position of each token in its row, to find the first and last ones.
+    row_ids = rows.value_rowids()
+    position = tf.range(size) - tf.gather(rows.row_starts(), row_ids)
+    last = tf.gather(rows.row_lengths(), row_ids) - 1
+    at_edge = (position == 0) | (position == last)
+    return tf.ragged.boolean_mask(rows, rows.with_flat_values(~(at_edge & (stream == sep))))
+
+
+def read_text_documents(path: tf.Tensor, blank_line_documents: bool) -> tf.data.Dataset:
+    """The documents of one text file (scalar string path) as a dataset of scalar strings."""
+    if not blank_line_documents:
+        lines = tf.data.TextLineDataset(path)
+        return lines.map(tf.strings.strip).filter(lambda line: tf.strings.length(line) > 0)
+
+    def paragraphs(file_path):
+        text = tf.io.read_file(file_path)
+        # Blank lines (possibly holding spaces) separate documents; the lines inside one join.
+        text = tf.strings.regex_replace(text, r"\r?\n[ \t\r]*\n(?:[ \t\r]*\n)*", _RECORD_SEPARATOR)
+        text = tf.strings.regex_replace(text, r"\s*\r?\n\s*", " ")
+        return tf.data.Dataset.from_tensor_slices(
+            tf.strings.strip(tf.strings.split(text, _RECORD_SEPARATOR)))
+
+    documents = tf.data.Dataset.from_tensors(path).flat_map(paragraphs)
+    return documents.filter(lambda doc: tf.strings.length(doc) > 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Shard:
+    num: int
+    index: int
+
+
+def _text_file_sequences(source, to_sequences, shard, is_training, seed, deterministic):
+    files = expand_patterns(source.patterns)
+    shard_files = len(files) >= shard.num
+    paths = tf.data.Dataset.from_tensor_slices(files)
+    if shard.num > 1 and shard_files:
+        paths = paths.shard(shard.num, shard.index)
+    if is_training:
+        paths = paths.shuffle(len(files), seed=_offset(seed, 2), reshuffle_each_iteration=True)
+    blank_lines = source.blank_line_documents
+    # Each file is packed on its own, so a sequence never mixes two files' text; files are
+    # interleaved (and read in parallel) at the sequence level.
+    sequences = paths.interleave(
+        lambda path: to_sequences(read_text_documents(path, blank_lines)),
+        cycle_length=min(len(files), FILE_CYCLE_LENGTH), block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if shard.num > 1 and not shard_files:
+        sequences = sequences.shard(shard.num, shard.index)
+    return sequences
+
+
+def _tfds_sequences(source, to_sequences, shard, is_training, seed):
+    split = source.split
+    if shard.num > 1:
+        import tensorflow_datasets as tfds
+
+        split = tfds.even_splits(split, n=shard.num)[shard.index]
+    return to_sequences(_tfds_documents(source, split, is_training, seed))
+
+
+def _tfds_documents(source: TfdsSource, split: str, is_training: bool, seed: Optional[int]):
+    """The text feature of a TFDS split as scalar strings, after checking name and feature."""
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(source.name, data_dir=source.data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise ValueError(f"unknown TFDS dataset {source.name!r}") from None
+    features = builder.info.features
+    if source.text_key not in features:
+        raise ValueError(f"TFDS dataset {source.name} has no feature {source.text_key!r}; it has "
+                         f"{', '.join(sorted(features.keys()))}")
+    if getattr(features[source.text_key], "tf_dtype", None) != tf.string:
+        raise ValueError(f"feature {source.text_key!r} of TFDS dataset {source.name} is not text")
+    try:
+        dataset = tfds.load(
+            source.name, split=split, data_dir=source.data_dir, download=source.download,
+            shuffle_files=is_training, read_config=tfds.ReadConfig(shuffle_seed=_offset(seed, 3)))
+    except AssertionError as err:  # TFDS' way of saying the data is not prepared
+        raise FileNotFoundError(
+            f"TFDS dataset {source.name} is not prepared in "
+            f"{source.data_dir or 'the default data_dir'} ({err}); prepare it or allow download"
+        ) from None
+    text_key = source.text_key
+    return dataset.map(lambda example: example[text_key], num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def read_documents(source: Union[TextFilesSource, TfdsSource]) -> tf.data.Dataset:
+    """Every document of a text source as scalar strings, in order (files sorted by name)."""
+    if isinstance(source, TfdsSource):
+        return _tfds_documents(source, source.split, is_training=False, seed=None)
+    if isinstance(source, TextFilesSource):
+        blank_lines = source.blank_line_documents
+        return tf.data.Dataset.from_tensor_slices(expand_patterns(source.patterns)).flat_map(
+            lambda path: read_text_documents(path, blank_lines))
+    raise TypeError(f"source must be a TextFilesSource or TfdsSource, got {type(source).__name__}")
+
+
+def text_lines(source: Union[TextFilesSource, TfdsSource],
+               max_lines: Optional[int] = None) -> Iterator[str]:
+    """The non-empty lines of a text source's documents, e.g. to train a vocabulary on TFDS text."""
+    count = 0
+    for document in read_documents(source).as_numpy_iterator():
+        for line in document.decode("utf-8", errors="replace").splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            if max_lines is not None and count >= max_lines:
+                return
+            yield line
+            count += 1
+
+
+# ------------------------------------------------------------------------------------------ masking
+class _Masker:
+    """(ragged sequences [batch, (length)] int32, example indices [batch]) -> padded feature dict."""
+
+    def __init__(self, vocab_size, max_seq_length, max_predictions_per_seq, seed, pipeline_id,
+                 batch_size):
+        self.vocab_size = vocab_size
+        self.max_seq_length = max_seq_length
+        self.max_predictions_per_seq = max_predictions_per_seq
+        self.seed = seed
+        self.pipeline_id = pipeline_id
+        self.batch_size = batch_size  # static batch dimension, None if the last batch is smaller
+
+    def __call__(self, sequences, example_ids):
+        # Every token's example index and position in its example: what the random draws hash.
+        lengths = sequences.row_lengths()
+        token_example = tf.repeat(example_ids, lengths)
+        token_position = (tf.range(tf.size(sequences.flat_values, out_type=tf.int64))
+                          - tf.repeat(sequences.row_starts(), lengths))
+        seed = (self.seed, self.pipeline_id)
+
+        def shuffle(positions):
+            """A row's selectable flat positions, in an order keyed by (example, position)."""
+            keys = hash_uint64(*seed, _SELECT_STREAM, tf.gather(token_example, positions),
+                               tf.gather(token_position, positions))
+            return tf.gather(positions, tf.argsort(_to_int63(keys)))
+
+        # RandomItemSelector caps the selections per ROW (each example) of the ragged batch:
+        # ceil(0.15 * selectable tokens), at most max_predictions_per_seq.
+        selector = tf_text.RandomItemSelector(
+            max_selections_per_batch=self.max_predictions_per_seq,
+            selection_rate=MASKED_LM_RATE,
+            unselectable_ids=list(range(NUM_SPECIAL_TOKENS)),
+            shuffle_fn=shuffle,
+        )
+        chooser = HashedMaskValuesChooser(
+            self.vocab_size, MASK_ID, MASK_TOKEN_RATE, RANDOM_TOKEN_RATE, seed=seed,
+            example_ids=example_ids)
+        masked, positions, targets = tf_text.mask_language_model(sequences, selector, chooser)
+        input_ids, input_mask = tf_text.pad_model_inputs(
+            masked, self.max_seq_length, pad_value=PAD_ID)
+        positions, weights = tf_text.pad_model_inputs(
+            tf.cast(positions, tf.int32), self.max_predictions_per_seq, pad_value=0)
+        targets, _ = tf_text.pad_model_inputs(
+            tf.cast(targets, tf.int32), self.max_predictions_per_seq, pad_value=0)
+        features = {
+            "input_ids": tf.cast(input_ids, tf.int32),
+            "input_mask": tf.cast(input_mask, tf.int32),
+            "segment_ids": tf.zeros_like(input_ids, tf.int32),
+            "masked_lm_positions": positions,
+            "masked_lm_ids": targets,
+            "masked_lm_weights": tf.cast(weights, tf.float32),
+        }
+        # The ragged ops lose the static shape; TPUs (and XLA) need it whole.
+        for name, value in features.items():
+            length = self.max_seq_length if name in FEATURE_NAMES[:3] else self.max_predictions_per_seq
+            value.set_shape([self.batch_size, length])
+        return features
+
+
+class HashedMaskValuesChooser(tf_text.MaskValuesChooser):
+    """tensorflow_text's MaskValuesChooser, drawing from a hash instead of the global generator.
+
+    For the j-th selected token of example e (selections are in position order), with
+    u = uniform hash of (seed, e, j): u < mask_token_rate -> [MASK]; else
+    u < mask_token_rate + random_token_rate -> a random id in [NUM_SPECIAL_TOKENS, vocab_size)
+    (the parent draws from the whole vocabulary, [PAD] and [CLS] included); else unchanged.
+
+    Args (besides the parent's):
+      seed: a tuple of ints mixed into every hash.
+      example_ids: int64 [batch], the index of each row's example in the stream.
+    """
+
+    def __init__(self, vocab_size, mask_token, mask_token_rate=0.8, random_token_rate=0.1, *,
+                 seed, example_ids):
+        if mask_token_rate + random_token_rate > 1.0:
+            raise ValueError("mask_token_rate + random_token_rate must be <= 1")
+        if vocab_size <= NUM_SPECIAL_TOKENS:
+            raise ValueError(f"vocab_size must exceed the {NUM_SPECIAL_TOKENS} special ids")
+        super().__init__(vocab_size, mask_token, mask_token_rate, random_token_rate)
+        self._mask_rate = mask_token_rate
+        self._seed = tuple(seed)
+        self._example_ids = example_ids
+
+    def get_mask_values(self, masked_lm_ids):
+        ids = masked_lm_ids.flat_values
+        rows = masked_lm_ids.value_rowids()
+        slot = tf.range(tf.size(ids, out_type=tf.int64)) - tf.gather(masked_lm_ids.row_starts(), rows)
+        example = tf.gather(self._example_ids, rows)
+        u = _to_unit_float(hash_uint64(*self._seed, _VALUE_STREAM, example, slot))
+        draw = hash_uint64(*self._seed, _TOKEN_STREAM, example, slot)
+        num_ordinary = tf.constant(self.vocab_size - NUM_SPECIAL_TOKENS, tf.uint64)
+        random_ids = tf.cast(draw % num_ordinary, ids.dtype) + NUM_SPECIAL_TOKENS
+        values = tf.where(u < self._mask_rate, tf.cast(self.mask_token, ids.dtype),
+                          tf.where(u < self._mask_rate + self.random_token_rate, random_ids, ids))
+        return masked_lm_ids.with_flat_values(values)
+
+
+# Streams keep the three kinds of draws independent of one another.
+_SELECT_STREAM, _VALUE_STREAM, _TOKEN_STREAM = 1, 2, 3
+
+
+def hash_uint64(*parts) -> tf.Tensor:
+    """A well-mixed uint64 hash of integer tensors (broadcast together) and Python ints.
+
+    Chains SplitMix64's finaliser (Steele et al., 2014) over the parts; TensorFlow's uint64 ops
+    wrap around like C's. Used as a counter-based random generator: the same parts always give
+    the same value, and any change to a part gives an unrelated one.
+    """
+    h = tf.constant(0x9E3779B97F4A7C15, tf.uint64)
+    for part in parts:
+        if isinstance(part, int):
+            part = tf.constant(part & 0xFFFFFFFFFFFFFFFF, tf.uint64)
+        h = _splitmix64(tf.bitwise.bitwise_xor(h, tf.cast(part, tf.uint64)))
+    return h
+
+
+def _splitmix64(z):
+    z = z + tf.constant(0x9E3779B97F4A7C15, tf.uint64)
+    z = tf.bitwise.bitwise_xor(z, tf.bitwise.right_shift(z, tf.constant(30, tf.uint64)))
+    z = z * tf.constant(0xBF58476D1CE4E5B9, tf.uint64)
+    z = tf.bitwise.bitwise_xor(z, tf.bitwise.right_shift(z, tf.constant(27, tf.uint64)))
+    z = z * tf.constant(0x94D049BB133111EB, tf.uint64)
+    return tf.bitwise.bitwise_xor(z, tf.bitwise.right_shift(z, tf.constant(31, tf.uint64)))
+
+
+def _to_unit_float(h):
+    """uint64 hash -> float32 uniform in [0, 1) (its top 24 bits)."""
+    top = tf.bitwise.right_shift(h, tf.constant(40, tf.uint64))
+    return tf.cast(tf.cast(top, tf.int64), tf.float32) * (1.0 / (1 << 24))
+
+
+def _to_int63(h):
+    """uint64 hash -> non-negative int64 (for argsort, which has no uint64 kernel)."""
+    return tf.cast(tf.bitwise.right_shift(h, tf.constant(1, tf.uint64)), tf.int64)
+
+
+# -------------------------------------------------------------------------------------- TFRecords
+def feature_spec(max_seq_length: int, max_predictions_per_seq: int) -> Dict[str, tf.io.FixedLenFeature]:
+    """The tf.train.Example features as BERT writes them: int64 ids, float weights."""
+    length = {"input_ids": max_seq_length, "input_mask": max_seq_length,
+              "segment_ids": max_seq_length, "masked_lm_positions": max_predictions_per_seq,
+              "masked_lm_ids": max_predictions_per_seq, "masked_lm_weights": max_predictions_per_seq}
+    return {name: tf.io.FixedLenFeature(
+        [length[name]], tf.float32 if name == "masked_lm_weights" else tf.int64)
+        for name in FEATURE_NAMES}
+
+
+def parse_examples(serialized: tf.Tensor, max_seq_length: int,
+                   max_predictions_per_seq: int) -> Dict[str, tf.Tensor]:
+    """Serialized tf.train.Examples [batch] -> feature dict, ids cast to int32 (TPUs lack int64)."""
+    features = tf.io.parse_example(serialized, feature_spec(max_seq_length, max_predictions_per_seq))
+    return {name: tf.cast(value, tf.int32) if value.dtype == tf.int64 else value
+            for name, value in features.items()}
+
+
+def write_tfrecords(dataset: Iterable[Mapping[str, object]], output_path: str,
+                    max_examples: Optional[int] = None) -> int:
+    """Writes feature dicts (batched or single examples) as tf.train.Examples; returns the count.
+
+    Ids are written as int64 and weights as floats, like BERT's create_pretraining_data.py. The
+    file is written under a temporary name and renamed when complete, so a failure (or zero
+    examples, a ValueError) leaves no output file.
+    """
+    if max_examples is not None:
+        _check_positive("max_examples", max_examples)
+    folder = os.path.dirname(output_path)
+    if folder:
+        tf.io.gfile.makedirs(folder)
+    tmp_path = f"{output_path}.tmp-{os.getpid()}"
+    count = 0
+    try:
+        with tf.io.TFRecordWriter(tmp_path) as writer:
+            for features in dataset:
+                for example in _examples(features):
+                    writer.write(example.SerializeToString())
+                    count += 1
+                    if count == max_examples:
+                        break
+                if count == max_examples:
+                    break
+        if count == 0:
+            raise ValueError(f"no examples to write to {output_path}: the input gave none")
+        tf.io.gfile.rename(tmp_path, output_path, overwrite=True)
+    except BaseException:
+        if tf.io.gfile.exists(tmp_path):
+            tf.io.gfile.remove(tmp_path)
+        raise
+    return count
+
+
+def _examples(features: Mapping[str, object]):
+    arrays = {name: np.asarray(features[name]) for name in FEATURE_NAMES}
+    if arrays["input_ids"].ndim == 1:
+        arrays = {name: value[None] for name, value in arrays.items()}
+    for i in range(arrays["input_ids"].shape[0]):
+        feature = {}
+        for name in FEATURE_NAMES:
+            row = arrays[name][i]
+            if name == "masked_lm_weights":
+                feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=row.tolist()))
+            else:
+                feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=row.tolist()))
+        yield tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def _check_tfrecord_file(path: str, max_seq_length: int, max_predictions_per_seq: int):
+    """Reads the first example of `path`; ValueError unless it has the expected features and lengths."""
+    try:
+        first = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
+    except tf.errors.OpError as err:
+        raise ValueError(f"{path} is not a readable TFRecord file: {err.message}") from None
+    if first is None:
+        raise ValueError(f"TFRecord file {path} holds no examples (or is not a TFRecord file)")
+    try:
+        example = tf.train.Example.FromString(first.numpy())
+    except Exception:  # protobuf's DecodeError
+        raise ValueError(f"TFRecord file {path} does not hold tf.train.Examples") from None
+    expected = feature_spec(max_seq_length, max_predictions_per_seq)
+    found = example.features.feature
+    for name, spec in expected.items():
+        if name not in found:
+            raise ValueError(f"TFRecord file {path} has no feature {name!r} (not pretraining data?)")
+        kind = found[name].WhichOneof("kind")
+        values = getattr(found[name], kind).value if kind else []
+        if len(values) != spec.shape[0]:
+            flag = "max_seq_length" if name in FEATURE_NAMES[:3] else "max_predictions_per_seq"
+            raise ValueError(f"TFRecord file {path} holds {name} of length {len(values)}, but "
+                             f"{flag} is {spec.shape[0]}")
+
+
+def _tfrecord_dataset(source, shard, is_training, seed, deterministic, repeat, shuffle_buffer,
+                      batch_size, drop_remainder, max_seq_length, max_predictions_per_seq):
+    files = expand_patterns(source.patterns)
+    _check_tfrecord_file(files[0], max_seq_length, max_predictions_per_seq)
+    shard_files = len(files) >= shard.num
+    paths = tf.data.Dataset.from_tensor_slices(files)
+    if shard.num > 1 and shard_files:
+        paths = paths.shard(shard.num, shard.index)
+    if is_training:
+        paths = paths.shuffle(len(files), seed=_offset(seed, 2), reshuffle_each_iteration=True)
+    records = paths.interleave(
+        tf.data.TFRecordDataset, cycle_length=min(len(files), FILE_CYCLE_LENGTH),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if shard.num > 1 and not shard_files:
+        records = records.shard(shard.num, shard.index)
+    if repeat:
+        records = records.repeat()
+    if is_training:
+        records = records.shuffle(shuffle_buffer, seed=_offset(seed, 1),
+                                  reshuffle_each_iteration=True)
+    # Batch first: one vectorized parse per batch instead of one per example.
+    batches = records.batch(batch_size, drop_remainder=drop_remainder)
+    batches = batches.map(
+        lambda serialized: parse_examples(serialized, max_seq_length, max_predictions_per_seq),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+# --------------------------------------------------------------------------- unigram baseline
+def count_token_ids(features: Iterable[Mapping[str, object]], vocab_size: int,
+                    max_batches: Optional[int] = None) -> np.ndarray:
+    """Counts of each token id in the real, non-special tokens of feature batches.
+
+    The original ids are counted: masked positions are restored from masked_lm_ids, so [MASK]
+    and the random replacements do not skew the counts.
+
+    Returns:
+      int64 array [vocab_size]; the special ids count 0.
+    """
+    _check_infinite(features, max_batches)
+    counts = np.zeros([vocab_size], np.int64)
+    for i, batch in enumerate(features):
+        if max_batches is not None and i >= max_batches:
+            break
+        original = original_input_ids(batch)
+        real = (np.asarray(batch["input_mask"]) > 0) & (original >= NUM_SPECIAL_TOKENS)
+        counts += np.bincount(original[real].astype(np.int64), minlength=vocab_size)[:vocab_size]
+    return counts
+
+
+def original_input_ids(features: Mapping[str, object]) -> np.ndarray:
+    """input_ids [batch, seq] with the masked positions restored to masked_lm_ids."""
+    ids = np.array(features["input_ids"])
+    positions = np.asarray(features["masked_lm_positions"])
+    targets = np.asarray(features["masked_lm_ids"])
+    weights = np.asarray(features["masked_lm_weights"])
+    rows, slots = np.nonzero(weights > 0)
+    ids[rows, positions[rows, slots]] = targets[rows, slots]
+    return ids
+
+
+def unigram_perplexity(train: Union[np.ndarray, Iterable[Mapping[str, object]]],
+                       eval_features: Iterable[Mapping[str, object]], *,
+                       vocab_size: Optional[int] = None,
+                       max_train_batches: Optional[int] = None,
+                       max_eval_batches: Optional[int] = None) -> float:
+    """Perplexity of an add-one smoothed unigram model on the masked-LM targets of eval_features.
+
+    The baseline beside a model's masked-LM perplexity: the model must beat guessing each masked
+    token from its frequency in the TRAINING data alone. The unigram distribution covers the
+    non-special ids (targets are never special): p(w) = (count(w) + 1) / (N + V - 5).
+    Perplexity = exp(-sum(weight * log p(target)) / sum(weight)), over masked_lm_ids weighted by
+    masked_lm_weights, exactly the positions the model is scored on.
+
+    Args:
+      train: counts from `count_token_ids`, or training feature batches to count (then give
+        vocab_size, and max_train_batches if the dataset repeats).
+      eval_features: evaluation feature batches (a finite dataset, or max_eval_batches).
+    """
+    if isinstance(train, np.ndarray):
+        counts = train.astype(np.int64)
+    else:
+        if vocab_size is None:
+            raise ValueError("vocab_size is needed to count token ids of training batches")
+        counts = count_token_ids(train, vocab_size, max_train_batches)
+    counts = counts.copy()
+    counts[:NUM_SPECIAL_TOKENS] = 0
+    outcomes = len(counts) - NUM_SPECIAL_TOKENS
+    if outcomes <= 0:
+        raise ValueError(f"counts cover {len(counts)} ids, no more than the special ones")
+    log_prob = np.log(counts + 1.0) - np.log(counts.sum() + float(outcomes))
+    _check_infinite(eval_features, max_eval_batches)
+    total, weight_sum = 0.0, 0.0
+    for i, batch in enumerate(eval_features):
+        if max_eval_batches is not None and i >= max_eval_batches:
+            break
+        weights = np.asarray(batch["masked_lm_weights"], np.float64)
+        targets = np.asarray(batch["masked_lm_ids"])
+        total += float(np.sum(weights * log_prob[targets]))
+        weight_sum += float(weights.sum())
+    if weight_sum == 0:
+        raise ValueError("eval_features hold no masked-LM predictions (all weights are 0)")
+    return float(np.exp(-total / weight_sum))
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _check_positive(name, value):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_infinite(features, max_batches):
+    if (max_batches is None and isinstance(features, tf.data.Dataset)
+            and features.cardinality() == tf.data.INFINITE_CARDINALITY):
+        raise ValueError("the dataset repeats forever: give a maximum number of batches")
+
+
+def _offset(seed: Optional[int], offset: int) -> Optional[int]:
+    """A distinct seed per use (file shuffle, sequence shuffle, ...), or None when unseeded."""
+    return None if seed is None else seed + offset

@@ -1,0 +1,77 @@
+"""Writes masked-LM pretraining examples to a TFRecord file, with BERT's feature names.
+
+  python scripts/create_pretraining_data.py --input_file='corpus/*.txt' --blank_line_documents \\
+      --vocab_file=vocab/spm32k.model --output_file=data/train.tfrecord
+  python scripts/create_pretraining_data.py --tfds_name=c4/en --tfds_split=validation \\
+      --vocab_file=vocab/c4_32k.model --output_file=data/c4_eval.tfrecord --max_examples=10000
+
+The masks are drawn once, from --random_seed (static masking, as BERT's script); run_pretraining
+reads the file with the same feature spec. Feeding text directly to run_pretraining masks anew
+on every pass instead (dynamic masking).
+"""
+
+import sys
+
+from absl import app, flags
+
+flags.DEFINE_string("input_file", None, "Input text files, comma-separated globs.")
+flags.DEFINE_bool("blank_line_documents", False,
+                  "Documents are separated by blank lines (else: one document per line).")
+flags.DEFINE_string("tfds_name", None, "TFDS dataset with a text feature instead, e.g. c4/en.")
+flags.DEFINE_string("tfds_split", "train", "TFDS split.")
+flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir.")
+flags.DEFINE_string("tfds_text_key", "text", "TFDS text feature.")
+flags.DEFINE_bool("tfds_download", False, "Let TFDS download and prepare the dataset.")
+flags.DEFINE_string("vocab_file", None, "The SentencePiece .model file (scripts/create_vocab.py).")
+flags.DEFINE_string("output_file", None, "Output TFRecord file.")
+flags.DEFINE_integer("max_seq_length", 128, "Tokens per example, [CLS] and [SEP] included.")
+flags.DEFINE_integer("max_predictions_per_seq", 20, "Maximum masked-LM predictions per example.")
+flags.DEFINE_integer("random_seed", 12345, "Seed of the masking.")
+flags.DEFINE_integer("max_examples", None, "Write at most this many examples.")
+flags.DEFINE_bool("pack", True, "Pack consecutive documents into full sequences (else trim each).")
+
+FLAGS = flags.FLAGS
+PROG = "create_pretraining_data.py"
+# Examples masked per step of the pipeline; the last batch may be smaller (nothing is dropped).
+BATCH_SIZE = 256
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    import tensorflow as tf
+
+    try:
+        count = create_pretraining_data()
+    except (ValueError, OSError, tf.errors.OpError) as err:
+        sys.exit(f"{PROG}: error: {err}")
+    print(f"wrote {count} examples to {FLAGS.output_file}")
+
+
+def create_pretraining_data() -> int:
+    from gmlp_tf import pretraining_data, tokenization
+
+    if bool(FLAGS.input_file) == bool(FLAGS.tfds_name):
+        raise ValueError("give exactly one of --input_file and --tfds_name")
+    if not FLAGS.vocab_file:
+        raise ValueError("--vocab_file is required")
+    if not FLAGS.output_file:
+        raise ValueError("--output_file is required")
+    if FLAGS.input_file:
+        pretraining_data.expand_patterns(FLAGS.input_file)  # missing or empty files: fail first
+        source = pretraining_data.TextFilesSource(FLAGS.input_file, FLAGS.blank_line_documents)
+    else:
+        source = pretraining_data.TfdsSource(
+            FLAGS.tfds_name, FLAGS.tfds_split, FLAGS.tfds_data_dir, FLAGS.tfds_text_key,
+            download=FLAGS.tfds_download)
+    sp_model = tokenization.load_sp_model(FLAGS.vocab_file)
+    dataset = pretraining_data.make_pretraining_dataset(
+        source, sp_model=sp_model, is_training=False, seed=FLAGS.random_seed,
+        max_seq_length=FLAGS.max_seq_length, max_predictions_per_seq=FLAGS.max_predictions_per_seq,
+        batch_size=BATCH_SIZE, repeat=False, pack=FLAGS.pack, drop_remainder=False)
+    return pretraining_data.write_tfrecords(
+        dataset.as_numpy_iterator(), FLAGS.output_file, FLAGS.max_examples)
+
+
+if __name__ == "__main__":
+    app.run(main)
