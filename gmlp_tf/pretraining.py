@@ -3,6 +3,7 @@
 import dataclasses
 import math
 import os
+import warnings
 
 import keras
 from absl import logging
@@ -137,7 +138,10 @@ def train(model, train_dataset, output_dir, num_train_steps, save_checkpoints_st
 
 def evaluate(model, eval_dataset, max_eval_steps=None, verbose=0):
     """Evaluates on held-out data: loss, masked-LM accuracy and perplexity, and the step."""
-    results = model.evaluate(eval_dataset, steps=max_eval_steps, return_dict=True, verbose=verbose)
+    with warnings.catch_warnings():
+        # A held-out set is read to its end; Keras warns that it "ran out of data".
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        results = model.evaluate(eval_dataset, steps=max_eval_steps, return_dict=True, verbose=verbose)
     results = {k: float(v) for k, v in results.items()}
     results["global_step"] = current_step(model)
     return results

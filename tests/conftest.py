@@ -24,6 +24,13 @@ def _seed():
     keras.utils.set_random_seed(1234)
 
 
+@pytest.fixture(scope="session")
+def two_replica_strategy():
+    """One MirroredStrategy over the two logical CPUs for the whole session: collective ops of
+    two strategies in one process can collide on their instance keys."""
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
 @pytest.fixture
 def tiny_text_config():
     """A small text config: 2 blocks, width 16, length 8, vocabulary 50."""

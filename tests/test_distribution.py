@@ -7,8 +7,8 @@ import tensorflow as tf
 from gmlp_tf.modeling import build_model
 
 
-def test_mirrored_strategy_fit_on_two_replicas(tiny_text_config):
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_mirrored_strategy_fit_on_two_replicas(tiny_text_config, two_replica_strategy):
+    strategy = two_replica_strategy
     assert strategy.num_replicas_in_sync == 2
     config = tiny_text_config.replace(attention_size=4, survival_prob=0.9, hidden_dropout_prob=0.1)
     with strategy.scope():

@@ -170,9 +170,8 @@ def test_unwritable_output_dir(tmp_path):
         checkpointing.prepare_output_dir(str(blocker / "sub"), CONFIG, "pretraining")
 
 
-def test_mirrored_two_replica_pretraining(tmp_path):
-    strategy = get_strategy("mirrored")
-    assert strategy.num_replicas_in_sync == 2
+def test_mirrored_two_replica_pretraining(tmp_path, two_replica_strategy):
+    strategy = two_replica_strategy
     features = counting_features(128)
 
     def dataset_fn(context):
@@ -199,3 +198,5 @@ def test_strategy_choices():
     with pytest.raises(ValueError, match="needs --tpu"):
         get_strategy("tpu")
     assert get_strategy("one_device").num_replicas_in_sync == 1
+    mirrored = get_strategy("mirrored")  # Over the two logical CPUs of conftest.
+    assert isinstance(mirrored, tf.distribute.MirroredStrategy) and mirrored.num_replicas_in_sync == 2
