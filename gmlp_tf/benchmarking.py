@@ -7,6 +7,7 @@ fraction of a dense float32 matmul measured in the same process.
 import resource
 import time
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -53,13 +54,22 @@ def synthetic_batch(config, batch_size, max_seq_length, max_predictions_per_seq,
     }
 
 
-def train_step_seconds(model, batch, steps=10):
-    """Seconds per optimizer step of model.fit on one in-memory batch (compilation excluded)."""
+def train_step_seconds(model, batch, steps=10, warmup_steps=3):
+    """Median seconds per optimizer step of model.fit on one in-memory batch.
+
+    Steps are timed one by one inside a single fit() call, after warmup steps that absorb
+    tracing and compilation; the median resists the odd slow step of a shared machine.
+    """
     dataset = tf.data.Dataset.from_tensors(batch).repeat().map(pretraining.split_features)
-    model.fit(dataset, steps_per_epoch=2, epochs=1, shuffle=False, verbose=0)  # Trace and compile.
-    start = time.perf_counter()
-    model.fit(dataset, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0)
-    return (time.perf_counter() - start) / steps
+    marks = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            marks.append(time.perf_counter())
+
+    model.fit(dataset, steps_per_epoch=warmup_steps + steps, epochs=1, shuffle=False, verbose=0, callbacks=[Clock()])
+    intervals = np.diff(marks[warmup_steps - 1 :]) / model.steps_per_execution
+    return float(np.median(intervals))
 
 
 def train_flops_per_example(config, max_seq_length, max_predictions_per_seq):

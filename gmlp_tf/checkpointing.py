@@ -13,6 +13,7 @@ import json
 import os
 
 import keras
+import tensorflow as tf
 from absl import logging
 
 from gmlp_tf.config import GMLPConfig
@@ -37,7 +38,7 @@ def checkpoint_dir(output_dir):
 def latest_weights(output_dir):
     """The latest checkpoint's weights file in output_dir, or None."""
     path = os.path.join(checkpoint_dir(output_dir), WEIGHTS_NAME)
-    return path if os.path.isfile(path) else None
+    return path if tf.io.gfile.exists(path) else None
 
 
 def backup_callback(output_dir):
@@ -53,24 +54,26 @@ def prepare_output_dir(output_dir, config, task, num_labels=None):
     Raises:
       ValueError: the directory is not writable, or holds a run of another config or task.
     """
+    # tf.io.gfile throughout: output directories are often gs:// buckets on TPU.
     try:
-        os.makedirs(output_dir, exist_ok=True)
+        tf.io.gfile.makedirs(output_dir)
         probe = os.path.join(output_dir, ".write_test")
-        with open(probe, "w") as f:
+        with tf.io.gfile.GFile(probe, "w") as f:
             f.write("")
-        os.remove(probe)
-    except OSError as err:
-        raise ValueError(f"output directory {output_dir} is not writable: {err.strerror}") from None
+        tf.io.gfile.remove(probe)
+    except (OSError, tf.errors.OpError) as err:
+        reason = getattr(err, "strerror", None) or getattr(err, "message", str(err))
+        raise ValueError(f"output directory {output_dir} is not writable: {reason}") from None
     config_path = os.path.join(output_dir, CONFIG_NAME)
-    if os.path.exists(config_path):
+    if tf.io.gfile.exists(config_path):
         saved = GMLPConfig.from_json_file(config_path)
         _check_same_architecture(saved, config, f"{output_dir} (resuming)", allow=frozenset())
     else:
         config.to_json_file(config_path)
     info = {"task": task, "num_labels": num_labels}
     info_path = os.path.join(output_dir, RUN_INFO_NAME)
-    if os.path.exists(info_path):
-        with open(info_path) as f:
+    if tf.io.gfile.exists(info_path):
+        with tf.io.gfile.GFile(info_path) as f:
             saved_info = json.load(f)
         if saved_info != info:
             raise ValueError(f"{output_dir} holds a {saved_info} run, not {info}; use another --output_dir")
@@ -96,11 +99,11 @@ def warm_start(model, init_dir, config):
     """
     weights = latest_weights(init_dir)
     config_path = os.path.join(init_dir, CONFIG_NAME)
-    if weights is None or not os.path.isfile(config_path):
+    if weights is None or not tf.io.gfile.exists(config_path):
         raise ValueError(f"--init_checkpoint {init_dir} holds no checkpoint ({CHECKPOINT_DIR}/{WEIGHTS_NAME} and {CONFIG_NAME})")
     saved_config = GMLPConfig.from_json_file(config_path)
     _check_same_architecture(saved_config, config, f"--init_checkpoint {init_dir}", allow=COMPATIBLE_FIELDS)
-    with open(os.path.join(init_dir, RUN_INFO_NAME)) as f:
+    with tf.io.gfile.GFile(os.path.join(init_dir, RUN_INFO_NAME)) as f:
         info = json.load(f)
     source = build_model(saved_config, info["task"], num_labels=info.get("num_labels") or 2)
     source.load_weights(weights)
@@ -123,9 +126,9 @@ def warm_start(model, init_dir, config):
 
 def write_text_atomically(path, text):
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with tf.io.gfile.GFile(tmp, "w") as f:
         f.write(text)
-    os.replace(tmp, path)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def _write_json_atomically(path, data):

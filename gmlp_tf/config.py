@@ -3,7 +3,6 @@
 import copy
 import dataclasses
 import json
-import os
 from typing import Optional, Union
 
 from gmlp_tf.spatial_gating import GATINGS
@@ -149,9 +148,11 @@ class GMLPConfig:
     @classmethod
     def from_json_file(cls, json_file: str) -> "GMLPConfig":
         """Reads a config written by `to_json_file` (or by hand)."""
-        if not os.path.isfile(json_file):
+        import tensorflow as tf  # gfile: local paths and gs:// alike.
+
+        if not tf.io.gfile.exists(json_file) or tf.io.gfile.isdir(json_file):
             raise FileNotFoundError(f"model config file not found: {json_file}")
-        with open(json_file, encoding="utf-8") as reader:
+        with tf.io.gfile.GFile(json_file, "r") as reader:
             text = reader.read()
         if not text.strip():
             raise ValueError(f"model config file is empty: {json_file}")
@@ -171,10 +172,12 @@ class GMLPConfig:
 
     def to_json_file(self, json_file: str):
         """Writes the config atomically, so an interrupted write leaves no half file."""
+        import tensorflow as tf
+
         tmp = json_file + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as writer:
+        with tf.io.gfile.GFile(tmp, "w") as writer:
             writer.write(self.to_json_string())
-        os.replace(tmp, json_file)
+        tf.io.gfile.rename(tmp, json_file, overwrite=True)
 
     def replace(self, **changes) -> "GMLPConfig":
         """Returns a copy with some fields changed (validated)."""

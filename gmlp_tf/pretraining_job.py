@@ -6,10 +6,10 @@ can be checked is checked before any work starts, so bad input costs one clear e
 
 import dataclasses
 import os
-import shutil
 from typing import Optional
 
 import keras
+import tensorflow as tf
 from absl import logging
 
 from gmlp_tf import checkpointing, demo_corpus, pretraining, tokenization
@@ -238,9 +238,9 @@ def run(spec: JobSpec, demo_output_dir: str):
     if spec.do_eval:
         eval_data = _distributed(strategy, job, job.eval_source, False, spec.eval_batch_size)
     checkpointing.prepare_output_dir(job.output_dir, job.config, "pretraining")
-    if job.vocab_file and not os.path.exists(os.path.join(job.output_dir, VOCAB_NAME)):
+    if job.vocab_file and not tf.io.gfile.exists(os.path.join(job.output_dir, VOCAB_NAME)):
         # Finetuning and export find the vocabulary beside the checkpoint.
-        shutil.copyfile(job.vocab_file, os.path.join(job.output_dir, VOCAB_NAME))
+        tf.io.gfile.copy(job.vocab_file, os.path.join(job.output_dir, VOCAB_NAME))
     logging.info("Model config:\n%s", job.config.to_json_string())
     logging.info("Setup: %s", job.setup)
 

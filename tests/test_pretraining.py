@@ -200,3 +200,19 @@ def test_strategy_choices():
     assert get_strategy("one_device").num_replicas_in_sync == 1
     mirrored = get_strategy("mirrored")  # Over the two logical CPUs of conftest.
     assert isinstance(mirrored, tf.distribute.MirroredStrategy) and mirrored.num_replicas_in_sync == 2
+
+
+def test_mixed_bfloat16_and_steps_per_execution(tmp_path):
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = pretraining.build_pretraining_model(CONFIG, SETUP, steps_per_execution=5)
+        assert model.encoder.blocks[0].proj_in.compute_dtype == "bfloat16"
+        assert model.encoder.blocks[0].proj_in.kernel.dtype == "float32"  # Variables stay float32.
+        inputs, _, _ = pretraining.split_features({k: v[:2] for k, v in counting_features(2).items()})
+        assert model(inputs).dtype == "float32"  # Logits (and so the loss) in float32.
+        checkpointing.prepare_output_dir(str(tmp_path), CONFIG, "pretraining")
+        history = pretraining.train(model, dataset(counting_features(128)), str(tmp_path), 20, 10, verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert pretraining.current_step(model) == 20

@@ -90,6 +90,25 @@ def test_tfds_c4_en_path_through_mock_data(fixture_dir, tmp_path):
     assert results["global_step"] == 10 and results["perplexity"] > 1.0
 
 
+def test_pretraining_from_tfrecords(fixture_dir, tmp_path):
+    from gmlp_tf import pretraining_data
+
+    sp_model = tokenization.load_sp_model(str(fixture_dir / "spm.model"))
+    for name, is_training in (("train", True), ("eval", False)):
+        features = pretraining_data.make_pretraining_dataset(
+            pretraining_data.TextFilesSource(str(fixture_dir / f"{name}.txt")), is_training=is_training,
+            sp_model=sp_model, max_seq_length=32, max_predictions_per_seq=5, batch_size=8, seed=3,
+            repeat=False, shuffle_buffer=64, drop_remainder=False,
+        )
+        assert pretraining_data.write_tfrecords(features, str(tmp_path / f"{name}.tfrecord")) > 0
+    results = pretraining_job.run(
+        spec(fixture_dir, tmp_path / "out", input_file=str(tmp_path / "train.tfrecord"),
+             eval_input_file=str(tmp_path / "eval.tfrecord"), input_format="tfrecord", num_train_steps=10),
+        "unused",
+    )
+    assert results["global_step"] == 10 and "unigram_perplexity" not in results
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [
