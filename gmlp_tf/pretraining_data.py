@@ -309,14 +309,21 @@ class _Shard:
     index: int
 
 
-def _text_file_sequences(source, to_sequences, shard, is_training, seed, deterministic):
-    files = expand_patterns(source.patterns)
+def _file_paths(files, shard, is_training, seed):
+    """A dataset of this pipeline's file paths (shuffled in training), and whether it shards by
+    file: only when there are at least as many files as pipelines; else by record, later."""
     shard_files = len(files) >= shard.num
     paths = tf.data.Dataset.from_tensor_slices(files)
     if shard.num > 1 and shard_files:
         paths = paths.shard(shard.num, shard.index)
     if is_training:
         paths = paths.shuffle(len(files), seed=_offset(seed, 2), reshuffle_each_iteration=True)
+    return paths, shard_files
+
+
+def _text_file_sequences(source, to_sequences, shard, is_training, seed, deterministic):
+    files = expand_patterns(source.patterns)
+    paths, shard_files = _file_paths(files, shard, is_training, seed)
     blank_lines = source.blank_line_documents
     # Each file is packed on its own, so a sequence never mixes two files' text; files are
     # interleaved (and read in parallel) at the sequence level.
@@ -626,12 +633,7 @@ def _tfrecord_dataset(source, shard, is_training, seed, deterministic, repeat, s
                       batch_size, drop_remainder, max_seq_length, max_predictions_per_seq):
     files = expand_patterns(source.patterns)
     _check_tfrecord_file(files[0], max_seq_length, max_predictions_per_seq)
-    shard_files = len(files) >= shard.num
-    paths = tf.data.Dataset.from_tensor_slices(files)
-    if shard.num > 1 and shard_files:
-        paths = paths.shard(shard.num, shard.index)
-    if is_training:
-        paths = paths.shuffle(len(files), seed=_offset(seed, 2), reshuffle_each_iteration=True)
+    paths, shard_files = _file_paths(files, shard, is_training, seed)
     records = paths.interleave(
         tf.data.TFRecordDataset, cycle_length=min(len(files), FILE_CYCLE_LENGTH),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)

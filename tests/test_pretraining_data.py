@@ -3,7 +3,6 @@
 import io
 import math
 import os
-import random
 import tarfile
 
 import numpy as np
@@ -11,21 +10,14 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from text_fixtures import fake_sentences
+
 from gmlp_tf import demo_corpus, tokenization
 from gmlp_tf import pretraining_data as pd
 from gmlp_tf.tokenization import CLS_ID, MASK_ID, NUM_SPECIAL_TOKENS, PAD_ID, SEP_ID
 
-WORDS = ("the king queen lord lady speaks walks castle night morning sword letter brother sister "
-         "Hamlet Ophelia Denmark England answer question love death heaven earth stands falls "
-         "quickly slowly gentle noble honest good bad old young here there never always").split()
 VOCAB = 120
 L, P = 64, 10  # max_seq_length, max_predictions_per_seq of most tests
-
-
-def fake_sentences(n, seed=0):
-    rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))).capitalize() + "."
-            for _ in range(n)]
 
 
 @pytest.fixture(scope="session")

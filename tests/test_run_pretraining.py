@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 
 from gmlp_tf import pretraining_job, tokenization
 from gmlp_tf.config import GMLPConfig
-from test_pretraining_data import fake_sentences
+from text_fixtures import fake_sentences
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "run_pretraining.py")

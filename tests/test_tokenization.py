@@ -1,25 +1,15 @@
 """gmlp_tf.tokenization: SentencePiece vocabularies with the fixed special ids, and the tokenizer."""
 
 import os
-import random
 
 import pytest
 import sentencepiece as spm
 import tensorflow as tf
 
+from text_fixtures import fake_sentences
+
 from gmlp_tf import tokenization
 from gmlp_tf.tokenization import CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID
-
-WORDS = ("the king queen lord lady speaks walks castle night morning sword letter brother sister "
-         "Hamlet Ophelia Denmark England answer question love death heaven earth stands falls "
-         "quickly slowly gentle noble honest good bad old young here there never always").split()
-
-
-def fake_sentences(n, seed=0):
-    """Cased pseudo-English sentences, deterministic."""
-    rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))).capitalize() + "."
-            for _ in range(n)]
 
 
 @pytest.fixture(scope="session")
