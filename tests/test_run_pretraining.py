@@ -1,5 +1,6 @@
 """run_pretraining.py end to end on small fixtures: a real run, resume, TFDS c4/en, bad input."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -8,13 +9,15 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from gmlp_tf import pretraining_job, tokenization
+from gmlp_tf import checkpointing, pretraining_job, tokenization
 from gmlp_tf.config import GMLPConfig
+from gmlp_tf.modeling import build_model
 from text_fixtures import fake_sentences
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "run_pretraining.py")
 VOCAB = 120
+CONFIG_OF_FIXTURE = GMLPConfig(vocab_size=VOCAB, d_model=32, d_ffn=64, num_layers=2, max_seq_length=32)
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +29,7 @@ def fixture_dir(tmp_path_factory):
     (folder / "empty.txt").write_text("")
     tokenization.train_sentencepiece([str(folder / "train.txt")], str(folder / "spm"), vocab_size=VOCAB,
                                      character_coverage=1.0)
-    config = GMLPConfig(vocab_size=VOCAB, d_model=32, d_ffn=64, num_layers=2, max_seq_length=32)
-    config.to_json_file(str(folder / "config.json"))
+    CONFIG_OF_FIXTURE.to_json_file(str(folder / "config.json"))
     return folder
 
 
@@ -149,3 +151,18 @@ def test_script_reports_errors_in_one_line(fixture_dir, tmp_path):
     assert "run_pretraining.py: error: no files match" in result.stderr
     assert "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_init_checkpoint_warm_starts_only_a_fresh_output_dir(fixture_dir, tmp_path, monkeypatch):
+    pretraining_job.run(spec(fixture_dir, tmp_path / "a", num_train_steps=10, do_eval=False), "unused")
+    calls = []
+    real_warm_start = checkpointing.warm_start
+    monkeypatch.setattr(checkpointing, "warm_start", lambda *args: calls.append(real_warm_start(*args)))
+    warm = spec(fixture_dir, tmp_path / "b", num_train_steps=10, init_checkpoint=str(tmp_path / "a"))
+    first = pretraining_job.run(warm, "unused")
+    restored, new = calls[0]
+    assert len(restored) == len(build_model(CONFIG_OF_FIXTURE, "pretraining").weights) and not new
+    assert first["global_step"] == 10  # Weights from a, but a step count of its own.
+    # b now has a checkpoint: rerunning resumes it and leaves --init_checkpoint alone.
+    again = pretraining_job.run(dataclasses.replace(warm, num_train_steps=20), "unused")
+    assert again["global_step"] == 20 and len(calls) == 1
