@@ -101,12 +101,14 @@ class SpatialProjection(keras.layers.Layer):
             n = ops.shape(inputs)[1]
             import tensorflow as tf  # Only the TensorFlow backend traces dynamic lengths here.
 
-            tf.debugging.assert_less_equal(
+            check = tf.debugging.assert_less_equal(
                 n,
                 self.max_length,
                 message=f"sequence length exceeds the spatial projection's max_length {self.max_length}",
             )
-            return n
+            # Everything downstream reads n, so the check runs before any slicing with it.
+            with tf.control_dependencies([check]):
+                return tf.identity(n)
         if n > self.max_length:
             raise ValueError(
                 f"input has {n} tokens but the spatial projection is sized for at most "
