@@ -32,3 +32,10 @@ from gmlp_tf.tiny_attention import TinyAttention
 from gmlp_tf.vision_model import GMLPVisionClassifier
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "GMLPConfig", "GMLPEncoder", "GMLPBlock", "ClassificationHead", "MaskedLMHead", "SpanHead",
+    "GMLPForPretraining", "GMLPForQuestionAnswering", "GMLPForSequenceClassification", "build_model",
+    "build_preset", "get_preset_config", "list_presets", "SpatialGatingUnit", "SpatialProjection",
+    "toeplitz_matrix", "TinyAttention", "GMLPVisionClassifier",
+]

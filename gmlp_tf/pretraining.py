@@ -6,10 +6,9 @@ import os
 import warnings
 
 import keras
-from absl import logging
 from keras import ops
 
-from gmlp_tf import checkpointing
+from gmlp_tf import checkpointing, training
 from gmlp_tf.modeling import build_model
 from gmlp_tf.optimization import create_optimizer
 
@@ -119,20 +118,8 @@ def train(model, train_dataset, output_dir, num_train_steps, save_checkpoints_st
             f"num_train_steps ({num_train_steps}) must be a multiple of save_checkpoints_steps "
             f"({save_checkpoints_steps})"
         )
-    epochs = num_train_steps // save_checkpoints_steps
-    callbacks = [
-        checkpointing.backup_callback(output_dir),
-        keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), update_freq="epoch"),
-    ]
-    if checkpointing.latest_weights(output_dir):
-        logging.info("Resuming from the checkpoint in %s", output_dir)
-    return model.fit(
-        train_dataset,
-        epochs=epochs,
-        steps_per_epoch=save_checkpoints_steps,
-        callbacks=callbacks,
-        shuffle=False,  # The input pipeline shuffles; Keras cannot shuffle a tf.data stream.
-        verbose=verbose,
+    return training.fit_resumable(
+        model, train_dataset, output_dir, num_train_steps // save_checkpoints_steps, save_checkpoints_steps, verbose
     )
 
 

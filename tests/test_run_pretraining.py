@@ -77,7 +77,6 @@ def test_tfds_c4_en_path_through_mock_data(fixture_dir, tmp_path):
     texts = fake_sentences(300, seed=5)
 
     def as_dataset(self, split, *args, **kwargs):
-        n = len(texts)
         rows = texts if split == "train" else texts[:64]
         return tf.data.Dataset.from_tensor_slices({
             "text": rows, "url": ["u"] * len(rows), "content-type": ["t"] * len(rows),

