@@ -1,0 +1,572 @@
+"""GLUE data for run_classifier.py: the tasks, their files, TFDS readers and submission files.
+
+Every GLUE task is one `GlueTask` in TASKS (get_task accepts common spellings: "SST-2", "sts-b",
+"MNLI-mm", "glue/qnli", "diagnostic"). A task reads from two sources into the same
+`InputExample`s:
+
+  read_tsv_examples   the original GLUE files (the layout of GLUE's download script):
+                        <data_dir>/CoLA/{train,dev,test}.tsv, SST-2, MRPC, QQP, STS-B, QNLI, RTE,
+                        WNLI likewise, MNLI/{train,dev_matched,dev_mismatched,test_matched,
+                        test_mismatched}.tsv and diagnostic/diagnostic.tsv (AX).
+                      data_dir may also be the task folder itself, or the .tsv file.
+  read_tfds_examples  TFDS's glue/<task> (already prepared; never downloads).
+
+Splits have canonical names: "train", "dev", "test"; MNLI has "dev_matched", "dev_mismatched",
+"test_matched" and "test_mismatched"; AX (the diagnostic set, predicted with an MNLI model) has
+only "test". train and dev carry labels, test does not (label None).
+
+Labels are GLUE's own strings ("0"/"1" for CoLA, SST-2, MRPC, QQP and WNLI; "entailment", ...
+for the NLI tasks), whichever the source; STS-B's is a float score in [0, 5]. The order of
+`label_list` is TFDS's class-id order, so a TFDS label id indexes it directly and a classifier
+predicting class i means label_list[i] in both sources.
+
+TSV quirks handled here:
+  - Quoting is off (csv.QUOTE_NONE, as BERT and TFDS read GLUE): a '"' in a sentence is a
+    literal character, never the start of a quoted field that could swallow tabs and lines.
+  - CoLA's train.tsv and dev.tsv have no header (columns: source, label, original judgement,
+    sentence); its test.tsv does (index, sentence). Every other file has a header, and columns
+    are found by name there, so the column order does not matter.
+  - MRPC's train.tsv and dev.tsv, as written by GLUE's download script, start with the UTF-8
+    byte order mark of Microsoft's original file; it is dropped, so the first column is
+    "Quality" and not "\\ufeffQuality".
+  - Files without an index column (SST-2, MRPC and QQP train/dev, CoLA train/dev, the labeled
+    diagnostic-full.tsv) get the 0-based row number, which is also what GLUE's test indices are.
+  - AX: GLUE's download script saves the diagnostic set as diagnostic/diagnostic.tsv (index,
+    sentence1, sentence2); GLUE's site also serves it as AX.tsv, and a labeled
+    diagnostic-full.tsv (Lexical Semantics, Predicate-Argument Structure, Logic, Knowledge,
+    Domain, Premise, Hypothesis, Label) for local analysis, read the same way (rows in the same
+    order, so the row number is the index) when passed as the file itself.
+
+Submission files (`write_submission`) are what gluebenchmark.com expects in its zip: one
+<name>.tsv per test split (CoLA.tsv, SST-2.tsv, ..., MNLI-m.tsv, MNLI-mm.tsv, AX.tsv) with the
+header "index<TAB>prediction".
+"""
+
+import csv
+import dataclasses
+import math
+import os
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
+
+import tensorflow as tf
+
+TRAIN = "train"
+DEV = "dev"
+TEST = "test"
+DEV_MATCHED = "dev_matched"
+DEV_MISMATCHED = "dev_mismatched"
+TEST_MATCHED = "test_matched"
+TEST_MISMATCHED = "test_mismatched"
+
+SUBMISSION_HEADER = ("index", "prediction")
+STSB_MIN_SCORE, STSB_MAX_SCORE = 0.0, 5.0
+# TFDS examples are read in batches: one Python round trip per example is slow on MNLI (393k).
+_TFDS_BATCH_SIZE = 1024
+
+# A column: a position (files without a header) or the header name(s) it may have; the first
+# name the header has wins.
+Column = Union[int, str, Tuple[str, ...]]
+
+
+# ------------------------------------------------------------------------------- data classes
+@dataclasses.dataclass(frozen=True)
+class InputExample:
+    """One GLUE example, from a TSV file or TFDS.
+
+    Attributes:
+      guid: unique id within the split, "<split>-<row number>" (0-based data row).
+      text_a: the first (or only) sentence.
+      text_b: the second sentence of a pair task; None for single-sentence tasks.
+      label: a string of the task's label_list (classification), a float score (STS-B), or None
+        (unlabeled test data).
+      index: the row's id in the submission file: the file's "index"/"id" column (an int when it
+        is one) or TFDS's idx, else the 0-based row number.
+    """
+
+    guid: str
+    text_a: str
+    text_b: Optional[str]
+    label: Optional[Union[str, float]]
+    index: Union[int, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitFormat:
+    """How one split of a task is stored, in GLUE's TSV files and in TFDS.
+
+    Attributes:
+      name: the canonical split name ("train", "dev_matched", ...).
+      file_names: TSV file name(s) to look for, the first that exists wins.
+      has_header: whether the first line is a header (columns then by name, else by position).
+      text_a, text_b: the sentence columns (text_b None for single-sentence tasks).
+      label: the label column, or None where the split has none.
+      label_required: a row without the label column is an error (train/dev); otherwise the
+        label is read only where the file has the column (e.g. AX's diagnostic-full.tsv).
+      index: the index column; where the file has none the row number is the index.
+      tfds_split: the split's name in TFDS.
+    """
+
+    name: str
+    file_names: Tuple[str, ...]
+    has_header: bool
+    text_a: Column
+    text_b: Optional[Column]
+    label: Optional[Column]
+    label_required: bool
+    index: Optional[Column]
+    tfds_split: str
+
+
+@dataclasses.dataclass(frozen=True)
+class GlueTask:
+    """One GLUE task.
+
+    Attributes:
+      name: lower-case key, e.g. "sst2".
+      display_name: GLUE's name, e.g. "SST-2".
+      label_list: the label strings in class-id order (TFDS's order); None for regression.
+      is_pair: whether examples are sentence pairs (text_b set).
+      metric_names: what glue_metrics.compute_metrics reports for the task.
+      score_metric: the one of metric_names that is the task's GLUE score (the mean of F1 and
+        accuracy for MRPC and QQP, of Pearson and Spearman for STS-B, R3 = MCC for AX).
+      dir_names: folder name(s) of the task under the GLUE data directory.
+      splits: the SplitFormat of every split, train first.
+      submission_names: (test split, file stem of its submission file) pairs.
+      tfds_name: e.g. "glue/sst2".
+      tfds_text_features: TFDS feature name of text_a (and of text_b).
+      tfds_label_names: TFDS's ClassLabel names, in id order (checked when reading TFDS).
+      model_task: the task whose fine-tuned model predicts this one ("mnli" for AX).
+    """
+
+    name: str
+    display_name: str
+    label_list: Optional[Tuple[str, ...]]
+    is_pair: bool
+    metric_names: Tuple[str, ...]
+    score_metric: str
+    dir_names: Tuple[str, ...]
+    splits: Tuple[SplitFormat, ...]
+    submission_names: Tuple[Tuple[str, str], ...]
+    tfds_name: str
+    tfds_text_features: Tuple[str, ...]
+    tfds_label_names: Optional[Tuple[str, ...]]
+    model_task: str
+
+    @property
+    def is_regression(self) -> bool:
+        return self.label_list is None
+
+    @property
+    def num_labels(self) -> int:
+        """Outputs of the classifier head: the number of classes, 1 for regression."""
+        return 1 if self.label_list is None else len(self.label_list)
+
+    @property
+    def split_names(self) -> Tuple[str, ...]:
+        return tuple(s.name for s in self.splits)
+
+    def split(self, name: str) -> SplitFormat:
+        """The SplitFormat of a split; ValueError naming the task's splits if it has no such."""
+        for split in self.splits:
+            if split.name == name:
+                return split
+        raise ValueError(f"GLUE task {self.name} has no split {name!r}; "
+                         f"its splits: {', '.join(self.split_names)}")
+
+    def submission_name(self, split: str) -> str:
+        """File stem of a test split's submission file, e.g. "MNLI-mm"."""
+        self.split(split)
+        for test_split, stem in self.submission_names:
+            if test_split == split:
+                return stem
+        raise ValueError(f"{split!r} of GLUE task {self.name} is not a test split; submission "
+                         f"files are for {', '.join(s for s, _ in self.submission_names)}")
+
+
+# ------------------------------------------------------------------------------ task table
+def _formats(text_a: Tuple[Column, Column], text_b: Tuple[Optional[Column], Optional[Column]],
+             label: Column, test_index: Column = "index", train_index: Optional[Column] = None,
+             dev: Sequence[Tuple[str, str]] = ((DEV, "validation"),),
+             test: Sequence[Tuple[str, str]] = ((TEST, "test"),),
+             header_train_dev: bool = True) -> Tuple[SplitFormat, ...]:
+    """Formats of the usual train / dev / test layout. text_a and text_b are (train/dev column,
+    test column): the test files of some tasks name or place their columns differently."""
+    labeled = [(TRAIN, "train")] + list(dev)
+    out = [SplitFormat(name, (f"{name}.tsv",), header_train_dev, text_a[0], text_b[0], label,
+                       True, train_index, tfds_split) for name, tfds_split in labeled]
+    out += [SplitFormat(name, (f"{name}.tsv",), True, text_a[1], text_b[1], None, False,
+                        test_index, tfds_split) for name, tfds_split in test]
+    return tuple(out)
+
+
+_BINARY = ("0", "1")
+_NLI3 = ("entailment", "neutral", "contradiction")
+_NLI2 = ("entailment", "not_entailment")
+_ACCURACY = ("accuracy",)
+_ACC_F1 = ("accuracy", "f1", "acc_and_f1")
+
+
+def _task(name, display_name, label_list, is_pair, metric_names, score_metric, splits,
+          tfds_text_features, tfds_label_names, dir_names=None, submission_names=None,
+          model_task=None) -> GlueTask:
+    if submission_names is None:
+        submission_names = ((TEST, display_name),)
+    return GlueTask(
+        name=name, display_name=display_name, label_list=label_list, is_pair=is_pair,
+        metric_names=metric_names, score_metric=score_metric,
+        dir_names=dir_names or (display_name,), splits=splits,
+        submission_names=submission_names, tfds_name=f"glue/{name}",
+        tfds_text_features=tfds_text_features, tfds_label_names=tfds_label_names,
+        model_task=model_task or name)
+
+
+_TASK_LIST = (
+    # CoLA train/dev: no header; source, label, original judgement ("*" or empty), sentence.
+    _task("cola", "CoLA", _BINARY, False, ("mcc",), "mcc",
+          _formats(text_a=(3, "sentence"), text_b=(None, None), label=1,
+                   header_train_dev=False),
+          ("sentence",), ("unacceptable", "acceptable")),
+    _task("sst2", "SST-2", _BINARY, False, _ACCURACY, "accuracy",
+          _formats(text_a=("sentence", "sentence"), text_b=(None, None), label="label"),
+          ("sentence",), ("negative", "positive")),
+    _task("mrpc", "MRPC", _BINARY, True, _ACC_F1, "acc_and_f1",
+          _formats(text_a=("#1 String", "#1 String"), text_b=("#2 String", "#2 String"),
+                   label="Quality"),
+          ("sentence1", "sentence2"), ("not_equivalent", "equivalent")),
+    _task("qqp", "QQP", _BINARY, True, _ACC_F1, "acc_and_f1",
+          _formats(text_a=("question1", "question1"), text_b=("question2", "question2"),
+                   label="is_duplicate", test_index="id", train_index="id"),
+          ("question1", "question2"), ("not_duplicate", "duplicate")),
+    _task("stsb", "STS-B", None, True, ("pearson", "spearman", "corr"), "corr",
+          _formats(text_a=("sentence1", "sentence1"), text_b=("sentence2", "sentence2"),
+                   label="score", train_index="index"),
+          ("sentence1", "sentence2"), None),
+    _task("mnli", "MNLI", _NLI3, True, _ACCURACY, "accuracy",
+          _formats(text_a=("sentence1", "sentence1"), text_b=("sentence2", "sentence2"),
+                   label="gold_label", train_index="index",
+                   dev=((DEV_MATCHED, "validation_matched"),
+                        (DEV_MISMATCHED, "validation_mismatched")),
+                   test=((TEST_MATCHED, "test_matched"), (TEST_MISMATCHED, "test_mismatched"))),
+          ("premise", "hypothesis"), _NLI3,
+          submission_names=((TEST_MATCHED, "MNLI-m"), (TEST_MISMATCHED, "MNLI-mm"))),
+    _task("qnli", "QNLI", _NLI2, True, _ACCURACY, "accuracy",
+          _formats(text_a=("question", "question"), text_b=("sentence", "sentence"),
+                   label="label", train_index="index"),
+          ("question", "sentence"), _NLI2),
+    _task("rte", "RTE", _NLI2, True, _ACCURACY, "accuracy",
+          _formats(text_a=("sentence1", "sentence1"), text_b=("sentence2", "sentence2"),
+                   label="label", train_index="index"),
+          ("sentence1", "sentence2"), _NLI2),
+    # WNLI's labels are 0/1 with 1 = entailment; TFDS names them not_entailment, entailment.
+    _task("wnli", "WNLI", _BINARY, True, _ACCURACY, "accuracy",
+          _formats(text_a=("sentence1", "sentence1"), text_b=("sentence2", "sentence2"),
+                   label="label", train_index="index"),
+          ("sentence1", "sentence2"), ("not_entailment", "entailment")),
+    # AX: the diagnostic set, test only, predicted by an MNLI model with MNLI's labels. GLUE
+    # scores it by R3 (MCC over the three classes); accuracy is reported beside it.
+    _task("ax", "AX", _NLI3, True, ("accuracy", "mcc"), "mcc",
+          (SplitFormat(TEST, ("diagnostic.tsv", "AX.tsv", "diagnostic-full.tsv"), True,
+                       ("sentence1", "Premise"), ("sentence2", "Hypothesis"), ("Label",), False,
+                       "index", "test"),),
+          ("premise", "hypothesis"), _NLI3, dir_names=("diagnostic", "AX"), model_task="mnli"),
+)
+
+TASKS = {task.name: task for task in _TASK_LIST}
+_ALIASES = {"diagnostic": "ax", "diagnostics": "ax", "mnlim": "mnli", "mnlimm": "mnli",
+            "mnlimatched": "mnli", "mnlimismatched": "mnli"}
+
+
+def get_task(name: Union[str, GlueTask]) -> GlueTask:
+    """The GlueTask of a name: case, "-" and "_" and a "glue/" prefix do not matter.
+
+    Raises:
+      ValueError: the name is no GLUE task.
+    """
+    if isinstance(name, GlueTask):
+        return name
+    key = str(name).strip().lower()
+    if key.startswith("glue/"):
+        key = key[len("glue/"):]
+    key = key.replace("-", "").replace("_", "")
+    key = _ALIASES.get(key, key)
+    if key not in TASKS:
+        raise ValueError(f"unknown GLUE task {name!r}; known tasks: {', '.join(TASKS)}")
+    return TASKS[key]
+
+
+def eval_splits(task: Union[str, GlueTask]) -> Tuple[str, ...]:
+    """The labeled evaluation splits: ("dev",), MNLI's matched and mismatched, none for AX."""
+    return tuple(s.name for s in get_task(task).splits if s.label_required and s.name != TRAIN)
+
+
+def test_splits(task: Union[str, GlueTask]) -> Tuple[str, ...]:
+    """The splits predicted for the GLUE server: ("test",), MNLI's test_matched/mismatched."""
+    return tuple(split for split, _ in get_task(task).submission_names)
+
+
+# ------------------------------------------------------------------------------------- TSV
+def read_tsv_examples(task: Union[str, GlueTask], data_dir: str, split: str) -> List[InputExample]:
+    """Reads one split of a task from GLUE's TSV files, in file order.
+
+    Args:
+      task: a GlueTask or its name.
+      data_dir: the GLUE data directory (holding CoLA/, SST-2/, ...), the task's folder, or the
+        .tsv file itself. Local or any path tf.io.gfile reads (gs://).
+      split: a canonical split name of the task.
+
+    Raises:
+      FileNotFoundError: the split's file is in none of the places looked at.
+      ValueError: the file is empty or has no examples, its header lacks a needed column, or a
+        row has too few columns or a label outside the task's labels; the message names the file
+        and, for a row, its 1-based line number.
+    """
+    task = get_task(task)
+    fmt = task.split(split)
+    path = find_tsv_file(task, data_dir, split)
+    examples = []
+    rows = _tsv_rows(path)
+    # An empty file raises at the first next(); a header-only file ends the loop at once.
+    columns = _resolve_columns(task, fmt, path, next(rows) if fmt.has_header else None)
+    for row_number, (line, row) in enumerate(rows):
+        examples.append(_row_example(task, fmt, columns, path, line, row_number, row))
+    if not examples:
+        raise ValueError(f"GLUE file {path} holds no examples")
+    return examples
+
+
+def find_tsv_file(task: Union[str, GlueTask], data_dir: str, split: str) -> str:
+    """The path of a split's TSV file: data_dir itself if it is a file, else the first of
+    <data_dir>/<task folder>/<file> and <data_dir>/<file> that exists."""
+    task = get_task(task)
+    fmt = task.split(split)
+    if tf.io.gfile.exists(data_dir) and not tf.io.gfile.isdir(data_dir):
+        return data_dir
+    candidates = [os.path.join(data_dir, folder, file_name)
+                  for file_name in fmt.file_names for folder in task.dir_names]
+    candidates += [os.path.join(data_dir, file_name) for file_name in fmt.file_names]
+    for path in candidates:
+        if tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path):
+            return path
+    raise FileNotFoundError(f"GLUE {task.display_name} {split} file not found; looked for "
+                            f"{', '.join(candidates)}")
+
+
+def _tsv_rows(path: str) -> Iterator[Tuple[int, List[str]]]:
+    """(1-based line number, fields) of each non-blank line, quoting off, BOM dropped."""
+    with tf.io.gfile.GFile(path, "r") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        empty = True
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as err:
+                raise ValueError(f"{path}:{reader.line_num}: unreadable row: {err}") from None
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{path}:{reader.line_num + 1}: not UTF-8 text ({err.reason})"
+                                 ) from None
+            if not row:  # A blank line is no row.
+                continue
+            if empty and row[0].startswith("\ufeff"):
+                row[0] = row[0][1:]
+            empty = False
+            yield reader.line_num, row
+        if empty:
+            raise ValueError(f"GLUE file is empty: {path}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Columns:
+    """Positions of one file's columns (None: the file has no such column)."""
+
+    text_a: int
+    text_b: Optional[int]
+    label: Optional[int]
+    index: Optional[int]
+
+    @property
+    def needed(self) -> int:
+        """How many columns a row must have."""
+        return 1 + max(p for p in (self.text_a, self.text_b, self.label, self.index)
+                       if p is not None)
+
+
+def _resolve_columns(task: GlueTask, fmt: SplitFormat, path: str,
+                     header: Optional[Tuple[int, List[str]]]) -> _Columns:
+    """Column positions, from the header's names where there is one."""
+    if header is None:
+        return _Columns(fmt.text_a, fmt.text_b, fmt.label, fmt.index)
+    line, names = header
+    names = [n.strip() for n in names]
+
+    def find(column: Optional[Column], required: bool) -> Optional[int]:
+        if column is None:
+            return None
+        accepted = (column,) if isinstance(column, str) else column
+        for name in accepted:
+            if name in names:
+                return names.index(name)
+        if required:
+            raise ValueError(f"{path}:{line}: {task.display_name} header lacks column "
+                             f"{' or '.join(map(repr, accepted))}; it has {', '.join(names)}")
+        return None
+
+    return _Columns(find(fmt.text_a, True), find(fmt.text_b, True),
+                    find(fmt.label, fmt.label_required), find(fmt.index, False))
+
+
+def _row_example(task: GlueTask, fmt: SplitFormat, columns: _Columns, path: str, line: int,
+                 row_number: int, row: List[str]) -> InputExample:
+    if len(row) < columns.needed:
+        raise ValueError(f"{path}:{line}: row has {len(row)} columns, {task.display_name} "
+                         f"{fmt.name} needs at least {columns.needed}")
+    label = None
+    if columns.label is not None:
+        label = _parse_label(task, row[columns.label], f"{path}:{line}")
+    index = row_number if columns.index is None else _parse_index(row[columns.index])
+    text_b = None if columns.text_b is None else row[columns.text_b]
+    return InputExample(f"{fmt.name}-{row_number}", row[columns.text_a], text_b, label, index)
+
+
+def _parse_label(task: GlueTask, value: str, where: str) -> Union[str, float]:
+    """A TSV label: one of label_list, or STS-B's score as a float."""
+    if task.is_regression:
+        try:
+            score = float(value)
+        except ValueError:
+            score = math.nan
+        if not math.isfinite(score):
+            raise ValueError(f"{where}: {task.display_name} score {value!r} is not a number")
+        return score
+    if value not in task.label_list:
+        raise ValueError(f"{where}: label {value!r} is not a {task.display_name} label "
+                         f"({', '.join(task.label_list)})")
+    return value
+
+
+def _parse_index(value: str) -> Union[int, str]:
+    """An index column value: an int where it is one (GLUE's are), else the string."""
+    value = value.strip()
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+# ------------------------------------------------------------------------------------ TFDS
+def read_tfds_examples(task: Union[str, GlueTask], split: str,
+                       data_dir: Optional[str] = None) -> List[InputExample]:
+    """Reads one split of a task from TFDS's glue/<task>, already prepared in data_dir.
+
+    TFDS stores examples shuffled; they are returned sorted by idx, the row number in GLUE's
+    file, so test predictions come out in the submission's order. Test labels (TFDS's -1) are
+    None; a class id becomes its label string.
+
+    Raises:
+      FileNotFoundError: the dataset is not prepared in data_dir (there is never a download).
+      ValueError: TFDS's classes are not the ones this module expects, or a label id is out of
+        range.
+    """
+    import tensorflow_datasets as tfds  # Only this reader needs it.
+
+    task = get_task(task)
+    fmt = task.split(split)
+    _check_tfds_labels(task, tfds.builder(task.tfds_name, data_dir=data_dir))
+    try:
+        dataset = tfds.load(task.tfds_name, split=fmt.tfds_split, data_dir=data_dir,
+                            download=False, shuffle_files=False)
+    except AssertionError as err:  # TFDS' way of saying the data is not prepared
+        raise FileNotFoundError(
+            f"TFDS dataset {task.tfds_name} is not prepared in "
+            f"{data_dir or 'the default data_dir'} ({err}); prepare it with "
+            f"tfds.builder({task.tfds_name!r}).download_and_prepare() on a machine with internet"
+        ) from None
+    is_test = not fmt.label_required
+    examples = []
+    for batch in dataset.batch(_TFDS_BATCH_SIZE).as_numpy_iterator():
+        for i in range(len(batch["idx"])):
+            examples.append(_tfds_example(task, fmt, batch, i, is_test))
+    examples.sort(key=lambda e: e.index)
+    return [dataclasses.replace(e, guid=f"{fmt.name}-{n}") for n, e in enumerate(examples)]
+
+
+def _check_tfds_labels(task: GlueTask, builder):
+    """Fails if TFDS's class order is not the one label_list is aligned to."""
+    if task.tfds_label_names is None:
+        return
+    names = tuple(getattr(builder.info.features["label"], "names", ()) or ())
+    if names != task.tfds_label_names:
+        raise ValueError(f"TFDS {task.tfds_name} has classes {names}, expected "
+                         f"{task.tfds_label_names} (the order of {task.label_list})")
+
+
+def _tfds_example(task: GlueTask, fmt: SplitFormat, batch, i: int, is_test: bool) -> InputExample:
+    texts = [batch[feature][i].decode("utf-8") for feature in task.tfds_text_features]
+    index = int(batch["idx"][i])
+    label = None
+    if not is_test:
+        raw = batch["label"][i]
+        if task.is_regression:
+            # str() of the float32 is its shortest round-trip form: 3.8, not 3.799999952316284.
+            label = float(str(raw))
+        else:
+            if not 0 <= int(raw) < len(task.label_list):
+                raise ValueError(f"TFDS {task.tfds_name} {fmt.tfds_split} idx {index}: label id "
+                                 f"{int(raw)} is out of range for {task.label_list}")
+            label = task.label_list[int(raw)]
+    return InputExample("", texts[0], texts[1] if task.is_pair else None, label, index)
+
+
+# ------------------------------------------------------------------------------ submissions
+def write_submission(task: Union[str, GlueTask], split: str,
+                     predictions: Sequence[Tuple[Union[int, str], Union[str, float]]],
+                     output_dir: str) -> str:
+    """Writes a test split's predictions as GLUE's submission file and returns its path.
+
+    The file is <output_dir>/<name>.tsv (e.g. SST-2.tsv, MNLI-mm.tsv, AX.tsv) with the header
+    "index<TAB>prediction" and one row per prediction, in the order given (that of the test
+    examples). It is written to a temporary file and then renamed, so it is never half there.
+
+    Args:
+      predictions: (index, prediction) pairs: a label string of the task's label_list, or for
+        STS-B a score, clipped to [0, 5] and written with 3 decimals.
+
+    Raises:
+      ValueError: split is not a test split, there are no predictions, an index repeats, or a
+        prediction is not a label of the task (or not a finite number for STS-B).
+    """
+    task = get_task(task)
+    path = os.path.join(output_dir, f"{task.submission_name(split)}.tsv")
+    predictions = list(predictions)
+    if not predictions:
+        raise ValueError(f"no predictions to write to {path}")
+    lines, seen = ["\t".join(SUBMISSION_HEADER)], set()
+    for index, prediction in predictions:
+        if index in seen:
+            raise ValueError(f"index {index!r} is predicted twice for {path}")
+        seen.add(index)
+        lines.append(f"{index}\t{_format_prediction(task, prediction, index)}")
+    tf.io.gfile.makedirs(output_dir)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+    return path
+
+
+def _format_prediction(task: GlueTask, prediction, index) -> str:
+    if task.is_regression:
+        try:
+            score = float(prediction)
+        except (TypeError, ValueError):
+            score = math.nan
+        if not math.isfinite(score):
+            raise ValueError(f"{task.display_name} prediction {prediction!r} for index {index!r} "
+                             f"is not a finite score")
+        return f"{min(max(score, STSB_MIN_SCORE), STSB_MAX_SCORE):.3f}"
+    # Only label strings: a bare class id could silently mean a different label.
+    if not isinstance(prediction, str) or prediction not in task.label_list:
+        raise ValueError(f"prediction {prediction!r} for index {index!r} is not a "
+                         f"{task.display_name} label ({', '.join(task.label_list)})")
+    return prediction
