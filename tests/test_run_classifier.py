@@ -1,0 +1,175 @@
+"""run_classifier.py: text encoding, tiny finetunes on GLUE-format fixtures, sweeps, the demo data, bad input."""
+
+import dataclasses
+import glob
+import io
+import os
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from text_fixtures import fake_sentences
+
+from gmlp_tf import classifier_job, glue, pretraining_job, sentiment_demo, tokenization
+from gmlp_tf.classifier_data import classifier_dataset, encode_texts
+from gmlp_tf.config import GMLPConfig
+from gmlp_tf.tokenization import CLS_ID, PAD_ID, SEP_ID
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GLUE_DIR = os.path.join(ROOT, "tests", "fixtures", "glue")
+VOCAB = 150
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A tiny run_pretraining output directory (config, vocabulary, checkpoint)."""
+    folder = tmp_path_factory.mktemp("classifier")
+    glue_text = [line for path in glob.glob(f"{GLUE_DIR}/*/*.tsv") for line in open(path).read().splitlines()]
+    (folder / "corpus.txt").write_text("\n".join(fake_sentences(600, seed=4) + glue_text) + "\n")
+    (folder / "eval.txt").write_text("\n".join(fake_sentences(50, seed=8)) + "\n")
+    tokenization.train_sentencepiece([str(folder / "corpus.txt")], str(folder / "spm"), vocab_size=VOCAB,
+                                     character_coverage=1.0)
+    GMLPConfig(vocab_size=VOCAB, d_model=32, d_ffn=64, num_layers=2, max_seq_length=64).to_json_file(
+        str(folder / "config.json"))
+    output = folder / "pretrained"
+    pretraining_job.run(pretraining_job.JobSpec(
+        input_file=str(folder / "corpus.txt"), eval_input_file=str(folder / "eval.txt"),
+        vocab_file=str(folder / "spm.model"), gmlp_config_file=str(folder / "config.json"),
+        output_dir=str(output), max_seq_length=32, max_predictions_per_seq=5, train_batch_size=8,
+        num_train_steps=10, num_warmup_steps=1, save_checkpoints_steps=10, do_eval=False), "unused")
+    return output
+
+
+def spec(pretrained, output_dir, **changes):
+    values = dict(task_name="sst2", data_dir=GLUE_DIR, init_checkpoint=str(pretrained), output_dir=str(output_dir),
+                  max_seq_length=32, train_batch_size=2, eval_batch_size=3, learning_rate=1e-3,
+                  num_train_epochs=2.0, do_predict=True)
+    values.update(changes)
+    return classifier_job.JobSpec(**values)
+
+
+def test_pairs_are_framed_trimmed_round_robin_and_padded(pretrained):
+    sp_model = tokenization.load_sp_model(str(pretrained / "vocab.model"))
+    tokenizer = tokenization.make_tokenizer(sp_model)
+    a, b = "the king speaks to the queen of Denmark tonight", "never"
+    ids_a = tokenizer.tokenize([a]).to_list()[0]
+    ids_b = tokenizer.tokenize([b]).to_list()[0]
+    assert len(ids_a) > 6 and len(ids_b) <= 2
+    out = {k: v.numpy()[0] for k, v in encode_texts(tokenizer, 12, tf.constant([a]), tf.constant([b])).items()}
+    # 12 = [CLS] + 9 tokens + 2 [SEP]: b keeps its tokens, a gives up the rest (round robin).
+    keep_a = 9 - len(ids_b)
+    expected = [CLS_ID] + ids_a[:keep_a] + [SEP_ID] + ids_b + [SEP_ID]
+    assert out["input_ids"].tolist() == expected
+    assert out["segment_ids"].tolist() == [0] * (keep_a + 2) + [1] * (len(ids_b) + 1)
+    short = {k: v.numpy()[0] for k, v in encode_texts(tokenizer, 12, tf.constant(["never"])).items()}
+    n = len(ids_b) + 2
+    assert short["input_ids"].tolist() == [CLS_ID] + ids_b + [SEP_ID] + [PAD_ID] * (12 - n)
+    assert short["input_mask"].tolist() == [1] * n + [0] * (12 - n)
+
+
+def test_evaluation_batches_are_padded_with_zero_weights(pretrained):
+    tokenizer = tokenization.make_tokenizer(tokenization.load_sp_model(str(pretrained / "vocab.model")))
+    examples = glue.read_tsv_examples("sst2", GLUE_DIR, "dev")
+    batches = list(classifier_dataset(examples, tokenizer, 16, 2, ("0", "1")))
+    weights = np.concatenate([w.numpy() for _, _, w in batches])
+    assert all(x["input_ids"].shape == (2, 16) for x, _, _ in batches)
+    assert weights.tolist() == [1.0] * len(examples) + [0.0] * (len(weights) - len(examples))
+
+
+@pytest.mark.parametrize("task_name", ["sst2", "stsb", "mnli", "cola"])
+def test_tiny_finetune_evaluate_and_predict(pretrained, tmp_path, task_name):
+    summary = classifier_job.run(spec(pretrained, tmp_path, task_name=task_name), "unused", "unused")
+    task = glue.get_task(task_name)
+    if task_name == "mnli":
+        assert {"dev_matched_accuracy", "dev_mismatched_accuracy"} <= set(summary)
+        assert os.path.exists(tmp_path / "MNLI-m.tsv") and os.path.exists(tmp_path / "MNLI-mm.tsv")
+        assert os.path.exists(tmp_path / "AX.tsv")  # The diagnostic, predicted with the MNLI model.
+    else:
+        assert set(task.metric_names) <= set(summary)
+        rows = open(tmp_path / f"{task.display_name}.tsv").read().splitlines()
+        assert rows[0] == "index\tprediction"
+        assert len(rows) - 1 == len(glue.read_tsv_examples(task, GLUE_DIR, "test"))
+    assert "eval_results.txt" in os.listdir(tmp_path)
+
+
+def test_sweep_reports_medians_and_best_rate(pretrained, tmp_path):
+    summary = classifier_job.run(
+        spec(pretrained, tmp_path, learning_rates="1e-3,1e-4", num_seeds=2, num_train_epochs=1.0, do_predict=False),
+        "unused", "unused")
+    assert len([d for d in os.listdir(tmp_path) if d.startswith("lr")]) == 4
+    runs = {lr: [float(open(tmp_path / f"lr{lr}_seed{s}" / "eval_results.txt").read().split("accuracy = ")[1].split()[0])
+                 for s in (12345, 12346)] for lr in ("0.001", "0.0001")}
+    assert summary["lr0.001_median_accuracy"] == pytest.approx(np.median(runs["0.001"]))
+    assert summary["best_learning_rate"] in (1e-3, 1e-4)
+    assert os.path.exists(tmp_path / "sweep_results.txt")
+
+
+@pytest.mark.parametrize(
+    "changes, error, message",
+    [
+        ({"task_name": "squad"}, ValueError, "unknown GLUE task 'squad'"),
+        ({"task_name": "ax"}, ValueError, "predicted with a mnli model"),
+        ({"data_dir": "/no/such/glue"}, FileNotFoundError, "/no/such/glue"),
+        ({"max_seq_length": 128}, ValueError, "max_seq_length 128 exceeds the model config's max_seq_length 64"),
+        ({"learning_rates": "1e-5,fast"}, ValueError, "comma-separated numbers"),
+        ({"use_tfds": True}, ValueError, "--data_dir .* or --use_tfds, one of them"),
+    ],
+)
+def test_bad_input(pretrained, tmp_path, changes, error, message):
+    with pytest.raises(error, match=message):
+        classifier_job.run(spec(pretrained, tmp_path / "out", **changes), "unused", "unused")
+    assert not (tmp_path / "out").exists()
+
+
+def test_checkpoint_of_another_config_is_refused(pretrained, tmp_path):
+    other = GMLPConfig(vocab_size=VOCAB, d_model=32, d_ffn=128, num_layers=2, max_seq_length=64)
+    other.to_json_file(str(tmp_path / "other.json"))
+    with pytest.raises(ValueError, match="model config does not match --init_checkpoint.*d_ffn"):
+        classifier_job.run(spec(pretrained, tmp_path / "out", gmlp_config_file=str(tmp_path / "other.json")),
+                           "unused", "unused")
+
+
+def test_tsv_missing_columns_names_file_and_line(pretrained, tmp_path):
+    data = tmp_path / "glue" / "SST-2"
+    data.mkdir(parents=True)
+    (data / "train.tsv").write_text("sentence\tlabel\na fine film\t1\nno label here\n")
+    with pytest.raises(ValueError, match=r"SST-2/train.tsv:3: row has 1 columns"):
+        classifier_job.run(spec(pretrained, tmp_path / "out", data_dir=str(tmp_path / "glue")), "unused", "unused")
+
+
+def _fake_vader_archive(path, rows):
+    inner = io.BytesIO()
+    with tarfile.open(fileobj=inner, mode="w:gz") as tar:
+        data = "".join(f"{i}\t{score}\t{text}\r\n" for i, score, text in rows).encode("latin-1")
+        info = tarfile.TarInfo(sentiment_demo.MEMBER)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo(sentiment_demo.INNER_ARCHIVE)
+        info.size = len(inner.getvalue())
+        tar.addfile(info, io.BytesIO(inner.getvalue()))
+    return path
+
+
+def test_sentiment_demo_data_from_the_nested_archive(tmp_path):
+    rows = [(i, (-1) ** i * 1.5 if i != 3 else 0.0, f"caf\xe9 review number {i}") for i in range(1, 31)]
+    archive = _fake_vader_archive(str(tmp_path / "vader.tar.gz"), rows)
+    path = sentiment_demo.fetch_sentiment_file(str(tmp_path / "cache"), download_fn=lambda folder: archive)
+    assert sentiment_demo.fetch_sentiment_file(str(tmp_path / "cache"), download_fn=None) == path  # Cached.
+    train, held_out = sentiment_demo.read_examples(path)
+    assert [e.index for e in held_out] == [10, 20, 30]
+    assert len(train) == 26  # 30 rows, 3 held out, the 0.0 rating dropped.
+    assert train[0].text_a == "caf\xe9 review number 1" and train[0].label == "0" and train[1].label == "1"
+
+
+def test_script_error_is_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "run_classifier.py"), "--task_name=nope",
+         f"--output_dir={tmp_path}/out", f"--data_dir={GLUE_DIR}"],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=300)
+    assert result.returncode != 0
+    assert "run_classifier.py: error: unknown GLUE task 'nope'" in result.stderr
+    assert "Traceback" not in result.stderr
