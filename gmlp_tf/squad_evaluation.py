@@ -1,0 +1,229 @@
+"""SQuAD exact match and F1, computed as the official evaluate-v1.1.py and evaluate-v2.0.py do.
+
+Scoring of one prediction against one gold answer, both versions:
+  normalization  lower case, drop string.punctuation characters, drop the whole words a / an /
+                 the, collapse whitespace.
+  exact match    1 if the normalized texts are equal, else 0.
+  F1             over the normalized whitespace tokens (bag of tokens, counting repeats):
+                 2 * precision * recall / (precision + recall), 0 without a common token.
+A question scores the maximum over its gold answers.
+
+SQuAD 2.0 differences (version_2_with_negative=True), as evaluate-v2.0.py:
+  - gold answers that normalize to "" are dropped; a question left without any (an
+    unanswerable one) has the single gold answer "": predicting "" scores 1, anything else 0.
+  - F1 of an empty against a non-empty token list is 0, of two empty lists 1 (v1.1 gives 0).
+  - na_probs {qid: no-answer score} with na_prob_thresh: a question whose score is above the
+    threshold counts as answered "no answer" (1 if it is unanswerable, else 0). BERT's
+    null_odds.json is such a file. With na_probs, the best thresholds are searched as the
+    script's find_all_best_thresh (best_exact, best_exact_thresh, best_f1, best_f1_thresh).
+
+Key scheme of `evaluate` (percentages 0..100, totals as ints):
+  always       exact_match, f1, total
+  v2.0 adds    exact (the v2.0 script's name; equal to exact_match);
+               HasAns_exact, HasAns_f1, HasAns_total when some questions have an answer;
+               NoAns_exact, NoAns_f1, NoAns_total when some have none (the script's rule);
+               best_exact, best_exact_thresh, best_f1, best_f1_thresh when na_probs are given.
+
+Missing predictions score 0 and count in every total (evaluate-v1.1.py does the same and prints
+a message; evaluate-v2.0.py leaves them out of its totals or fails): a warning gives their number.
+"""
+
+import collections
+import json
+import os
+import re
+import string
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+from absl import logging
+
+_PUNCTUATION = frozenset(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+
+
+# --------------------------------------------------------------------------------- single answers
+def normalize_answer(text: str) -> str:
+    """Lower case, no punctuation, no articles a / an / the, single spaces (the official rule)."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def exact_match_score(prediction: str, ground_truth: str) -> float:
+    """1.0 if the normalized texts are equal, else 0.0."""
+    return float(normalize_answer(prediction) == normalize_answer(ground_truth))
+
+
+def f1_score(prediction: str, ground_truth: str, version_2_with_negative: bool = False) -> float:
+    """Token-level F1 of the normalized texts (v2.0: two empty answers score 1.0)."""
+    prediction_tokens = normalize_answer(prediction).split()
+    truth_tokens = normalize_answer(ground_truth).split()
+    if version_2_with_negative and (not prediction_tokens or not truth_tokens):
+        return float(prediction_tokens == truth_tokens)
+    common = collections.Counter(prediction_tokens) & collections.Counter(truth_tokens)
+    num_same = sum(common.values())
+    if num_same == 0:
+        return 0.0
+    precision = num_same / len(prediction_tokens)
+    recall = num_same / len(truth_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def max_over_ground_truths(metric, prediction: str, ground_truths: Sequence[str],
+                           **kwargs) -> float:
+    """The best score of prediction against any gold answer."""
+    return max(metric(prediction, truth, **kwargs) for truth in ground_truths)
+
+
+# ------------------------------------------------------------------------------------ a whole set
+Dataset = Union[str, os.PathLike, Mapping, Sequence]
+
+
+def evaluate(dataset_json_or_examples: Dataset, predictions: Mapping[str, str],
+             version_2_with_negative: bool = False,
+             na_probs: Optional[Mapping[str, float]] = None,
+             na_prob_thresh: float = 1.0) -> Dict[str, float]:
+    """Scores predictions against gold answers; see the module docstring for the keys.
+
+    Args:
+      dataset_json_or_examples: the gold data: a SQuAD JSON file path, its parsed content (the
+        dict with "data", or the "data" list of articles), or SquadExamples (their `answers`).
+      predictions: {qas_id: predicted text} (predictions.json); "" means "no answer".
+      version_2_with_negative: score as evaluate-v2.0.py.
+      na_probs: {qas_id: no-answer score} (null_odds.json); missing ids count as 0.0. v2.0 only.
+      na_prob_thresh: questions whose na_prob is above it count as answered "no answer" (the
+        v2.0 script's default 1.0).
+
+    Returns:
+      The metrics dict.
+
+    Raises:
+      FileNotFoundError / ValueError: an unreadable dataset, one without questions, a v1.1
+        question without gold answers, or na_probs without version_2_with_negative.
+    """
+    questions = gold_answers(dataset_json_or_examples)
+    if not questions:
+        raise ValueError("the dataset has no questions to evaluate")
+    if na_probs is not None and not version_2_with_negative:
+        raise ValueError("na_probs apply to SQuAD 2.0 only (version_2_with_negative=True)")
+    if not version_2_with_negative:
+        for qid, answers in questions.items():
+            if not answers:
+                raise ValueError(f"question {qid} has no gold answer; score SQuAD 2.0 data with "
+                                 "version_2_with_negative=True")
+    missing = [qid for qid in questions if qid not in predictions]
+    if missing:
+        logging.warning("%d of %d questions have no prediction and score 0 (first: %s)",
+                        len(missing), len(questions), missing[0])
+    if not version_2_with_negative:
+        exact, f1 = _raw_scores(questions, predictions, version_2_with_negative=False)
+        total = len(questions)
+        return {"exact_match": 100.0 * sum(exact.values()) / total,
+                "f1": 100.0 * sum(f1.values()) / total, "total": total}
+    return _evaluate_v2(questions, predictions, na_probs, na_prob_thresh)
+
+
+def gold_answers(dataset: Dataset) -> "collections.OrderedDict[str, List[str]]":
+    """{qas_id: gold answer texts} of a SQuAD JSON path, its parsed content, or SquadExamples."""
+    if isinstance(dataset, (str, os.PathLike)):
+        dataset = _load_json(os.fspath(dataset))
+    if isinstance(dataset, Mapping):
+        if not isinstance(dataset.get("data"), list):
+            raise ValueError("the SQuAD dataset has no 'data' list")
+        dataset = dataset["data"]
+    result = collections.OrderedDict()
+    for item in dataset:
+        if hasattr(item, "qas_id") and hasattr(item, "answers"):  # a SquadExample
+            result[item.qas_id] = list(item.answers)
+            continue
+        if not isinstance(item, Mapping) or not isinstance(item.get("paragraphs"), list):
+            raise ValueError("expected SQuAD articles (with 'paragraphs') or SquadExamples, got "
+                             f"{type(item).__name__}")
+        for paragraph in item["paragraphs"]:
+            for qa in paragraph.get("qas", []):
+                result[str(qa["id"])] = [answer["text"] for answer in qa.get("answers", [])]
+    return result
+
+
+def _load_json(path: str):
+    import tensorflow as tf  # gfile: local paths and gs:// alike.
+
+    if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
+        raise FileNotFoundError(f"SQuAD file not found: {path}")
+    with tf.io.gfile.GFile(path, "r") as reader:
+        try:
+            return json.load(reader)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"SQuAD file {path} is not JSON: {err}") from None
+
+
+def _raw_scores(questions: Mapping[str, List[str]], predictions: Mapping[str, str],
+                version_2_with_negative: bool) -> Tuple[Dict[str, float], Dict[str, float]]:
+    """Per-question exact match and F1 (0 to 1) before any no-answer threshold."""
+    exact, f1 = {}, {}
+    for qid, answers in questions.items():
+        if version_2_with_negative:
+            answers = [a for a in answers if normalize_answer(a)] or [""]
+        if qid not in predictions:
+            exact[qid] = f1[qid] = 0.0
+            continue
+        prediction = predictions[qid]
+        exact[qid] = max_over_ground_truths(exact_match_score, prediction, answers)
+        f1[qid] = max_over_ground_truths(f1_score, prediction, answers,
+                                         version_2_with_negative=version_2_with_negative)
+    return exact, f1
+
+
+def _evaluate_v2(questions, predictions, na_probs, na_prob_thresh) -> Dict[str, float]:
+    has_answer = {qid: bool(answers) for qid, answers in questions.items()}
+    exact_raw, f1_raw = _raw_scores(questions, predictions, version_2_with_negative=True)
+    probs = {qid: float((na_probs or {}).get(qid, 0.0)) for qid in questions}
+    exact = _apply_threshold(exact_raw, probs, has_answer, na_prob_thresh)
+    f1 = _apply_threshold(f1_raw, probs, has_answer, na_prob_thresh)
+    result = {}
+    result["exact"], result["f1"], result["total"] = _averages(exact, f1, list(questions))
+    result["exact_match"] = result["exact"]
+    for prefix, wanted in (("HasAns", True), ("NoAns", False)):
+        qids = [qid for qid, has in has_answer.items() if has == wanted]
+        if qids:  # as the v2.0 script: a group without questions has no keys
+            (result[prefix + "_exact"], result[prefix + "_f1"],
+             result[prefix + "_total"]) = _averages(exact, f1, qids)
+    if na_probs is not None:
+        # In dataset order: the stable sort then breaks ties in na_probs as the script does.
+        answered = [qid for qid in questions if qid in predictions]
+        for name, raw in (("exact", exact_raw), ("f1", f1_raw)):
+            best, thresh = _best_threshold(raw, probs, has_answer, predictions, answered)
+            result["best_" + name], result[f"best_{name}_thresh"] = best, thresh
+    return result
+
+
+def _apply_threshold(scores, probs, has_answer, threshold) -> Dict[str, float]:
+    """Questions with a no-answer score above threshold count as answered "no answer"."""
+    return {qid: (float(not has_answer[qid]) if probs[qid] > threshold else score)
+            for qid, score in scores.items()}
+
+
+def _averages(exact, f1, qids: Iterable[str]) -> Tuple[float, float, int]:
+    qids = list(qids)
+    return (100.0 * sum(exact[q] for q in qids) / len(qids),
+            100.0 * sum(f1[q] for q in qids) / len(qids), len(qids))
+
+
+def _best_threshold(raw, probs, has_answer, predictions, answered) -> Tuple[float, float]:
+    """The best score over no-answer thresholds and that threshold (find_best_thresh).
+
+    Start with every question answered "no answer" (the unanswerable ones score 1), then lower
+    the threshold past each question in order of its no-answer score: an answerable question
+    then gains its raw score, an unanswerable one loses 1 if the model gave a non-empty text.
+    Questions without a prediction score 0 throughout (they are in the denominator only).
+    """
+    score = sum(1 for qid in answered if not has_answer[qid])
+    best, best_thresh = score, 0.0
+    for qid in sorted(answered, key=lambda q: probs[q]):
+        if has_answer[qid]:
+            score += raw[qid]
+        elif predictions[qid]:
+            score -= 1
+        if score > best:
+            best, best_thresh = score, probs[qid]
+    return 100.0 * best / len(raw), best_thresh
