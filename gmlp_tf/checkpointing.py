@@ -2,6 +2,7 @@
 
 An output directory holds
   gmlp_config.json          the model config (like bert_config.json)
+  vocab.model               the SentencePiece model (text models)
   run_info.json             the task the weights belong to ({"task": ..., "num_labels": ...})
   checkpoints/              keras.callbacks.BackupAndRestore state: latest.weights.h5 (model and
                             optimizer variables, so the step too) and training_metadata.json
@@ -20,6 +21,7 @@ from gmlp_tf.config import GMLPConfig
 from gmlp_tf.modeling import build_model
 
 CONFIG_NAME = "gmlp_config.json"
+VOCAB_NAME = "vocab.model"  # run_pretraining.py copies its vocabulary here for finetuning and export.
 RUN_INFO_NAME = "run_info.json"
 CHECKPOINT_DIR = "checkpoints"
 WEIGHTS_NAME = "latest.weights.h5"
@@ -122,6 +124,15 @@ def warm_start(model, init_dir, config):
     for key in new:
         logging.info("  new:      %s", key)
     return restored, new
+
+
+def write_vocab(output_dir, sp_model):
+    """Writes the serialized SentencePiece model beside the checkpoint (if not there yet)."""
+    path = os.path.join(output_dir, VOCAB_NAME)
+    if not tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path + ".tmp", "wb") as f:
+            f.write(sp_model)
+        tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
 
 
 def write_text_atomically(path, text):

@@ -22,6 +22,7 @@ from gmlp_tf.finetuning import (
     compile_classifier,
     finetuning_config,
     finetuning_optimizer,
+    load_model_files,
     predictions_from_logits,
 )
 from gmlp_tf.modeling import build_model
@@ -103,7 +104,7 @@ def resolve(spec: JobSpec, demo_output_dir: str, demo_pretraining_dir: str) -> J
     if bool(spec.data_dir) == bool(spec.use_tfds):
         raise ValueError("give the data: --data_dir (GLUE TSV files) or --use_tfds, one of them")
     setup = _setup(spec, FinetuneSetup())
-    config, sp_model = _model_files(spec)
+    config, sp_model = load_model_files(spec.init_checkpoint, spec.gmlp_config_file, spec.vocab_file)
     _check_length(setup, config)
 
     def read(t, split):
@@ -133,7 +134,7 @@ def _resolve_demo(spec, demo_output_dir, demo_pretraining_dir):
         pretraining_job.run(pretraining_job.JobSpec(output_dir=init), init)
     spec = dataclasses.replace(spec, init_checkpoint=init, output_dir=spec.output_dir or demo_output_dir)
     setup = _setup(spec, DEMO_SETUP)
-    config, sp_model = _model_files(spec)
+    config, sp_model = load_model_files(spec.init_checkpoint, spec.gmlp_config_file, spec.vocab_file)
     _check_length(setup, config)
     train, held_out = sentiment_demo.read_examples(sentiment_demo.fetch_sentiment_file())
     task = glue.get_task(DEMO_TASK)
@@ -163,24 +164,6 @@ def _learning_rates(spec, setup):
     if spec.num_seeds < 1:
         raise ValueError(f"--num_seeds must be at least 1, got {spec.num_seeds}")
     return rates
-
-
-def _model_files(spec):
-    """The config and vocabulary: from flags, else from the --init_checkpoint directory."""
-    init = spec.init_checkpoint
-    config_file = spec.gmlp_config_file or (init and os.path.join(init, checkpointing.CONFIG_NAME))
-    vocab_file = spec.vocab_file or (init and os.path.join(init, pretraining_job.VOCAB_NAME))
-    if not config_file or not vocab_file:
-        raise ValueError("give --init_checkpoint (a run_pretraining output directory) or --gmlp_config_file and --vocab_file")
-    config = GMLPConfig.from_json_file(config_file)
-    sp_model = tokenization.load_sp_model(vocab_file)
-    tokenization.check_special_ids(sp_model)
-    if tokenization.vocab_size(sp_model) != config.vocab_size:
-        raise ValueError(
-            f"vocabulary size mismatch: {vocab_file} has {tokenization.vocab_size(sp_model)} pieces but the "
-            f"model config has vocab_size {config.vocab_size}"
-        )
-    return config, sp_model
 
 
 def _check_length(setup, config):
@@ -215,6 +198,7 @@ def run_once(job, strategy, learning_rate, seed, run_dir):
     task, setup = job.task, job.setup
     label_list = task.label_list
     checkpointing.prepare_output_dir(run_dir, finetuning_config(job.config, setup), "classification", task.num_labels)
+    checkpointing.write_vocab(run_dir, job.sp_model)
     with strategy.scope():
         model = build_model(finetuning_config(job.config, setup), "classification", num_labels=task.num_labels)
     if job.train:

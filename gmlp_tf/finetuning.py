@@ -2,10 +2,13 @@
 
 import dataclasses
 import math
+import os
 
 import keras
 import numpy as np
 
+from gmlp_tf import checkpointing, tokenization
+from gmlp_tf.config import GMLPConfig
 from gmlp_tf.optimization import create_optimizer
 
 
@@ -75,3 +78,27 @@ def predictions_from_logits(logits, label_list):
     if label_list is None:
         return [float(x) for x in logits.reshape(-1)]
     return [label_list[i] for i in np.argmax(logits, axis=-1)]
+
+
+def load_model_files(init_checkpoint=None, config_file=None, vocab_file=None):
+    """The model config and SentencePiece model: from the given files, else from init_checkpoint.
+
+    Returns:
+      (GMLPConfig, serialized SentencePiece model bytes), checked against each other.
+    """
+    config_file = config_file or (init_checkpoint and os.path.join(init_checkpoint, checkpointing.CONFIG_NAME))
+    vocab_file = vocab_file or (init_checkpoint and os.path.join(init_checkpoint, checkpointing.VOCAB_NAME))
+    if not config_file or not vocab_file:
+        raise ValueError(
+            "give --init_checkpoint (a run_pretraining output directory) or --gmlp_config_file and --vocab_file"
+        )
+    config = GMLPConfig.from_json_file(config_file)
+    sp_model = tokenization.load_sp_model(vocab_file)
+    tokenization.check_special_ids(sp_model)
+    size = tokenization.vocab_size(sp_model)
+    if size != config.vocab_size:
+        raise ValueError(
+            f"vocabulary size mismatch: {vocab_file} has {size} pieces but the model config has vocab_size "
+            f"{config.vocab_size}"
+        )
+    return config, sp_model

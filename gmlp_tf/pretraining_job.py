@@ -5,11 +5,9 @@ can be checked is checked before any work starts, so bad input costs one clear e
 """
 
 import dataclasses
-import os
 from typing import Optional
 
 import keras
-import tensorflow as tf
 from absl import logging
 
 from gmlp_tf import checkpointing, demo_corpus, pretraining, tokenization
@@ -26,7 +24,6 @@ from gmlp_tf.pretraining_data import (
 from gmlp_tf.presets import get_preset_config
 
 DEMO_PRESET = "gmlp_demo"
-VOCAB_NAME = "vocab.model"
 # Training batches counted for the unigram baseline (enough for stable frequencies).
 UNIGRAM_TRAIN_BATCHES = 200
 
@@ -238,9 +235,8 @@ def run(spec: JobSpec, demo_output_dir: str):
     if spec.do_eval:
         eval_data = _distributed(strategy, job, job.eval_source, False, spec.eval_batch_size)
     checkpointing.prepare_output_dir(job.output_dir, job.config, "pretraining")
-    if job.vocab_file and not tf.io.gfile.exists(os.path.join(job.output_dir, VOCAB_NAME)):
-        # Finetuning and export find the vocabulary beside the checkpoint.
-        tf.io.gfile.copy(job.vocab_file, os.path.join(job.output_dir, VOCAB_NAME))
+    if job.vocab_file:  # Finetuning and export find the vocabulary beside the checkpoint.
+        checkpointing.write_vocab(job.output_dir, job.sp_model or tokenization.load_sp_model(job.vocab_file))
     logging.info("Model config:\n%s", job.config.to_json_string())
     logging.info("Setup: %s", job.setup)
 

@@ -1,6 +1,5 @@
 """run_classifier.py: text encoding, tiny finetunes on GLUE-format fixtures, sweeps, the demo data, bad input."""
 
-import dataclasses
 import glob
 import io
 import os

@@ -1,0 +1,110 @@
+"""run_squad.py end to end: tiny finetunes on SQuAD-format fixtures, prediction files, scores, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from text_fixtures import fake_sentences
+
+from gmlp_tf import squad_job, tokenization
+from gmlp_tf.config import GMLPConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SQUAD_DIR = os.path.join(ROOT, "tests", "fixtures", "squad")
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    """A vocabulary trained on the fixture contexts and questions, and a matching tiny config."""
+    folder = tmp_path_factory.mktemp("squad_job")
+    texts = fake_sentences(300, seed=7)
+    for name in ("sample-v1.1.json", "sample-v2.0.json"):
+        for article in json.load(open(os.path.join(SQUAD_DIR, name)))["data"]:
+            for paragraph in article["paragraphs"]:
+                texts.append(paragraph["context"])
+                texts.extend(qa["question"] for qa in paragraph["qas"])
+    (folder / "corpus.txt").write_text("\n".join(texts) + "\n")
+    tokenization.train_sentencepiece([str(folder / "corpus.txt")], str(folder / "spm"), vocab_size=200,
+                                     character_coverage=1.0)
+    GMLPConfig(vocab_size=200, d_model=32, d_ffn=64, num_layers=2, max_seq_length=64).to_json_file(
+        str(folder / "config.json"))
+    return folder
+
+
+def spec(model_files, output_dir, **changes):
+    values = dict(
+        vocab_file=str(model_files / "spm.model"), gmlp_config_file=str(model_files / "config.json"),
+        train_file=os.path.join(SQUAD_DIR, "sample-v1.1.json"), predict_file=os.path.join(SQUAD_DIR, "sample-v1.1.json"),
+        output_dir=str(output_dir), do_train=True, do_predict=True, max_seq_length=64, doc_stride=16,
+        max_query_length=16, train_batch_size=4, predict_batch_size=4, learning_rate=3e-3, num_train_steps=40,
+        num_warmup_steps=4, save_checkpoints_steps=20, max_answer_length=10,
+    )
+    values.update(changes)
+    return squad_job.JobSpec(**values)
+
+
+def test_v1_finetune_predict_and_score(model_files, tmp_path):
+    scores = squad_job.run(spec(model_files, tmp_path))
+    assert {"exact_match", "f1"} <= set(scores) and 0.0 <= scores["f1"] <= 100.0
+    predictions = json.load(open(tmp_path / "predictions.json"))
+    nbest = json.load(open(tmp_path / "nbest_predictions.json"))
+    contexts = {qa["id"]: p["context"] for a in json.load(open(os.path.join(SQUAD_DIR, "sample-v1.1.json")))["data"]
+                for p in a["paragraphs"] for qa in p["qas"]}
+    assert set(predictions) == set(contexts)
+    assert all(text in contexts[qid] for qid, text in predictions.items())  # Exact context substrings.
+    assert all(len(v) >= 1 and abs(sum(e["probability"] for e in v) - 1) < 1e-4 for v in nbest.values())
+    assert not os.path.exists(tmp_path / "null_odds.json")
+    assert "f1 = " in open(tmp_path / "eval_results.txt").read()
+    # Rerunning resumes the finished run: no more training, the same predictions.
+    again = squad_job.run(spec(model_files, tmp_path))
+    assert again == scores
+
+
+def test_v2_writes_null_odds_and_breakdown(model_files, tmp_path):
+    v2 = os.path.join(SQUAD_DIR, "sample-v2.0.json")
+    scores = squad_job.run(spec(model_files, tmp_path, train_file=v2, predict_file=v2, version_2_with_negative=True,
+                                num_train_steps=20))
+    assert {"HasAns_f1", "NoAns_f1", "exact", "f1"} <= set(scores)
+    null_odds = json.load(open(tmp_path / "null_odds.json"))
+    assert set(null_odds) == set(json.load(open(tmp_path / "predictions.json")))
+
+
+def test_tfds_squad_through_mock_data(model_files, tmp_path):
+    with tfds.testing.mock_data(num_examples=8):
+        scores = squad_job.run(spec(model_files, tmp_path, train_file=None, predict_file=None,
+                                    tfds_name="squad/v1.1", do_train=False))
+    assert os.path.exists(tmp_path / "predictions.json") and "f1" in scores
+
+
+@pytest.mark.parametrize(
+    "changes, error, message",
+    [
+        ({"train_file": "/no/such.json"}, FileNotFoundError, "/no/such.json"),
+        ({"max_seq_length": 128}, ValueError, "max_seq_length 128 exceeds the model config's max_seq_length 64"),
+        ({"do_train": False, "do_predict": False}, ValueError, "nothing to do"),
+        ({"train_file": None}, ValueError, "give --train_file"),
+        ({"num_train_steps": 30}, ValueError, "multiple of save_checkpoints_steps"),
+    ],
+)
+def test_bad_input(model_files, tmp_path, changes, error, message):
+    with pytest.raises(error, match=message):
+        squad_job.run(spec(model_files, tmp_path / "out", **changes))
+    assert not (tmp_path / "out").exists()
+
+
+def test_script_error_is_one_line(model_files, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "run_squad.py"), f"--vocab_file={model_files}/spm.model",
+         f"--gmlp_config_file={model_files}/config.json", f"--train_file={bad}", "--do_train",
+         "--max_seq_length=64", f"--output_dir={tmp_path}/out"],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=300)
+    assert result.returncode != 0
+    assert "run_squad.py: error:" in result.stderr and "bad.json" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not os.path.exists(tmp_path / "out")
