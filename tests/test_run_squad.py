@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-import tensorflow as tf
 import tensorflow_datasets as tfds
 from text_fixtures import fake_sentences
 
