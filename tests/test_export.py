@@ -301,3 +301,14 @@ def test_script_error_line_on_missing_model_dir(tmp_path):
     assert f"export_saved_model.py: error: model directory not found: {tmp_path}/nope" in result.stderr
     assert "Traceback" not in result.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_script_exports_a_model_directory(setup, tmp_path):
+    target = tmp_path / "squad_export"
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "export_saved_model.py"),
+         f"--model_dir={setup['dirs']['squad']}", f"--export_dir={target}"],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (target / "saved_model.pb").exists() and (target / "variables").is_dir()
+    assert sorted(os.listdir(tmp_path)) == ["squad_export"]  # No temporary directory left behind.
