@@ -16,6 +16,7 @@ from absl import logging
 from gmlp_tf import checkpointing, glue, glue_metrics, pretraining_job, sentiment_demo, tokenization, training
 from gmlp_tf.classifier_data import classifier_dataset
 from gmlp_tf.config import GMLPConfig
+from gmlp_tf.common_flags import CommonSpec
 from gmlp_tf.distribution import get_strategy
 from gmlp_tf.finetuning import (
     FinetuneSetup,
@@ -33,17 +34,9 @@ DEMO_SETUP = FinetuneSetup(max_seq_length=64, learning_rate=5e-4, num_train_epoc
 
 
 @dataclasses.dataclass
-class JobSpec:
+class JobSpec(CommonSpec):
     """The flags of run_classifier.py (see the script for their help)."""
 
-    strategy: str = "default"
-    tpu: Optional[str] = None
-    tpu_zone: Optional[str] = None
-    gcp_project: Optional[str] = None
-    steps_per_execution: int = 1
-    precision: str = "float32"
-    output_dir: Optional[str] = None
-    init_checkpoint: Optional[str] = None
     task_name: Optional[str] = None
     data_dir: Optional[str] = None
     use_tfds: bool = False
@@ -62,10 +55,6 @@ class JobSpec:
     num_train_epochs: Optional[float] = None
     warmup_proportion: Optional[float] = None
     random_seed: int = 12345
-
-    @classmethod
-    def field_names(cls):
-        return [f.name for f in dataclasses.fields(cls)]
 
     @property
     def is_demo(self):

@@ -1,6 +1,10 @@
 """absl flags shared by the scripts (defined once here; library functions take plain values)."""
 
-from absl import flags
+import dataclasses
+import sys
+from typing import Optional
+
+from absl import flags, logging
 
 from gmlp_tf.distribution import STRATEGIES
 
@@ -31,3 +35,35 @@ def define_output_flags():
         "A run_pretraining output directory to warm-start from; used only when --output_dir holds "
         "no checkpoint yet.",
     )
+
+
+@dataclasses.dataclass
+class CommonSpec:
+    """The values of the shared flags; each job's JobSpec extends it with its own flags."""
+
+    strategy: str = "default"
+    tpu: Optional[str] = None
+    tpu_zone: Optional[str] = None
+    gcp_project: Optional[str] = None
+    steps_per_execution: int = 1
+    precision: str = "float32"
+    output_dir: Optional[str] = None
+    init_checkpoint: Optional[str] = None
+
+    @classmethod
+    def field_names(cls):
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_flags(cls, flag_values):
+        """The spec of parsed flags (the script passes its FLAGS; one field per flag)."""
+        return cls(**{name: flag_values[name].value for name in cls.field_names()})
+
+
+def run_main(program, job):
+    """Runs job(); bad input ends the script with one line "<program>: error: ..." and exit 1."""
+    try:
+        return job()
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        logging.flush()
+        sys.exit(f"{program}: error: {err}")

@@ -12,6 +12,7 @@ from absl import logging
 
 from gmlp_tf import checkpointing, demo_corpus, pretraining, tokenization
 from gmlp_tf.config import GMLPConfig
+from gmlp_tf.common_flags import CommonSpec
 from gmlp_tf.distribution import get_strategy
 from gmlp_tf.pretraining_data import (
     TextFilesSource,
@@ -29,17 +30,9 @@ UNIGRAM_TRAIN_BATCHES = 200
 
 
 @dataclasses.dataclass
-class JobSpec:
+class JobSpec(CommonSpec):
     """The flags of run_pretraining.py (see the script for their help)."""
 
-    strategy: str = "default"
-    tpu: Optional[str] = None
-    tpu_zone: Optional[str] = None
-    gcp_project: Optional[str] = None
-    steps_per_execution: int = 1
-    precision: str = "float32"
-    output_dir: Optional[str] = None
-    init_checkpoint: Optional[str] = None
     gmlp_config_file: Optional[str] = None
     preset: Optional[str] = None
     setup: Optional[str] = None
@@ -67,10 +60,6 @@ class JobSpec:
     do_train: bool = True
     do_eval: bool = True
     random_seed: int = 12345
-
-    @classmethod
-    def field_names(cls):
-        return [f.name for f in dataclasses.fields(cls)]
 
     @property
     def is_demo(self):

@@ -9,6 +9,7 @@ import numpy as np
 from absl import logging
 
 from gmlp_tf import checkpointing, squad, squad_evaluation, training
+from gmlp_tf.common_flags import CommonSpec
 from gmlp_tf.distribution import get_strategy
 from gmlp_tf.finetuning import FinetuneSetup, finetuning_config, finetuning_optimizer, load_model_files
 from gmlp_tf.modeling import build_model
@@ -19,17 +20,9 @@ NUM_TRAIN_STEPS = 8000
 
 
 @dataclasses.dataclass
-class JobSpec:
+class JobSpec(CommonSpec):
     """The flags of run_squad.py (see the script for their help)."""
 
-    strategy: str = "default"
-    tpu: Optional[str] = None
-    tpu_zone: Optional[str] = None
-    gcp_project: Optional[str] = None
-    steps_per_execution: int = 1
-    precision: str = "float32"
-    output_dir: Optional[str] = None
-    init_checkpoint: Optional[str] = None
     vocab_file: Optional[str] = None
     gmlp_config_file: Optional[str] = None
     train_file: Optional[str] = None
@@ -52,10 +45,6 @@ class JobSpec:
     max_answer_length: int = 30
     null_score_diff_threshold: float = 0.0
     random_seed: int = 12345
-
-    @classmethod
-    def field_names(cls):
-        return [f.name for f in dataclasses.fields(cls)]
 
     @property
     def is_demo(self):

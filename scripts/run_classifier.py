@@ -14,9 +14,8 @@ seeds as in the paper:
 """
 
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from gmlp_tf import common_flags
 
@@ -52,14 +51,10 @@ DEMO_PRETRAINING_DIR = os.path.join("output", "pretraining_demo")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        from gmlp_tf import classifier_job
+    from gmlp_tf import classifier_job
 
-        spec = classifier_job.JobSpec(**{name: FLAGS[name].value for name in classifier_job.JobSpec.field_names()})
-        summary = classifier_job.run(spec, DEMO_OUTPUT_DIR, DEMO_PRETRAINING_DIR)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        logging.flush()
-        sys.exit(f"run_classifier.py: error: {err}")
+    spec = classifier_job.JobSpec.from_flags(FLAGS)
+    summary = common_flags.run_main("run_classifier.py", lambda: classifier_job.run(spec, DEMO_OUTPUT_DIR, DEMO_PRETRAINING_DIR))
     for line in classifier_job.report_lines(summary, spec.is_demo):
         print(line)
 

@@ -16,9 +16,8 @@ Rerunning with the same --output_dir resumes from its last checkpoint.
 """
 
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from gmlp_tf import common_flags
 
@@ -64,14 +63,10 @@ DEMO_OUTPUT_DIR = os.path.join("output", "pretraining_demo")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        from gmlp_tf import pretraining_job
+    from gmlp_tf import pretraining_job
 
-        spec = pretraining_job.JobSpec(**{name: FLAGS[name].value for name in pretraining_job.JobSpec.field_names()})
-        results = pretraining_job.run(spec, DEMO_OUTPUT_DIR)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        logging.flush()
-        sys.exit(f"run_pretraining.py: error: {err}")
+    spec = pretraining_job.JobSpec.from_flags(FLAGS)
+    results = common_flags.run_main("run_pretraining.py", lambda: pretraining_job.run(spec, DEMO_OUTPUT_DIR))
     if results:
         for line in pretraining_job.report_lines(results):
             print(line)

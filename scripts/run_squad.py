@@ -17,9 +17,8 @@ answers, the official exact match and F1 in eval_results.txt.
 """
 
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from gmlp_tf import common_flags
 
@@ -58,14 +57,10 @@ DEMO_PRETRAINING_DIR = os.path.join("output", "pretraining_demo")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        from gmlp_tf import squad_job
+    from gmlp_tf import squad_job
 
-        spec = squad_job.JobSpec(**{name: FLAGS[name].value for name in squad_job.JobSpec.field_names()})
-        scores = squad_job.run(spec, DEMO_OUTPUT_DIR, DEMO_PRETRAINING_DIR)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        logging.flush()
-        sys.exit(f"run_squad.py: error: {err}")
+    spec = squad_job.JobSpec.from_flags(FLAGS)
+    scores = common_flags.run_main("run_squad.py", lambda: squad_job.run(spec, DEMO_OUTPUT_DIR, DEMO_PRETRAINING_DIR))
     for line in squad_job.report_lines(scores):
         print(line)
 
