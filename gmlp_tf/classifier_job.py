@@ -174,9 +174,10 @@ def run(spec: JobSpec, demo_output_dir: str, demo_pretraining_dir: str):
         run_dir = job.output_dir if len(runs) == 1 else os.path.join(job.output_dir, f"lr{lr:g}_seed{seed}")
         results[(lr, seed)] = run_once(job, strategy, lr, seed, run_dir)
     summary = summarize(job, results)
-    if job.evals:
-        path = os.path.join(job.output_dir, "eval_results.txt" if len(runs) == 1 else "sweep_results.txt")
-        checkpointing.write_text_atomically(path, "".join(f"{k} = {summary[k]}\n" for k in sorted(summary)))
+    if job.evals and len(runs) > 1:  # A single run wrote its eval_results.txt already.
+        checkpointing.write_text_atomically(
+            os.path.join(job.output_dir, "sweep_results.txt"), "".join(f"{k} = {summary[k]}\n" for k in sorted(summary))
+        )
     return summary
 
 
