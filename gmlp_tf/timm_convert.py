@@ -1,0 +1,556 @@
+"""Converts timm's gMLP image classifiers (gmlp_ti16_224 / gmlp_s16_224 / gmlp_b16_224) to Keras.
+
+timm (PyTorch, timm/models/mlp_mixer.py) names and shapes, with d = d_model, e = d_ffn,
+n = (image_size / patch_size)^2 tokens, p = patch_size, C = channels, K = classes:
+
+  stem.proj.weight [d, C, p, p] (OIHW)  -> stem kernel [p, p, C, d] (HWIO)
+  stem.proj.bias [d]                    -> stem bias
+  blocks.{i}.norm.weight / .bias        -> blocks[i].norm gamma / beta
+  blocks.{i}.mlp_channels.fc1.weight [e, d] -> blocks[i].proj_in kernel [d, e] (transposed)
+  blocks.{i}.mlp_channels.fc1.bias [e]
+  blocks.{i}.mlp_channels.gate.norm.weight / .bias [e / 2] -> blocks[i].sgu.norm gamma / beta
+  blocks.{i}.mlp_channels.gate.proj.weight [n, n] -> blocks[i].sgu.proj kernel (NOT transposed:
+      both compute out[i] = sum_j W[i, j] z[j] + b[i] over tokens)
+  blocks.{i}.mlp_channels.gate.proj.bias [n]
+  blocks.{i}.mlp_channels.fc2.weight [d, e / 2] -> blocks[i].proj_out kernel [e / 2, d] (transposed)
+  blocks.{i}.mlp_channels.fc2.bias [d]
+  norm.weight / .bias                   -> final_norm gamma / beta
+  head.weight [K, d] / head.bias [K]    -> head kernel [d, K] (transposed) / bias
+
+timm flattens the NCHW stem output row-major over (H, W); the Keras model reshapes its NHWC stem
+output row-major over (H, W) too, so the token order (and hence W) carries over unchanged.
+timm's gMLP weights expect images normalised with mean = std = 0.5 per channel (IMAGE_MEAN,
+IMAGE_STD below), given to the Keras model as NHWC.
+
+Checkpoints are read without PyTorch: safetensors files (F32 / F16 / BF16 and integer types) and
+torch.save zip files (.pth / .bin / .pt), whose pickle is read by a restricted unpickler that
+rebuilds tensors as NumPy arrays and never calls any function of the file's choosing.
+"""
+
+import collections
+import json
+import os
+import pickle
+import re
+import struct
+import zipfile
+from typing import Dict, Optional
+
+import numpy as np
+
+from gmlp_tf.config import GMLPConfig
+
+IMAGE_MEAN = (0.5, 0.5, 0.5)
+IMAGE_STD = (0.5, 0.5, 0.5)
+
+# Presets that a timm gMLP checkpoint can map onto.
+TIMM_PRESETS = ("gmlp_ti16_224", "gmlp_s16_224", "gmlp_b16_224")
+
+# The config fields that fix the weight shapes of a vision gMLP, with words for error messages.
+_SHAPE_FIELDS = (
+    ("num_layers", "blocks"),
+    ("d_model", "width"),
+    ("d_ffn", "d_ffn"),
+    ("patch_size", "patch size"),
+    ("image_size", "image size"),
+    ("num_channels", "channels"),
+    ("num_classes", "classes"),
+)
+
+# ---------------------------------------------------------------------------------------------
+# Reading checkpoints.
+
+_SAFETENSORS_DTYPES = {
+    "F64": np.dtype("<f8"),
+    "F32": np.dtype("<f4"),
+    "F16": np.dtype("<f2"),
+    "I64": np.dtype("<i8"),
+    "I32": np.dtype("<i4"),
+    "I16": np.dtype("<i2"),
+    "I8": np.dtype("i1"),
+    "U8": np.dtype("u1"),
+    "BOOL": np.dtype("?"),
+}
+
+
+def _bf16_to_f32(raw_uint16):
+    """bfloat16 bit patterns (uint16) to float32: they are the top half of a float32."""
+    return (raw_uint16.astype(np.uint32) << 16).view(np.float32)
+
+
+def read_safetensors(path) -> Dict[str, np.ndarray]:
+    """Reads a .safetensors file into {name: array} (BF16 becomes float32)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 8:
+        raise ValueError(f"{path} is not a safetensors file: only {len(data)} bytes")
+    (header_len,) = struct.unpack("<Q", data[:8])
+    if header_len > len(data) - 8:
+        raise ValueError(f"{path} is not a safetensors file: header length {header_len} exceeds the file size")
+    try:
+        header = json.loads(data[8 : 8 + header_len].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not a safetensors file: unreadable header ({err})") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path} is not a safetensors file: the header is not a JSON object")
+    body = memoryview(data)[8 + header_len :]
+    tensors = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype_name, shape, (begin, end) = info["dtype"], [int(s) for s in info["shape"]], info["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path}: malformed safetensors entry for {name!r}: {info!r}") from None
+        count = int(np.prod(shape, dtype=np.int64))
+        if dtype_name == "BF16":
+            dtype, itemsize = np.dtype("<u2"), 2
+        elif dtype_name in _SAFETENSORS_DTYPES:
+            dtype = _SAFETENSORS_DTYPES[dtype_name]
+            itemsize = dtype.itemsize
+        else:
+            raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {dtype_name}")
+        if not (0 <= begin <= end <= len(body)) or end - begin != count * itemsize:
+            raise ValueError(
+                f"{path}: tensor {name!r} ({dtype_name} {shape}) has data offsets [{begin}, {end}) that do not "
+                f"fit its size or the file"
+            )
+        array = np.frombuffer(body[begin:end], dtype=dtype).reshape(shape)
+        if dtype_name == "BF16":
+            array = _bf16_to_f32(array).reshape(shape)
+        tensors[name] = np.array(array, dtype=array.dtype.newbyteorder("="))
+    return tensors
+
+
+# torch storage class names -> element dtype (little-endian; byteorder fixed up per file).
+_TORCH_STORAGES = {
+    "DoubleStorage": "f8",
+    "FloatStorage": "f4",
+    "HalfStorage": "f2",
+    "BFloat16Storage": "bf16",
+    "LongStorage": "i8",
+    "IntStorage": "i4",
+    "ShortStorage": "i2",
+    "CharStorage": "i1",
+    "ByteStorage": "u1",
+    "BoolStorage": "?",
+    "UntypedStorage": "u1",
+}
+
+
+class _Storage:
+    """A torch storage as a flat NumPy array."""
+
+    def __init__(self, array):
+        self.array = array
+
+
+class _StorageType:
+    def __init__(self, name):
+        self.name = name
+
+
+class _Opaque:
+    """Stands in for any class the checkpoint names that a state dict does not need (training
+    arguments, optimizer state...). Never calls anything; just absorbs its arguments."""
+
+    _global_name = "?"
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+    def __repr__(self):
+        return f"<unloaded {self._global_name}>"
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
+    if not isinstance(storage, _Storage):
+        raise ValueError("malformed torch checkpoint: a tensor without a storage")
+    array = storage.array
+    size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
+    if len(size) != len(stride):
+        raise ValueError("malformed torch checkpoint: tensor size and stride differ in rank")
+    if any(s == 0 for s in size):
+        return np.zeros(size, dtype=array.dtype)
+    last = int(storage_offset) + sum((n - 1) * s for n, s in zip(size, stride))
+    if storage_offset < 0 or any(s < 0 for s in stride) or last >= array.size:
+        raise ValueError("malformed torch checkpoint: a tensor reaches beyond its storage")
+    view = np.lib.stride_tricks.as_strided(
+        array[int(storage_offset) :], shape=size, strides=tuple(s * array.itemsize for s in stride), writeable=False
+    )
+    return np.array(view)
+
+
+def _rebuild_parameter(data, *unused):
+    return data
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, file, zip_file, prefix, byteorder):
+        super().__init__(file)
+        self._zip = zip_file
+        self._prefix = prefix
+        self._byteorder = "<" if byteorder == "little" else ">"
+        self._storages = {}
+
+    def find_class(self, module, name):
+        if module == "collections" and name == "OrderedDict":
+            return collections.OrderedDict
+        if module == "torch._utils" and name == "_rebuild_tensor_v2":
+            return _rebuild_tensor
+        if module == "torch._utils" and name in ("_rebuild_parameter", "_rebuild_parameter_with_state"):
+            return _rebuild_parameter
+        if module in ("torch", "torch.storage") and name in _TORCH_STORAGES:
+            return _StorageType(name)
+        # Anything else: an inert placeholder, never the real class or function.
+        return type(name, (_Opaque,), {"_global_name": f"{module}.{name}"})
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
+            raise pickle.UnpicklingError(f"unsupported persistent id in torch checkpoint: {pid!r}")
+        storage_type, key, numel = pid[1], str(pid[2]), int(pid[4])
+        if key in self._storages:
+            return self._storages[key]
+        if isinstance(storage_type, _StorageType):
+            code = _TORCH_STORAGES[storage_type.name]
+        else:
+            # Newer torch may give a dtype object instead of a storage class: not supported here.
+            raise pickle.UnpicklingError(f"unsupported storage type in torch checkpoint: {storage_type!r}")
+        try:
+            raw = self._zip.read(f"{self._prefix}data/{key}")
+        except KeyError:
+            raise pickle.UnpicklingError(f"torch checkpoint lacks the data of storage {key}") from None
+        if code == "bf16":
+            array = np.frombuffer(raw, dtype=np.dtype(self._byteorder + "u2"))
+            if array.size < numel:
+                raise pickle.UnpicklingError(f"storage {key} is shorter than its {numel} elements")
+            array = _bf16_to_f32(array[:numel].astype("=u2"))
+        else:
+            dtype = np.dtype(code).newbyteorder(self._byteorder) if np.dtype(code).itemsize > 1 else np.dtype(code)
+            array = np.frombuffer(raw, dtype=dtype)
+            if array.size < numel:
+                raise pickle.UnpicklingError(f"storage {key} is shorter than its {numel} elements")
+            array = array[:numel].astype(dtype.newbyteorder("="))
+        storage = _Storage(array)
+        self._storages[key] = storage
+        return storage
+
+
+def read_torch_checkpoint(path):
+    """Reads a torch.save zip file (torch >= 1.6) into Python objects with NumPy arrays for tensors."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path} is not a torch zip checkpoint (the legacy pre-1.6 torch format is not supported); "
+            f"re-save it with a recent torch or convert it to safetensors"
+        )
+    with zipfile.ZipFile(path) as zf:
+        pickles = [n for n in zf.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
+        if not pickles:
+            raise ValueError(f"{path} is a zip file but not a torch checkpoint (no data.pkl)")
+        pkl = min(pickles, key=len)
+        prefix = pkl[: -len("data.pkl")]
+        byteorder = "little"
+        if f"{prefix}byteorder" in zf.namelist():
+            byteorder = zf.read(f"{prefix}byteorder").decode("ascii").strip()
+        with zf.open(pkl) as f:
+            try:
+                return _RestrictedUnpickler(f, zf, prefix, byteorder).load()
+            except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, IndexError) as err:
+                raise ValueError(f"cannot read torch checkpoint {path}: {err}") from None
+
+
+def _find_state_dict(obj, path):
+    """The {name: array} inside a loaded torch checkpoint (plain, or under "state_dict"/"model")."""
+    if isinstance(obj, dict) and obj and all(isinstance(v, np.ndarray) for v in obj.values()):
+        return obj
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model", "state_dict_ema", "model_ema"):
+            if key in obj and isinstance(obj[key], dict):
+                return _find_state_dict(obj[key], path)
+        tensors = {k: v for k, v in obj.items() if isinstance(v, np.ndarray)}
+        if tensors:
+            return tensors
+    raise ValueError(f"{path} holds no state dict of tensors")
+
+
+def read_state_dict(path) -> Dict[str, np.ndarray]:
+    """Reads a timm checkpoint: .safetensors, or a torch.save state dict (.pth / .bin / .pt).
+
+    PyTorch is not needed. A torch checkpoint may be a bare state dict or a training checkpoint
+    holding one under "state_dict" or "model"; a "module." prefix (DataParallel) is dropped.
+
+    Returns:
+      {timm parameter name: NumPy array} (bfloat16 tensors as float32).
+
+    Raises:
+      ValueError: the file is missing or not a readable checkpoint.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"checkpoint {path} does not exist")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if path.endswith(".safetensors") or (magic != b"PK\x03\x04" and not path.endswith((".pth", ".pt", ".bin"))):
+        state = read_safetensors(path)
+    else:
+        state = _find_state_dict(read_torch_checkpoint(path), path)
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return dict(state)
+
+
+# ---------------------------------------------------------------------------------------------
+# Architecture.
+
+
+def _vision_config(**fields):
+    base = dict(modality="image", spatial_kind="dense", gating="split", attention_size=0, causal=False,
+                layer_norm_eps=1e-6, sgu_layer_norm_eps=1e-5)
+    base.update(fields)
+    return GMLPConfig(**base)
+
+
+def infer_preset(state_dict) -> GMLPConfig:
+    """The GMLPConfig a timm gMLP state dict was made for, from its weight shapes.
+
+    d_model, channels and patch size come from stem.proj.weight, d_ffn from fc1, the number of
+    blocks from the blocks.{i}.norm.weight keys, the token count n (hence image_size =
+    sqrt(n) * patch_size) from gate.proj.weight and the classes from head.weight. Other fields
+    are timm's (dense SGU, split gating, LayerNorm eps 1e-6 and 1e-5 in the SGU).
+
+    Raises:
+      ValueError: the state dict lacks those keys or their shapes are not a timm gMLP's.
+    """
+    def get(key, ndim):
+        if key not in state_dict:
+            raise ValueError(f"not a timm gMLP checkpoint: no {key}")
+        shape = tuple(np.shape(state_dict[key]))
+        if len(shape) != ndim:
+            raise ValueError(f"not a timm gMLP checkpoint: {key} has shape {list(shape)}, expected rank {ndim}")
+        return shape
+
+    d_model, channels, ph, pw = get("stem.proj.weight", 4)
+    if ph != pw:
+        raise ValueError(f"stem.proj.weight has non-square {ph}x{pw} patches; only square patches are supported")
+    indices = sorted({int(m.group(1)) for k in state_dict for m in [re.match(r"blocks\.(\d+)\.", k)] if m})
+    if not indices:
+        raise ValueError("not a timm gMLP checkpoint: no blocks.{i}.* weights")
+    if indices != list(range(len(indices))):
+        missing = sorted(set(range(indices[-1] + 1)) - set(indices))
+        raise ValueError(f"checkpoint block indices are not contiguous: blocks {missing} are missing")
+    d_ffn, _ = get("blocks.0.mlp_channels.fc1.weight", 2)
+    n, _ = get("blocks.0.mlp_channels.gate.proj.weight", 2)
+    side = int(round(n**0.5))
+    if side * side != n:
+        raise ValueError(f"the spatial projection has {n} tokens, not a square grid of patches")
+    num_classes, _ = get("head.weight", 2)
+    return _vision_config(
+        d_model=int(d_model), d_ffn=int(d_ffn), num_layers=len(indices), patch_size=int(ph),
+        image_size=side * int(ph), num_channels=int(channels), num_classes=int(num_classes),
+    )
+
+
+def _shape_fields(config):
+    return {field: getattr(config, field) for field, _ in _SHAPE_FIELDS}
+
+
+def matching_preset(config) -> Optional[str]:
+    """The name of the timm preset whose weight shapes are those of `config`, or None."""
+    from gmlp_tf.presets import get_preset_config, list_presets
+
+    for name in TIMM_PRESETS:
+        if name in list_presets() and _shape_fields(get_preset_config(name)) == _shape_fields(config):
+            return name
+    return None
+
+
+def _describe(config, fields):
+    parts = []
+    for field, words in _SHAPE_FIELDS:
+        if field in fields:
+            parts.append(f"{getattr(config, field)} {words}" if field == "num_layers" else f"{words} {getattr(config, field)}")
+    return ", ".join(parts)
+
+
+def check_matches_checkpoint(config, checkpoint_config, name=None):
+    """Raises a ValueError naming every shape-determining difference between a model config and
+    the config inferred from a checkpoint, e.g. "checkpoint has 30 blocks of width 256
+    (gmlp_s16_224) but the preset gmlp_ti16_224 has width 128"."""
+    what = f"the preset {name}" if name else "the model config"
+    problems = []
+    if config.modality != "image":
+        problems.append(f"{what} is a {config.modality} model, not an image classifier")
+    if config.spatial_kind != "dense":
+        problems.append(f"{what} has a {config.spatial_kind} spatial projection; timm's is dense")
+    if config.gating != "split":
+        problems.append(f"{what} has {config.gating} gating; timm's is split")
+    if config.attention_size:
+        problems.append(f"{what} is an aMLP (tiny attention); timm's gMLP has none")
+    if problems:
+        raise ValueError("; ".join(problems))
+    differing = [f for f, _ in _SHAPE_FIELDS if getattr(config, f) != getattr(checkpoint_config, f)]
+    if differing:
+        known = matching_preset(checkpoint_config)
+        ckpt = f"checkpoint has {checkpoint_config.num_layers} blocks of width {checkpoint_config.d_model}"
+        if known:
+            ckpt += f" ({known})"
+        extra = [f for f in differing if f not in ("num_layers", "d_model")]
+        if extra:
+            ckpt += f" and {_describe(checkpoint_config, extra)}"
+        raise ValueError(f"{ckpt} but {what} has {_describe(config, differing)}")
+
+
+def timm_shapes(config) -> Dict[str, tuple]:
+    """{timm parameter name: torch shape} of the timm gMLP of `config` (no checkpoint needed)."""
+    d, e, n, p, c, k = (config.d_model, config.d_ffn, config.seq_length, config.patch_size,
+                        config.num_channels, config.num_classes)
+    shapes = {"stem.proj.weight": (d, c, p, p), "stem.proj.bias": (d,)}
+    for i in range(config.num_layers):
+        b = f"blocks.{i}."
+        shapes.update({
+            b + "norm.weight": (d,), b + "norm.bias": (d,),
+            b + "mlp_channels.fc1.weight": (e, d), b + "mlp_channels.fc1.bias": (e,),
+            b + "mlp_channels.gate.norm.weight": (e // 2,), b + "mlp_channels.gate.norm.bias": (e // 2,),
+            b + "mlp_channels.gate.proj.weight": (n, n), b + "mlp_channels.gate.proj.bias": (n,),
+            b + "mlp_channels.fc2.weight": (d, e // 2), b + "mlp_channels.fc2.bias": (d,),
+        })
+    shapes.update({"norm.weight": (d,), "norm.bias": (d,), "head.weight": (k, d), "head.bias": (k,)})
+    return shapes
+
+
+def _identity(x):
+    return x
+
+
+def _transpose(x):
+    return np.transpose(x)
+
+
+def _oihw_to_hwio(x):
+    return np.transpose(x, (2, 3, 1, 0))
+
+
+def timm_weight_map(model):
+    """{timm parameter name: (Keras variable, transform)} for a built GMLPVisionClassifier;
+    transform maps the torch array to the variable's layout."""
+    if not getattr(model, "built", False) or not hasattr(model, "stem") or not model.stem.built:
+        raise ValueError("the model must be a built GMLPVisionClassifier (gmlp_tf.modeling.build_model(config, 'vision'))")
+    mapping = {
+        "stem.proj.weight": (model.stem.kernel, _oihw_to_hwio),
+        "stem.proj.bias": (model.stem.bias, _identity),
+    }
+    for i, block in enumerate(model.blocks):
+        b = f"blocks.{i}."
+        mapping.update({
+            b + "norm.weight": (block.norm.gamma, _identity),
+            b + "norm.bias": (block.norm.beta, _identity),
+            b + "mlp_channels.fc1.weight": (block.proj_in.kernel, _transpose),
+            b + "mlp_channels.fc1.bias": (block.proj_in.bias, _identity),
+            b + "mlp_channels.gate.norm.weight": (block.sgu.norm.gamma, _identity),
+            b + "mlp_channels.gate.norm.bias": (block.sgu.norm.beta, _identity),
+            # out[i] = sum_j W[i, j] z[j] + b[i] in both: same orientation as torch's Linear weight.
+            b + "mlp_channels.gate.proj.weight": (block.sgu.proj.kernel, _identity),
+            b + "mlp_channels.gate.proj.bias": (block.sgu.proj.bias, _identity),
+            b + "mlp_channels.fc2.weight": (block.proj_out.kernel, _transpose),
+            b + "mlp_channels.fc2.bias": (block.proj_out.bias, _identity),
+        })
+    mapping.update({
+        "norm.weight": (model.final_norm.gamma, _identity),
+        "norm.bias": (model.final_norm.beta, _identity),
+        "head.weight": (model.head.kernel, _transpose),
+        "head.bias": (model.head.bias, _identity),
+    })
+    return mapping
+
+
+def _key_list(keys, limit=8):
+    keys = sorted(keys)
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def convert_state_dict(state_dict, model, preset=None):
+    """Assigns every weight of a built GMLPVisionClassifier from a timm gMLP state dict.
+
+    Everything is checked before any variable changes: the checkpoint's architecture against
+    the model's config, then the key sets (missing and unexpected keys), then every shape.
+
+    Args:
+      state_dict: {timm name: array}, e.g. from read_state_dict.
+      model: a built GMLPVisionClassifier.
+      preset: the preset name the model was built from, for error messages.
+
+    Returns:
+      The number of arrays assigned.
+
+    Raises:
+      ValueError: a mismatched preset/config, missing or unexpected keys, or a shape mismatch.
+    """
+    config = model.config
+    try:
+        checkpoint_config = infer_preset(state_dict)
+    except ValueError:
+        checkpoint_config = None  # The key check below says what is wrong.
+    if checkpoint_config is not None:
+        check_matches_checkpoint(config, checkpoint_config, preset)
+    mapping = timm_weight_map(model)
+    missing = set(mapping) - set(state_dict)
+    unexpected = set(state_dict) - set(mapping)
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {_key_list(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {_key_list(unexpected)}")
+        raise ValueError("checkpoint does not match the model: " + "; ".join(parts))
+    mapped_ids = {id(var) for var, _ in mapping.values()}
+    unmapped = [v.path for v in model.weights if id(v) not in mapped_ids]
+    if unmapped:
+        raise ValueError(f"the model has weights with no timm counterpart: {', '.join(unmapped)}")
+    values = {}
+    for key, (variable, transform) in mapping.items():
+        array = np.asarray(state_dict[key])
+        value = transform(array)
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ValueError(
+                f"shape mismatch for {key}: checkpoint has {list(array.shape)}, the model's {variable.path} "
+                f"needs {list(variable.shape)}, i.e. {list(_torch_shape(variable.shape, transform))} in timm's layout"
+            )
+        if not np.issubdtype(value.dtype, np.floating):
+            raise ValueError(f"{key} has dtype {value.dtype}, expected floating point")
+        values[key] = value
+    for key, (variable, _) in mapping.items():
+        variable.assign(values[key].astype(variable.dtype))
+    return len(values)
+
+
+def _torch_shape(keras_shape, transform):
+    keras_shape = tuple(keras_shape)
+    if transform is _transpose:
+        return keras_shape[::-1]
+    if transform is _oihw_to_hwio:
+        h, w, i, o = keras_shape
+        return (o, i, h, w)
+    return keras_shape
+
+
+def save_keras_weights(model, path):
+    """model.save_weights(path) atomically: written to a temporary file beside it, then renamed."""
+    path = os.fspath(path)
+    if not path.endswith(".weights.h5"):
+        raise ValueError(f"Keras weights files must end in .weights.h5, got {path}")
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)[: -len('.weights.h5')]}.tmp{os.getpid()}.weights.h5")
+    try:
+        model.save_weights(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
