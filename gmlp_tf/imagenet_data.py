@@ -1,0 +1,260 @@
+"""ImageNet-style input pipelines: TFDS imagenet2012, an image folder, or in-memory arrays.
+
+Every source becomes a dataset of (uint8 image [h, w, 3], int label); one pipeline then makes
+  training batches: random-resized crop (Inception / timm: area 8%-100%, aspect 3/4-4/3) to
+    image_size, random horizontal flip, batch with drop_remainder; float32 pixels in [0, 255]
+    (augment.py then applies RandAugment, label smoothing and MixUp / CutMix, and normalises);
+  evaluation batches: shorter side resized to image_size / crop_fraction (0.875, timm's
+    default), centre crop to image_size, normalised; the last batch padded with weight-0 copies
+    so that every batch has a static shape (as classifier_data.py does for text; TPUs need it).
+
+Normalisation: (pixel / 255 - mean) / std per channel. IMAGENET_MEAN / IMAGENET_STD are the
+default (training from scratch, as DeiT and timm's recipe); timm's gMLP checkpoints were
+trained with mean = std = 0.5 (TIMM_GMLP_MEAN / TIMM_GMLP_STD): use those with its weights.
+
+Grayscale sources (MNIST, grayscale JPEGs) are converted to 3 channels (decode_image with
+channels=3, or grayscale_to_rgb), so one stem layout serves all.
+
+Unreadable image files in an image folder: image_folder_source decodes every file once up front
+(in parallel, through tf.data) and either skips them, returning them in SourceInfo.skipped (the
+job reports the count), or, with on_unreadable="fail", raises a ValueError naming the first one.
+TFDS images were decoded and checked when TFDS prepared the dataset.
+"""
+
+import dataclasses
+import os
+from typing import List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+AUTOTUNE = tf.data.AUTOTUNE
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TIMM_GMLP_MEAN = (0.5, 0.5, 0.5)
+TIMM_GMLP_STD = (0.5, 0.5, 0.5)
+DEFAULT_CROP_FRACTION = 0.875
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+TRAIN, VALIDATION = "train", "validation"
+FOLDER_SPLITS = {TRAIN: "train", VALIDATION: "val"}  # root/train/<class>/..., root/val/<class>/...
+ON_UNREADABLE = ("skip", "fail")
+
+
+@dataclasses.dataclass
+class SourceInfo:
+    """What a source holds: examples, classes, and the files skipped as unreadable."""
+
+    num_examples: int
+    num_classes: int
+    class_names: Optional[List[str]] = None
+    skipped: List[str] = dataclasses.field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------ sources
+def tfds_source(name: str, split: str, data_dir: Optional[str] = None, shuffle_files: bool = False):
+    """(dataset of (uint8 image, int32 label), SourceInfo) from a prepared TFDS dataset.
+
+    download=False: ImageNet needs the ILSVRC tars in TFDS's manual_dir and a prior
+    `tfds build imagenet2012`; a missing dataset fails at once instead of trying the network.
+    """
+    import tensorflow_datasets as tfds
+
+    try:
+        dataset, info = tfds.load(name, split=split, data_dir=data_dir, download=False, with_info=True,
+                                  shuffle_files=shuffle_files, as_supervised=False)
+    except (tfds.core.registered.DatasetNotFoundError, AssertionError) as err:
+        raise ValueError(f"TFDS dataset {name} ({split}) is not available in {data_dir or 'the default data dir'}: "
+                         f"{err}") from None
+    features = info.features
+    if "image" not in features or "label" not in features:
+        raise ValueError(f"TFDS dataset {name} has no image and label features")
+    num_examples = info.splits[split].num_examples if split in info.splits else 0
+    if not num_examples:
+        num_examples = int(dataset.cardinality().numpy())
+    source = dataset.map(lambda ex: (_to_rgb(ex["image"]), tf.cast(ex["label"], tf.int32)), num_parallel_calls=AUTOTUNE)
+    names = list(features["label"].names) if hasattr(features["label"], "names") else None
+    return source, SourceInfo(num_examples, int(features["label"].num_classes), names)
+
+
+def list_image_folder(root: str, split: str, class_names: Optional[Sequence[str]] = None):
+    """Image paths and label ids of root/<train|val>/<class>/*.
+
+    Class ids are the positions of the class folders in the sorted train folder names; pass
+    class_names (from the train split) for the validation split, whose classes must be among them.
+
+    Returns:
+      (paths, labels, class_names).
+    """
+    folder = os.path.join(root, FOLDER_SPLITS.get(split, split))
+    if not tf.io.gfile.isdir(folder):
+        raise FileNotFoundError(f"image folder {folder} does not exist (expected {root}/train/<class>/*.jpg and "
+                                f"{root}/val/<class>/*.jpg)")
+    found = sorted(d.rstrip("/") for d in tf.io.gfile.listdir(folder) if tf.io.gfile.isdir(os.path.join(folder, d)))
+    if not found:
+        raise ValueError(f"image folder {folder} has no class subfolders")
+    if class_names is None:
+        class_names = found
+    unknown = sorted(set(found) - set(class_names))
+    if unknown:
+        raise ValueError(f"{folder} has classes that the train split lacks: {', '.join(unknown[:10])}")
+    index = {name: i for i, name in enumerate(class_names)}
+    paths, labels = [], []
+    for name in found:
+        for file_name in sorted(tf.io.gfile.listdir(os.path.join(folder, name))):
+            if file_name.lower().endswith(IMAGE_EXTENSIONS):
+                paths.append(os.path.join(folder, name, file_name))
+                labels.append(index[name])
+    if not paths:
+        raise ValueError(f"image folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return paths, labels, list(class_names)
+
+
+def find_unreadable_images(paths: Sequence[str]) -> List[str]:
+    """The paths among `paths` that cannot be read and decoded as images (one parallel pass)."""
+    if not paths:
+        return []
+    path_tensor = tf.constant(list(paths))
+
+    def check(i):
+        image = _decode(tf.io.read_file(path_tensor[i]))
+        return i, tf.shape(image)  # Returning the shape keeps the decode from being pruned.
+
+    checked = tf.data.Dataset.range(len(paths)).map(check, num_parallel_calls=AUTOTUNE).ignore_errors()
+    good = {int(i) for i, _ in checked.as_numpy_iterator()}
+    return [p for i, p in enumerate(paths) if i not in good]
+
+
+def image_folder_source(root: str, split: str, class_names=None, on_unreadable: str = "skip"):
+    """(dataset of (uint8 image, int32 label), SourceInfo) of root/<train|val>/<class>/*.
+
+    Raises:
+      ValueError: on_unreadable="fail" and a file cannot be decoded (the message names it).
+    """
+    if on_unreadable not in ON_UNREADABLE:
+        raise ValueError(f"on_unreadable must be one of {ON_UNREADABLE}, got {on_unreadable!r}")
+    paths, labels, class_names = list_image_folder(root, split, class_names)
+    bad = find_unreadable_images(paths)
+    if bad and on_unreadable == "fail":
+        raise ValueError(f"unreadable image file {bad[0]}: {_decode_error(bad[0])}"
+                         + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
+    for path in bad:
+        logging.warning("Skipping unreadable image file %s", path)
+    keep = [i for i, p in enumerate(paths) if p not in set(bad)]
+    paths = [paths[i] for i in keep]
+    labels = [labels[i] for i in keep]
+    dataset = tf.data.Dataset.from_tensor_slices((paths, np.array(labels, np.int32)))
+    dataset = dataset.map(lambda p, y: (_decode(tf.io.read_file(p)), y), num_parallel_calls=AUTOTUNE)
+    dataset = dataset.ignore_errors()  # A file changed since the check: skip it rather than stop.
+    return dataset, SourceInfo(len(paths), len(class_names), class_names, bad)
+
+
+def array_source(images: np.ndarray, labels: np.ndarray, num_classes: int):
+    """(dataset, SourceInfo) of uint8 images [N, h, w] or [N, h, w, c] and int labels [N]."""
+    images = np.asarray(images, np.uint8)
+    if images.ndim == 3:
+        images = images[..., None]
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.asarray(labels, np.int32)))
+    return dataset.map(lambda x, y: (_to_rgb(x), y)), SourceInfo(len(images), num_classes)
+
+
+# ---------------------------------------------------------------------------------- transforms
+def random_resized_crop(image, image_size, area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3),
+                        flip=True):
+    """Inception-style random crop of uint8 image [h, w, 3], resized to float32 [s, s, 3] in [0, 255]."""
+    begin, size, _ = tf.image.sample_distorted_bounding_box(
+        tf.shape(image),
+        bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, [1, 1, 4]),
+        min_object_covered=0.0,
+        aspect_ratio_range=aspect_ratio_range,
+        area_range=area_range,
+        max_attempts=10,
+        use_image_if_no_bounding_boxes=True,
+    )
+    crop = tf.slice(image, begin, size)
+    out = tf.image.resize(crop, [image_size, image_size], method="bicubic", antialias=True)
+    if flip:
+        out = tf.image.random_flip_left_right(out)
+    return tf.clip_by_value(out, 0.0, 255.0)
+
+
+def center_crop(image, image_size, crop_fraction=DEFAULT_CROP_FRACTION):
+    """Resizes the shorter side to image_size / crop_fraction, then crops the centre to image_size."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    resize_to = float(image_size) / crop_fraction
+    scale = resize_to / tf.reduce_min(shape)
+    new_hw = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), image_size)
+    resized = tf.image.resize(image, new_hw, method="bicubic", antialias=True)
+    top = (new_hw[0] - image_size) // 2
+    left = (new_hw[1] - image_size) // 2
+    out = resized[top:top + image_size, left:left + image_size, :]
+    out = tf.ensure_shape(out, [image_size, image_size, 3])
+    return tf.clip_by_value(out, 0.0, 255.0)
+
+
+def normalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """float pixels in [0, 255] -> (x / 255 - mean) / std per channel."""
+    mean = tf.constant(mean, tf.float32) * 255.0
+    std = tf.constant(std, tf.float32) * 255.0
+    return (tf.cast(images, tf.float32) - mean) / std
+
+
+# ---------------------------------------------------------------------------------- pipelines
+def train_dataset(source, image_size, batch_size, shuffle_buffer=10000, seed=None, area_range=(0.08, 1.0),
+                  flip=True, repeat=True):
+    """Batches (float32 images [B, s, s, 3] in [0, 255], int32 labels [B]), drop_remainder.
+
+    Normalisation is left to augment.py (keras-cv layers take pixel values in [0, 255]).
+    """
+    dataset = source
+    if shuffle_buffer:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.map(lambda x, y: (random_resized_crop(x, image_size, area_range, flip=flip), y),
+                          num_parallel_calls=AUTOTUNE)
+    return dataset.batch(batch_size, drop_remainder=True)
+
+
+def eval_dataset(source, image_size, batch_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                 crop_fraction=DEFAULT_CROP_FRACTION):
+    """Batches (normalised images [B, s, s, 3], int32 labels [B], float32 weights [B]).
+
+    Every batch has batch_size rows: the last one is padded with copies of its first row with
+    weight 0, so metrics weighted by `weights` count each real example exactly once.
+    """
+    dataset = source.map(lambda x, y: (center_crop(x, image_size, crop_fraction), y, tf.ones([], tf.float32)),
+                         num_parallel_calls=AUTOTUNE)
+    dataset = dataset.batch(batch_size)
+
+    def pad(images, labels, weights):
+        missing = batch_size - tf.shape(labels)[0]
+        images = tf.concat([images, tf.repeat(images[:1], missing, axis=0)], axis=0)
+        labels = tf.concat([labels, tf.repeat(labels[:1], missing, axis=0)], axis=0)
+        weights = tf.concat([weights, tf.zeros([missing], tf.float32)], axis=0)
+        return (tf.ensure_shape(normalize(images, mean, std), [batch_size, image_size, image_size, 3]),
+                tf.ensure_shape(labels, [batch_size]), tf.ensure_shape(weights, [batch_size]))
+
+    return dataset.map(pad, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _decode(data):
+    return tf.ensure_shape(tf.io.decode_image(data, channels=3, expand_animations=False), [None, None, 3])
+
+
+def _to_rgb(image):
+    image = tf.convert_to_tensor(image)
+    if image.shape.rank == 2:
+        image = image[..., None]
+    if image.shape[-1] == 1:
+        image = tf.image.grayscale_to_rgb(image)
+    return tf.cast(image, tf.uint8)
+
+
+def _decode_error(path) -> str:
+    try:
+        _decode(tf.io.read_file(path))
+    except (tf.errors.OpError, ValueError) as err:
+        return getattr(err, "message", str(err)).strip().splitlines()[0]
+    return "could not be decoded"

