@@ -21,6 +21,7 @@ from gmlp_tf.config import GMLPConfig
 from gmlp_tf.modeling import build_model
 
 CONFIG_NAME = "gmlp_config.json"
+PREPROCESSING_NAME = "preprocessing.json"  # Image models: the pixel mean and std they were trained with.
 VOCAB_NAME = "vocab.model"  # run_pretraining.py copies its vocabulary here for finetuning and export.
 RUN_INFO_NAME = "run_info.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -133,6 +134,21 @@ def write_vocab(output_dir, sp_model):
         with tf.io.gfile.GFile(path + ".tmp", "wb") as f:
             f.write(sp_model)
         tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+
+
+def write_image_normalization(output_dir, mean, std):
+    """Records the per-channel pixel mean and std (of [0, 1] pixels) an image model expects."""
+    _write_json_atomically(os.path.join(output_dir, PREPROCESSING_NAME), {"mean": list(mean), "std": list(std)})
+
+
+def read_image_normalization(output_dir):
+    """(mean, std) recorded by write_image_normalization, or None if the run recorded none."""
+    path = os.path.join(output_dir, PREPROCESSING_NAME)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        data = json.load(f)
+    return tuple(data["mean"]), tuple(data["std"])
 
 
 def write_text_atomically(path, text):

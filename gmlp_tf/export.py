@@ -59,8 +59,9 @@ Signatures (input names and output keys are stable):
     images(images: uint8 [None, None, None, num_channels])
         -> logits float32 [None, num_classes], probabilities float32 [None, num_classes]
         Preprocessing in-graph: decode, bilinear resize to image_size x image_size (no crop,
-        aspect ratio not kept), scale to [0, 1], normalise with mean = std = 0.5 per channel
-        (timm's gMLP: x -> (x - 0.5) / 0.5, i.e. [-1, 1]). Undecodable bytes are an error.
+        aspect ratio not kept), scale to [0, 1], normalise with the run's recorded per-channel mean and std
+        (preprocessing.json, written by run_imagenet.py and convert_timm_checkpoint.py; without
+        one, timm's gMLP mean = std = 0.5, x -> (x - 0.5) / 0.5). Undecodable bytes are an error.
     encoded(pixel_values: float32 [None, image_size, image_size, num_channels], already
         normalised) -> logits, probabilities
 
@@ -290,8 +291,15 @@ class _MaskedLMModule(_ExportModule):
 
 
 class _VisionModule(_ExportModule):
-    def __init__(self, model, config):
+    def __init__(self, model, config, mean=IMAGE_MEAN, std=IMAGE_STD):
         super().__init__(model, config, config.seq_length)
+        # Per-channel constants of the run's training normalisation (of [0, 1] pixels).
+        self.mean = tf.constant(mean, tf.float32)
+        self.std = tf.constant(std, tf.float32)
+
+    def normalize(self, images):
+        """float [.., c] pixels in 0..255 -> the normalised pixels the model was trained on."""
+        return (images / 255.0 - self.mean) / self.std
 
     def outputs(self, pixels):
         logits = self._keras_call(pixels)
@@ -301,8 +309,7 @@ class _VisionModule(_ExportModule):
         """uint8 (or float 0..255) [batch, h, w, c] -> normalised float32 [batch, S, S, c]."""
         size = self.config.image_size
         images = tf.image.resize(tf.cast(images, tf.float32), [size, size], method="bilinear")
-        images = images / 255.0
-        return (images - IMAGE_MEAN) / IMAGE_STD
+        return self.normalize(images)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve_bytes(self, image_bytes):
@@ -314,7 +321,7 @@ class _VisionModule(_ExportModule):
             return tf.ensure_shape(image, [size, size, channels])
 
         images = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec([size, size, channels], tf.float32))
-        return self.outputs((images / 255.0 - IMAGE_MEAN) / IMAGE_STD)
+        return self.outputs(self.normalize(images))
 
     def serve_images_fn(self):
         channels = self.config.num_channels
@@ -433,12 +440,16 @@ def build_export_module(model_dir, max_seq_length=None, task_name=None, top_k=5,
         signatures = {"serving_default": module.serve_text, "encoded": module.serve_encoded}
         export_info.update(top_k=min(top_k, config.vocab_size))
     else:
-        module = _VisionModule(model, config)
+        # The run's own normalisation (run_imagenet.py, convert_timm_checkpoint.py record it);
+        # timm's gMLP one (mean = std = 0.5) for runs that recorded none.
+        channels = config.num_channels
+        mean, std = checkpointing.read_image_normalization(model_dir) or ((IMAGE_MEAN,) * channels, (IMAGE_STD,) * channels)
+        module = _VisionModule(model, config, mean, std)
         module.serve_images = module.serve_images_fn()
         module.serve_pixels = module.serve_encoded_fn()
         signatures = {"serving_default": module.serve_bytes, "images": module.serve_images,
                       "encoded": module.serve_pixels}
-        export_info.update(image_size=config.image_size, image_mean=IMAGE_MEAN, image_std=IMAGE_STD)
+        export_info.update(image_size=config.image_size, image_mean=list(mean), image_std=list(std))
     export_info["signatures"] = sorted(signatures)
     return module, signatures, export_info, config
 

@@ -219,6 +219,7 @@ def run(spec: JobSpec, demo_output_dir: str):
     keras.utils.set_random_seed(spec.random_seed)
     strategy = get_strategy(spec.strategy, spec.tpu, spec.tpu_zone, spec.gcp_project)
     checkpointing.prepare_output_dir(output_dir, config, "vision")
+    checkpointing.write_image_normalization(output_dir, mean, std)  # For export_saved_model.py.
     with strategy.scope():
         model = build_model(config, "vision")
     results = {}

@@ -73,10 +73,11 @@ def convert(checkpoint, output, preset=None):
 
     created = not os.path.exists(output)
     ours = [os.path.join(output, checkpointing.CONFIG_NAME), os.path.join(output, checkpointing.RUN_INFO_NAME),
-            checkpointing.checkpoint_dir(output)]
+            os.path.join(output, checkpointing.PREPROCESSING_NAME), checkpointing.checkpoint_dir(output)]
     ours = [p for p in ours if not os.path.exists(p)]  # Removed again if the conversion fails.
     try:
         checkpointing.prepare_output_dir(output, config, "vision")
+        checkpointing.write_image_normalization(output, timm_convert.IMAGE_MEAN, timm_convert.IMAGE_STD)
         os.makedirs(checkpointing.checkpoint_dir(output), exist_ok=True)
         path = os.path.join(checkpointing.checkpoint_dir(output), checkpointing.WEIGHTS_NAME)
         timm_convert.save_keras_weights(model, path)

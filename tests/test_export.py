@@ -312,3 +312,16 @@ def test_script_exports_a_model_directory(setup, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert (target / "saved_model.pb").exists() and (target / "variables").is_dir()
     assert sorted(os.listdir(tmp_path)) == ["squad_export"]  # No temporary directory left behind.
+
+
+def test_vision_export_uses_the_runs_recorded_normalization(tmp_path):
+    config = GMLPConfig(modality="image", image_size=16, patch_size=8, d_model=8, d_ffn=16, num_layers=1,
+                        num_classes=3, spatial_kind="dense")
+    model = _tiny_run(tmp_path / "run", config, "vision", None, seed=5)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    checkpointing.write_image_normalization(str(tmp_path / "run"), mean, std)
+    export.export_saved_model(str(tmp_path / "run"), str(tmp_path / "export"))
+    images = np.random.RandomState(1).randint(0, 256, size=(2, 16, 16, 3)).astype(np.uint8)
+    served = tf.saved_model.load(str(tmp_path / "export")).signatures["images"](images=tf.constant(images))
+    expected = model((images / 255.0 - np.array(mean)) / np.array(std), training=False).numpy()
+    assert _max_diff(served["logits"].numpy(), expected) <= 1e-5

@@ -124,6 +124,8 @@ def test_job_trains_evaluates_and_resumes(tmp_path):
     text = (out / "eval_results.txt").read_text()
     assert "top_1_accuracy" in text and "top_5_accuracy" in text
     assert checkpointing.latest_weights(str(out))
+    # The default (ImageNet) normalisation is recorded for export_saved_model.py.
+    assert checkpointing.read_image_normalization(str(out)) == (imagenet_data.IMAGENET_MEAN, imagenet_data.IMAGENET_STD)
     again = imagenet_job.run(_job_spec(root, config_file, out, num_train_epochs=2.0), "unused")
     assert again["global_step"] == 6  # Resumed after epoch 1, not restarted.
 

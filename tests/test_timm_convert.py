@@ -222,7 +222,9 @@ def test_script_writes_an_output_directory(tmp_path, inputs_and_logits):
     model.load_weights(str(weights))
     assert _max_logit_diff(model, inputs_and_logits) < 1e-4
     assert sorted(os.listdir(out)) == sorted([checkpointing.CONFIG_NAME, checkpointing.RUN_INFO_NAME,
-                                              checkpointing.CHECKPOINT_DIR])
+                                              checkpointing.PREPROCESSING_NAME, checkpointing.CHECKPOINT_DIR])
+    # timm's gMLP weights expect pixels normalised with mean = std = 0.5; export reads this.
+    assert checkpointing.read_image_normalization(str(out)) == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
 def test_script_refuses_a_mismatched_preset_and_writes_nothing(tmp_path):
