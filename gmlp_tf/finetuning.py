@@ -93,12 +93,5 @@ def load_model_files(init_checkpoint=None, config_file=None, vocab_file=None):
             "give --init_checkpoint (a run_pretraining output directory) or --gmlp_config_file and --vocab_file"
         )
     config = GMLPConfig.from_json_file(config_file)
-    sp_model = tokenization.load_sp_model(vocab_file)
-    tokenization.check_special_ids(sp_model)
-    size = tokenization.vocab_size(sp_model)
-    if size != config.vocab_size:
-        raise ValueError(
-            f"vocabulary size mismatch: {vocab_file} has {size} pieces but the model config has vocab_size "
-            f"{config.vocab_size}"
-        )
+    sp_model = tokenization.load_model_vocab(vocab_file, config.vocab_size)
     return config, sp_model

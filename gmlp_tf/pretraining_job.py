@@ -120,14 +120,7 @@ def resolve(spec: JobSpec, demo_output_dir: str) -> ResolvedJob:
     if spec.input_format == "text" or spec.tfds_name:
         if not spec.vocab_file:
             raise ValueError("--vocab_file (a SentencePiece model from create_vocab.py) is required")
-        sp_model = tokenization.load_sp_model(spec.vocab_file)
-        tokenization.check_special_ids(sp_model)
-        size = tokenization.vocab_size(sp_model)
-        if size != config.vocab_size:
-            raise ValueError(
-                f"vocabulary size mismatch: {spec.vocab_file} has {size} pieces but the model config "
-                f"has vocab_size {config.vocab_size}"
-            )
+        sp_model = tokenization.load_model_vocab(spec.vocab_file, config.vocab_size)
     train_source, eval_source = _sources(spec)
     steps = spec.save_checkpoints_steps or min(1000, setup.num_train_steps)
     if setup.num_train_steps % steps:

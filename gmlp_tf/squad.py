@@ -149,20 +149,13 @@ def read_squad_json(path: str, is_training: bool,
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"SQuAD file {path} is not JSON: {err}") from None
-    examples, skipped = [], 0
-    for qa, context, title in _iterate_questions(data, path):
-        answers = qa.get("answers", [])
-        example = _make_example(
-            qas_id=str(qa["id"]), question=qa["question"], context=context, title=title,
-            answer_texts=[a["text"] for a in answers],
-            answer_starts=[a["answer_start"] for a in answers],
-            is_impossible=qa.get("is_impossible", False), is_training=is_training,
-            version_2_with_negative=version_2_with_negative)
-        if example is None:
-            skipped += 1
-        else:
-            examples.append(example)
-    return examples, skipped
+    questions = (
+        dict(qas_id=str(qa["id"]), question=qa["question"], context=context, title=title,
+             answer_texts=[a["text"] for a in qa.get("answers", [])],
+             answer_starts=[a["answer_start"] for a in qa.get("answers", [])],
+             is_impossible=qa.get("is_impossible", False))
+        for qa, context, title in _iterate_questions(data, path))
+    return _collect_examples(questions, is_training, version_2_with_negative)
 
 
 def read_squad_tfds(name: str = "squad/v1.1", split: str = "train", data_dir: Optional[str] = None,
@@ -202,16 +195,20 @@ def read_squad_tfds(name: str = "squad/v1.1", split: str = "train", data_dir: Op
             f"TFDS dataset {name} is not prepared in {data_dir or 'the default data_dir'} ({err}); "
             "prepare it on a machine with internet or read the JSON files with read_squad_json"
         ) from None
+    questions = (
+        dict(qas_id=_text(row["id"]), question=_text(row["question"]), context=_text(row["context"]),
+             title=_text(row.get("title", b"")), answer_texts=[_text(t) for t in row["answers"]["text"]],
+             answer_starts=[int(s) for s in row["answers"]["answer_start"]],
+             is_impossible=bool(row.get("is_impossible", False)))
+        for row in tfds.as_numpy(dataset))
+    return _collect_examples(questions, is_training, version_2_with_negative)
+
+
+def _collect_examples(questions, is_training, version_2_with_negative):
+    """(examples, skipped count) of question dicts; _make_example returns None for a skipped one."""
     examples, skipped = [], 0
-    for row in tfds.as_numpy(dataset):
-        answers = row["answers"]
-        example = _make_example(
-            qas_id=_text(row["id"]), question=_text(row["question"]),
-            context=_text(row["context"]), title=_text(row.get("title", b"")),
-            answer_texts=[_text(t) for t in answers["text"]],
-            answer_starts=[int(s) for s in answers["answer_start"]],
-            is_impossible=bool(row.get("is_impossible", False)), is_training=is_training,
-            version_2_with_negative=version_2_with_negative)
+    for question in questions:
+        example = _make_example(**question, is_training=is_training, version_2_with_negative=version_2_with_negative)
         if example is None:
             skipped += 1
         else:

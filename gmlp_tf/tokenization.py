@@ -187,6 +187,24 @@ def vocab_size(path_or_bytes: Union[str, bytes]) -> int:
     return _processor(model).get_piece_size()
 
 
+def load_model_vocab(path: str, model_vocab_size: int) -> bytes:
+    """Loads a vocabulary for a model: the fixed special ids and the model's vocab_size must hold.
+
+    Raises:
+      FileNotFoundError, ValueError: a missing or bad file, or one that contradicts the model
+        config (the message names both sizes).
+    """
+    sp_model = load_sp_model(path)
+    check_special_ids(sp_model)
+    size = vocab_size(sp_model)
+    if size != model_vocab_size:
+        raise ValueError(
+            f"vocabulary size mismatch: {path} has {size} pieces but the model config has vocab_size "
+            f"{model_vocab_size}"
+        )
+    return sp_model
+
+
 def make_tokenizer(sp_model: bytes):
     """The in-graph tokenizer: tensorflow_text.SentencepieceTokenizer giving int32 ids.
 
