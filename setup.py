@@ -26,7 +26,7 @@ setuptools.setup(
     python_requires=">=3.10",
     # The preset JSON files live in the top-level configs/ folder, as bert_config.json files
     # would; they are installed as the package data of gmlp_tf.configs.
-    packages=["gmlp_tf", "gmlp_tf.configs"],
+    packages=setuptools.find_packages(include=["gmlp_tf", "gmlp_tf.*"]) + ["gmlp_tf.configs"],
     package_dir={"gmlp_tf": "gmlp_tf", "gmlp_tf.configs": "configs"},
     package_data={"gmlp_tf.configs": ["*.json"]},
     install_requires=INSTALL_REQUIRES,

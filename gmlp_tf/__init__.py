@@ -16,20 +16,20 @@ Where things are:
 """
 
 from gmlp_tf.config import GMLPConfig
-from gmlp_tf.encoder import GMLPEncoder
-from gmlp_tf.gmlp_block import GMLPBlock
-from gmlp_tf.heads import ClassificationHead, MaskedLMHead, SpanHead
-from gmlp_tf.modeling import (
+from gmlp_tf.models.encoder import GMLPEncoder
+from gmlp_tf.layers.gmlp_block import GMLPBlock
+from gmlp_tf.models.heads import ClassificationHead, MaskedLMHead, SpanHead
+from gmlp_tf.models.task_models import (
     GMLPForPretraining,
     GMLPForQuestionAnswering,
     GMLPForSequenceClassification,
     build_model,
 )
 from gmlp_tf.presets import build_preset, get_preset_config, list_presets
-from gmlp_tf.spatial_gating import SpatialGatingUnit
-from gmlp_tf.spatial_projection import SpatialProjection, toeplitz_matrix
-from gmlp_tf.tiny_attention import TinyAttention
-from gmlp_tf.vision_model import GMLPVisionClassifier
+from gmlp_tf.layers.spatial_gating import SpatialGatingUnit
+from gmlp_tf.layers.spatial_projection import SpatialProjection, toeplitz_matrix
+from gmlp_tf.layers.tiny_attention import TinyAttention
+from gmlp_tf.models.vision import GMLPVisionClassifier
 
 __version__ = "0.1.0"
 

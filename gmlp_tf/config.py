@@ -5,10 +5,10 @@ import dataclasses
 import json
 from typing import Optional, Union
 
-from gmlp_tf.spatial_gating import GATINGS
-from gmlp_tf.spatial_projection import SPATIAL_KINDS
-
 MODALITIES = ("text", "image")
+# The spatial projection's W and the Table 3 gating variants (the layers take these names).
+SPATIAL_KINDS = ("dense", "toeplitz")
+GATINGS = ("split", "multiplicative", "additive", "linear")
 DROP_PATH_SCHEDULES = ("uniform", "linear")
 
 

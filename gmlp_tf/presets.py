@@ -35,6 +35,6 @@ def get_preset_config(name: str) -> GMLPConfig:
 
 def build_preset(name: str, task=None, **kwargs):
     """Builds the model of a preset (see modeling.build_model for task and its arguments)."""
-    from gmlp_tf.modeling import build_model  # Deferred: reading configs needs no Keras model.
+    from gmlp_tf.models.task_models import build_model  # Deferred: reading configs needs no Keras model.
 
     return build_model(get_preset_config(name), task=task, **kwargs)

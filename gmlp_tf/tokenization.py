@@ -219,6 +219,38 @@ def make_tokenizer(sp_model: bytes):
 
 
 # ---------------------------------------------------------------------------------------- helpers
+def encode_texts(tokenizer, max_seq_length, text_a, text_b=None):
+    """Tokenizes, trims, frames and pads a batch of sentences (or pairs).
+
+    Args:
+      tokenizer: a tensorflow_text.SentencepieceTokenizer (tokenization.make_tokenizer).
+      max_seq_length: output length, special tokens included.
+      text_a: string [batch].
+      text_b: optional string [batch], the second sentence of each pair.
+
+    Returns:
+      dict of int32 [batch, max_seq_length]: "input_ids", "input_mask", "segment_ids".
+    """
+    import tensorflow as tf
+    import tensorflow_text as tf_text
+
+    segments = [tokenizer.tokenize(text_a)]
+    if text_b is not None:
+        segments.append(tokenizer.tokenize(text_b))
+    budget = max_seq_length - len(segments) - 1  # [CLS] and one [SEP] per segment.
+    if budget < len(segments):
+        raise ValueError(f"max_seq_length {max_seq_length} leaves no room for the text")
+    trimmed = tf_text.RoundRobinTrimmer(max_seq_length=budget).trim(segments)
+    ids, segment_ids = tf_text.combine_segments(trimmed, start_of_sequence_id=CLS_ID, end_of_segment_id=SEP_ID)
+    input_ids, input_mask = tf_text.pad_model_inputs(ids, max_seq_length, pad_value=PAD_ID)
+    segment_ids, _ = tf_text.pad_model_inputs(segment_ids, max_seq_length, pad_value=0)
+    return {
+        "input_ids": tf.cast(input_ids, tf.int32),
+        "input_mask": tf.cast(input_mask, tf.int32),
+        "segment_ids": tf.cast(segment_ids, tf.int32),
+    }
+
+
 def _processor(sp_model: bytes, source: Optional[str] = None):
     import sentencepiece as spm
 

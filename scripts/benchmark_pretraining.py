@@ -9,7 +9,7 @@ same-run matmul rate at base width) are for reading, and the README records a ru
 
 from absl import app, flags
 
-from gmlp_tf import common_flags
+from gmlp_tf.runtime import flags as common_flags
 
 common_flags.define_distribution_flags()
 flags.DEFINE_string("preset", "gmlp_36l", "Model preset (the base width of Tables 3 and 4 by default).")
@@ -32,8 +32,11 @@ def main(argv):
 def benchmark():
     import keras
 
-    from gmlp_tf import benchmarking, demo_corpus, pretraining, tokenization
-    from gmlp_tf.pretraining_data import TextFilesSource, make_pretraining_dataset
+    from gmlp_tf import tokenization
+    from gmlp_tf.tasks.pretraining import benchmark as benchmarking
+    from gmlp_tf.tasks.pretraining import demo_data as demo_corpus
+    from gmlp_tf.tasks.pretraining import recipe as pretraining
+    from gmlp_tf.tasks.pretraining.data import TextFilesSource, make_pretraining_dataset
     from gmlp_tf.presets import get_preset_config
 
     config = get_preset_config(FLAGS.preset)

@@ -38,8 +38,9 @@ def convert(checkpoint, output, preset=None):
         raise ValueError("--checkpoint is required")
     if not output:
         raise ValueError("--output is required (a .weights.h5 file or an output directory)")
-    from gmlp_tf import checkpointing, timm_convert
-    from gmlp_tf.modeling import build_model
+    from gmlp_tf.runtime import checkpointing
+    from gmlp_tf.models import timm_convert
+    from gmlp_tf.models.task_models import build_model
     from gmlp_tf.presets import get_preset_config
 
     state_dict = timm_convert.read_state_dict(checkpoint)

@@ -49,7 +49,8 @@ def main(argv):
 
 
 def create_pretraining_data() -> int:
-    from gmlp_tf import pretraining_data, tokenization
+    from gmlp_tf import tokenization
+    from gmlp_tf.tasks.pretraining import data as pretraining_data
 
     if bool(FLAGS.input_file) == bool(FLAGS.tfds_name):
         raise ValueError("give exactly one of --input_file and --tfds_name")

@@ -47,7 +47,9 @@ def main(argv):
 
 
 def create_vocab() -> str:
-    from gmlp_tf import demo_corpus, pretraining_data, tokenization
+    from gmlp_tf import tokenization
+    from gmlp_tf.tasks.pretraining import demo_data as demo_corpus
+    from gmlp_tf.tasks.pretraining import data as pretraining_data
 
     if FLAGS.input_file and FLAGS.tfds_name:
         raise ValueError("give --input_file or --tfds_name, not both")

@@ -17,7 +17,7 @@ import os
 
 from absl import app, flags
 
-from gmlp_tf import common_flags
+from gmlp_tf.runtime import flags as common_flags
 
 common_flags.define_distribution_flags()
 common_flags.define_output_flags()
@@ -51,7 +51,7 @@ DEMO_PRETRAINING_DIR = os.path.join("output", "pretraining_demo")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from gmlp_tf import classifier_job
+    from gmlp_tf.tasks.glue import job as classifier_job
 
     spec = classifier_job.JobSpec.from_flags(FLAGS)
     summary = common_flags.run_main("run_classifier.py", lambda: classifier_job.run(spec, DEMO_OUTPUT_DIR, DEMO_PRETRAINING_DIR))

@@ -21,7 +21,7 @@ import os
 
 from absl import app, flags
 
-from gmlp_tf import common_flags
+from gmlp_tf.runtime import flags as common_flags
 
 common_flags.define_distribution_flags()
 common_flags.define_output_flags()
@@ -67,7 +67,7 @@ DEMO_OUTPUT_DIR = os.path.join("output", "imagenet_demo")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from gmlp_tf import imagenet_job
+    from gmlp_tf.tasks.imagenet import job as imagenet_job
 
     spec = imagenet_job.JobSpec.from_flags(FLAGS)
     results = common_flags.run_main("run_imagenet.py", lambda: imagenet_job.run(spec, DEMO_OUTPUT_DIR))

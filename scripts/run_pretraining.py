@@ -19,7 +19,7 @@ import os
 
 from absl import app, flags
 
-from gmlp_tf import common_flags
+from gmlp_tf.runtime import flags as common_flags
 
 common_flags.define_distribution_flags()
 common_flags.define_output_flags()
@@ -63,7 +63,7 @@ DEMO_OUTPUT_DIR = os.path.join("output", "pretraining_demo")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from gmlp_tf import pretraining_job
+    from gmlp_tf.tasks.pretraining import job as pretraining_job
 
     spec = pretraining_job.JobSpec.from_flags(FLAGS)
     results = common_flags.run_main("run_pretraining.py", lambda: pretraining_job.run(spec, DEMO_OUTPUT_DIR))

@@ -20,7 +20,7 @@ import os
 
 from absl import app, flags
 
-from gmlp_tf import common_flags
+from gmlp_tf.runtime import flags as common_flags
 
 common_flags.define_distribution_flags()
 common_flags.define_output_flags()
@@ -57,7 +57,7 @@ DEMO_PRETRAINING_DIR = os.path.join("output", "pretraining_demo")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from gmlp_tf import squad_job
+    from gmlp_tf.tasks.squad import job as squad_job
 
     spec = squad_job.JobSpec.from_flags(FLAGS)
     scores = common_flags.run_main("run_squad.py", lambda: squad_job.run(spec, DEMO_OUTPUT_DIR, DEMO_PRETRAINING_DIR))

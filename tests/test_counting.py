@@ -4,7 +4,7 @@ import pytest
 
 from gmlp_tf import counting, presets, summary
 from gmlp_tf.config import GMLPConfig
-from gmlp_tf.modeling import build_model
+from gmlp_tf.models.task_models import build_model
 
 
 @pytest.mark.parametrize("spatial_kind", ["dense", "toeplitz"])

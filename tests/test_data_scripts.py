@@ -10,8 +10,10 @@ import tarfile
 import numpy as np
 import pytest
 
-from gmlp_tf import demo_corpus, registry_data, tokenization
-from gmlp_tf import pretraining_data as pd
+from gmlp_tf import tokenization
+from gmlp_tf.tasks.pretraining import demo_data as demo_corpus
+from gmlp_tf.runtime import registry_data
+from gmlp_tf.tasks.pretraining import data as pd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORDS = ("the king queen lord lady speaks walks castle night morning sword letter brother sister "

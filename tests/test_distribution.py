@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gmlp_tf.modeling import build_model
+from gmlp_tf.models.task_models import build_model
 
 
 def test_mirrored_strategy_fit_on_two_replicas(tiny_text_config, two_replica_strategy):

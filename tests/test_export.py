@@ -18,9 +18,11 @@ import pytest
 import tensorflow as tf
 from text_fixtures import fake_sentences
 
-from gmlp_tf import checkpointing, export, tokenization
+from gmlp_tf import tokenization
+from gmlp_tf.runtime import checkpointing
+from gmlp_tf import export
 from gmlp_tf.config import GMLPConfig
-from gmlp_tf.modeling import build_model
+from gmlp_tf.models.task_models import build_model
 from gmlp_tf.tokenization import CLS_ID, MASK_ID, SEP_ID
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -14,7 +14,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from gmlp_tf import glue, glue_metrics
+from gmlp_tf.tasks.glue import data as glue
+from gmlp_tf.tasks.glue import metrics as glue_metrics
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "glue")
 

@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
-from gmlp_tf.gmlp_block import GMLPBlock
-from gmlp_tf.spatial_gating import SpatialGatingUnit
-from gmlp_tf.tiny_attention import TinyAttention
+from gmlp_tf.layers.gmlp_block import GMLPBlock
+from gmlp_tf.layers.spatial_gating import SpatialGatingUnit
+from gmlp_tf.layers.tiny_attention import TinyAttention
 
 D_MODEL, D_FFN, N = 8, 16, 6
 

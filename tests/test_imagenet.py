@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gmlp_tf import augment, checkpointing, digits_demo, imagenet_data, imagenet_job
+from gmlp_tf.tasks.imagenet import augment
+from gmlp_tf.runtime import checkpointing
+from gmlp_tf.tasks.imagenet import demo_data as digits_demo
+from gmlp_tf.tasks.imagenet import data as imagenet_data
+from gmlp_tf.tasks.imagenet import job as imagenet_job
 from gmlp_tf.config import GMLPConfig
 
 CLASSES = ("cat", "dog", "fox")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gmlp_tf.config import GMLPConfig
-from gmlp_tf.modeling import build_model
+from gmlp_tf.models.task_models import build_model
 
 
 def text_inputs(config, batch=3, n=None, masked=4):

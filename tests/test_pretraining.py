@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gmlp_tf import checkpointing, pretraining
+from gmlp_tf.runtime import checkpointing
+from gmlp_tf.tasks.pretraining import recipe as pretraining
 from gmlp_tf.config import GMLPConfig
-from gmlp_tf.distribution import get_strategy
-from gmlp_tf.modeling import build_model
-from gmlp_tf.optimization import create_optimizer, learning_rate_schedule
+from gmlp_tf.runtime.distribution import get_strategy
+from gmlp_tf.models.task_models import build_model
+from gmlp_tf.runtime.optimization import create_optimizer, learning_rate_schedule
 
 VOCAB, SEQ, PREDS = 40, 16, 3
 

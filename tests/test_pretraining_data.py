@@ -12,8 +12,10 @@ import tensorflow_datasets as tfds
 
 from text_fixtures import fake_sentences
 
-from gmlp_tf import demo_corpus, registry_data, tokenization
-from gmlp_tf import pretraining_data as pd
+from gmlp_tf import tokenization
+from gmlp_tf.tasks.pretraining import demo_data as demo_corpus
+from gmlp_tf.runtime import registry_data
+from gmlp_tf.tasks.pretraining import data as pd
 from gmlp_tf.tokenization import CLS_ID, MASK_ID, NUM_SPECIAL_TOKENS, PAD_ID, SEP_ID
 
 VOCAB = 120

@@ -12,8 +12,13 @@ import pytest
 import tensorflow as tf
 from text_fixtures import fake_sentences
 
-from gmlp_tf import classifier_job, glue, pretraining_job, sentiment_demo, tokenization
-from gmlp_tf.classifier_data import classifier_dataset, encode_texts
+from gmlp_tf import tokenization
+from gmlp_tf.tasks.glue import job as classifier_job
+from gmlp_tf.tasks.glue import data as glue
+from gmlp_tf.tasks.pretraining import job as pretraining_job
+from gmlp_tf.tasks.glue import demo_data as sentiment_demo
+from gmlp_tf.tasks.glue.pipeline import classifier_dataset
+from gmlp_tf.tokenization import encode_texts
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.tokenization import CLS_ID, PAD_ID, SEP_ID
 

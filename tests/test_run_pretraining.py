@@ -9,9 +9,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from gmlp_tf import checkpointing, pretraining_job, tokenization
+from gmlp_tf import tokenization
+from gmlp_tf.runtime import checkpointing
+from gmlp_tf.tasks.pretraining import job as pretraining_job
 from gmlp_tf.config import GMLPConfig
-from gmlp_tf.modeling import build_model
+from gmlp_tf.models.task_models import build_model
 from text_fixtures import fake_sentences
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -92,7 +94,7 @@ def test_tfds_c4_en_path_through_mock_data(fixture_dir, tmp_path):
 
 
 def test_pretraining_from_tfrecords(fixture_dir, tmp_path):
-    from gmlp_tf import pretraining_data
+    from gmlp_tf.tasks.pretraining import data as pretraining_data
 
     sp_model = tokenization.load_sp_model(str(fixture_dir / "spm.model"))
     for name, is_training in (("train", True), ("eval", False)):

@@ -9,7 +9,8 @@ import pytest
 import tensorflow_datasets as tfds
 from text_fixtures import fake_sentences
 
-from gmlp_tf import squad_job, tokenization
+from gmlp_tf import tokenization
+from gmlp_tf.tasks.squad import job as squad_job
 from gmlp_tf.config import GMLPConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -112,7 +113,7 @@ def test_script_error_is_one_line(model_files, tmp_path):
 def test_demo_data_comes_from_the_wheel(tmp_path):
     import zipfile
 
-    from gmlp_tf import squad_demo
+    from gmlp_tf.tasks.squad import demo_data as squad_demo
 
     wheel = tmp_path / "allennlp-0.9.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:

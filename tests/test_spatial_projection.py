@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gmlp_tf.spatial_projection import SpatialProjection, toeplitz_matrix
+from gmlp_tf.layers.spatial_projection import SpatialProjection, toeplitz_matrix
 
 
 def explicit_toeplitz(w, n):

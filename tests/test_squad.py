@@ -9,7 +9,8 @@ import sentencepiece as spm
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from gmlp_tf import squad, tokenization
+from gmlp_tf import tokenization
+from gmlp_tf.tasks.squad import data as squad
 from gmlp_tf.tokenization import CLS_ID, PAD_ID, SEP_ID
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "squad")
@@ -380,7 +381,7 @@ def test_random_logits_give_exact_context_substrings(sp_model):
 
 def test_label_logits_decode_to_the_gold_answers(sp_model):
     """Logits peaked at the training labels decode to the answers, which then score 100."""
-    from gmlp_tf.squad_evaluation import evaluate
+    from gmlp_tf.tasks.squad.evaluation import evaluate
 
     examples, _ = squad.read_squad_json(V2, is_training=True, version_2_with_negative=True)
     features = _convert(examples, sp_model, is_training=True)

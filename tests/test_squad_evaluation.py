@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from gmlp_tf import squad
-from gmlp_tf.squad_evaluation import (evaluate, exact_match_score, f1_score, gold_answers,
+from gmlp_tf.tasks.squad import data as squad
+from gmlp_tf.tasks.squad.evaluation import (evaluate, exact_match_score, f1_score, gold_answers,
                                       normalize_answer)
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "squad")

@@ -16,9 +16,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from gmlp_tf import checkpointing, timm_convert
+from gmlp_tf.runtime import checkpointing
+from gmlp_tf.models import timm_convert
 from gmlp_tf.config import GMLPConfig
-from gmlp_tf.modeling import build_model
+from gmlp_tf.models.task_models import build_model
 from gmlp_tf.presets import get_preset_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

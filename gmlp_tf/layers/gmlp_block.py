@@ -1,0 +1,185 @@
+"""The gMLP block (paper, Figure 1): pre-LayerNorm, U, GELU, SGU, V, residual."""
+
+import keras
+from keras import ops
+
+from gmlp_tf.layers.drop_path import DropPath
+from gmlp_tf.layers.spatial_gating import SpatialGatingUnit
+from gmlp_tf.layers.tiny_attention import TinyAttention
+
+
+@keras.saving.register_keras_serializable(package="gmlp_tf")
+class GMLPBlock(keras.layers.Layer):
+    """One gMLP (or, with attention_size > 0, aMLP) block.
+
+        h = LayerNorm(x)
+        z = GELU(h U)                       U: d_model -> d_ffn, exact (erf) GELU
+        s = SGU(z, TinyAttention(h))        the attention term only for aMLP
+        y = s V                             V: d_ffn / 2 (or d_ffn) -> d_model
+        out = x + DropPath(Dropout(y))
+
+    DropPath is stochastic depth: in training each example skips the block's branch with
+    probability 1 - survival_prob, and the kept branches are scaled by 1 / survival_prob so
+    that inference needs no rescaling (as timm).
+
+    Call args:
+      inputs: [batch, n, d_model], n <= max_length.
+      padding_mask: optional [batch, n], 1 for real tokens (see SpatialProjection).
+      training: enables dropout and stochastic depth.
+
+    Returns:
+      [batch, n, d_model].
+    """
+
+    def __init__(
+        self,
+        d_model,
+        d_ffn,
+        max_length,
+        spatial_kind="dense",
+        gating="split",
+        attention_size=0,
+        causal=False,
+        dropout=0.0,
+        attention_dropout=0.0,
+        survival_prob=1.0,
+        layer_norm_eps=1e-6,
+        sgu_layer_norm_eps=1e-5,
+        spatial_init_stddev=1e-6,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.d_model = int(d_model)
+        self.d_ffn = int(d_ffn)
+        self.max_length = int(max_length)
+        self.spatial_kind = spatial_kind
+        self.gating = gating
+        self.attention_size = int(attention_size)
+        self.causal = bool(causal)
+        self.dropout_rate = float(dropout)
+        self.attention_dropout = float(attention_dropout)
+        self.survival_prob = float(survival_prob)
+        self.layer_norm_eps = float(layer_norm_eps)
+        self.sgu_layer_norm_eps = float(sgu_layer_norm_eps)
+        self.spatial_init_stddev = float(spatial_init_stddev)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+        self.norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_eps, name="norm")
+        self.proj_in = keras.layers.Dense(self.d_ffn, name="proj_in", **self._dense_args())
+        self.sgu = SpatialGatingUnit(
+            self.max_length,
+            gating=gating,
+            spatial_kind=spatial_kind,
+            causal=self.causal,
+            layer_norm_eps=self.sgu_layer_norm_eps,
+            spatial_init_stddev=self.spatial_init_stddev,
+            name="sgu",
+        )
+        self.gate_width = self.sgu.output_width(self.d_ffn)
+        self.attention = None
+        if self.attention_size:
+            self.attention = TinyAttention(
+                self.attention_size,
+                self.gate_width,
+                dropout=self.attention_dropout,
+                causal=self.causal,
+                kernel_initializer=keras.initializers.get(kernel_initializer),
+                name="tiny_attention",
+            )
+        self.proj_out = keras.layers.Dense(self.d_model, name="proj_out", **self._dense_args())
+        self.dropout = keras.layers.Dropout(self.dropout_rate, name="dropout")
+        self.drop_path = DropPath(rate=1.0 - self.survival_prob, name="drop_path")
+
+    def _dense_args(self):
+        # Fresh initializer objects per layer: Keras warns when one instance is reused.
+        return dict(
+            kernel_initializer=keras.initializers.get(
+                keras.initializers.serialize(self.kernel_initializer)
+            ),
+            bias_initializer=keras.initializers.get(
+                keras.initializers.serialize(self.bias_initializer)
+            ),
+        )
+
+    def build(self, input_shape):
+        if input_shape[-1] != self.d_model:
+            raise ValueError(f"GMLPBlock expects {self.d_model} channels, got {input_shape[-1]}")
+        hidden_shape = tuple(input_shape[:-1]) + (self.d_ffn,)
+        self.norm.build(input_shape)
+        self.proj_in.build(input_shape)
+        self.sgu.build(hidden_shape)
+        if self.attention is not None:
+            self.attention.build(input_shape)
+        self.proj_out.build(tuple(input_shape[:-1]) + (self.gate_width,))
+
+    def call(self, inputs, padding_mask=None, training=None):
+        h = self.norm(inputs)
+        z = ops.gelu(self.proj_in(h), approximate=False)
+        attention_output = None
+        if self.attention is not None:
+            attention_output = self.attention(h, padding_mask=padding_mask, training=training)
+        s = self.sgu(z, attention_output=attention_output, padding_mask=padding_mask)
+        y = self.dropout(self.proj_out(s), training=training)
+        return inputs + self.drop_path(y, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            d_model=self.d_model,
+            d_ffn=self.d_ffn,
+            max_length=self.max_length,
+            spatial_kind=self.spatial_kind,
+            gating=self.gating,
+            attention_size=self.attention_size,
+            causal=self.causal,
+            dropout=self.dropout_rate,
+            attention_dropout=self.attention_dropout,
+            survival_prob=self.survival_prob,
+            layer_norm_eps=self.layer_norm_eps,
+            sgu_layer_norm_eps=self.sgu_layer_norm_eps,
+            spatial_init_stddev=self.spatial_init_stddev,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+        )
+        return config
+
+
+def blocks_from_config(config, kernel_initializer, bias_initializer, name_prefix="block"):
+    """Builds the config's L blocks, each with its stochastic-depth survival probability.
+
+    Args:
+      config: a GMLPConfig.
+      kernel_initializer, bias_initializer: Keras initializer names or configs for U, V and
+        the tiny attention (each block gets fresh instances).
+      name_prefix: blocks are named f"{name_prefix}_{i}".
+
+    Returns:
+      A list of config.num_layers GMLPBlock layers.
+    """
+    return [
+        GMLPBlock(
+            config.d_model,
+            config.d_ffn,
+            config.seq_length,
+            spatial_kind=config.spatial_kind,
+            gating=config.gating,
+            attention_size=config.attention_size,
+            causal=config.causal,
+            dropout=config.hidden_dropout_prob,
+            attention_dropout=config.attention_dropout_prob,
+            survival_prob=survival_prob,
+            layer_norm_eps=config.layer_norm_eps,
+            sgu_layer_norm_eps=config.sgu_layer_norm_eps,
+            spatial_init_stddev=config.spatial_init_stddev,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            name=f"{name_prefix}_{i}",
+        )
+        for i, survival_prob in enumerate(config.block_survival_probs())
+    ]

@@ -1,0 +1,97 @@
+"""The Spatial Gating Unit (SGU, paper section 2.1) and its Table 3 variants."""
+
+import keras
+from keras import ops
+
+from gmlp_tf.config import GATINGS
+from gmlp_tf.layers.spatial_projection import SpatialProjection
+
+
+@keras.saving.register_keras_serializable(package="gmlp_tf")
+class SpatialGatingUnit(keras.layers.Layer):
+    """s(Z): gates the channels of each token by a linear projection across tokens.
+
+    With f(X) = W LayerNorm(X) + b over the token axis (see SpatialProjection):
+      split (the SGU):  Z = [Z1, Z2] along channels, s = Z1 * f(Z2);
+      multiplicative:   s = Z * f(Z);
+      additive:         s = Z + f(Z);
+      linear:           s = f(Z).
+    Z1 is the first half of the channels and Z2, the gate, the second, as in timm. For aMLP
+    the tiny attention's output is added to f(.) before the gating (paper, Figure 6).
+
+    Call args:
+      inputs: Z, [batch, n, d_ffn].
+      attention_output: optional [batch, n, output_width] from TinyAttention.
+      padding_mask: optional [batch, n], 1 for real tokens (see SpatialProjection).
+
+    Returns:
+      [batch, n, output_width]: d_ffn / 2 for "split", d_ffn for the other variants.
+    """
+
+    def __init__(
+        self,
+        max_length,
+        gating="split",
+        spatial_kind="dense",
+        causal=False,
+        layer_norm_eps=1e-5,
+        spatial_init_stddev=1e-6,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if gating not in GATINGS:
+            raise ValueError(f"gating must be one of {', '.join(GATINGS)}; got {gating!r}")
+        self.max_length = int(max_length)
+        self.gating = gating
+        self.spatial_kind = spatial_kind
+        self.causal = bool(causal)
+        self.layer_norm_eps = float(layer_norm_eps)
+        self.spatial_init_stddev = float(spatial_init_stddev)
+        self.norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_eps, name="norm")
+        self.proj = SpatialProjection(
+            self.max_length,
+            kind=spatial_kind,
+            causal=self.causal,
+            kernel_stddev=self.spatial_init_stddev,
+            name="proj",
+        )
+
+    def output_width(self, d_ffn):
+        return d_ffn // 2 if self.gating == "split" else d_ffn
+
+    def build(self, input_shape):
+        d_ffn = input_shape[-1]
+        if self.gating == "split" and d_ffn % 2:
+            raise ValueError(f"the split SGU needs an even number of channels, got {d_ffn}")
+        gate_shape = tuple(input_shape[:-1]) + (self.output_width(d_ffn),)
+        self.norm.build(gate_shape)
+        self.proj.build(gate_shape)
+
+    def call(self, inputs, attention_output=None, padding_mask=None):
+        if self.gating == "split":
+            z1, z2 = ops.split(inputs, 2, axis=-1)
+        else:
+            z1 = z2 = inputs
+        gate = self.proj(self.norm(z2), padding_mask=padding_mask)
+        if attention_output is not None:
+            gate = gate + attention_output
+        if self.gating in ("split", "multiplicative"):
+            return z1 * gate
+        if self.gating == "additive":
+            return inputs + gate
+        return gate
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.output_width(input_shape[-1]),)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            max_length=self.max_length,
+            gating=self.gating,
+            spatial_kind=self.spatial_kind,
+            causal=self.causal,
+            layer_norm_eps=self.layer_norm_eps,
+            spatial_init_stddev=self.spatial_init_stddev,
+        )
+        return config

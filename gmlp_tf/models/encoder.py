@@ -1,0 +1,96 @@
+"""The token encoder: BERT's input protocol, no position embeddings, L gMLP blocks."""
+
+import keras
+from keras import ops
+
+from gmlp_tf.config import as_config
+from gmlp_tf.layers.gmlp_block import blocks_from_config
+
+
+def text_initializer(config):
+    """BERT's initializer for the token model's embeddings and dense kernels."""
+    return keras.initializers.TruncatedNormal(stddev=config.initializer_range)
+
+
+@keras.saving.register_keras_serializable(package="gmlp_tf")
+class GMLPEncoder(keras.layers.Layer):
+    """gMLP / aMLP token encoder.
+
+    Token embeddings plus segment embeddings (no position embeddings: the spatial projections
+    carry position), dropout, config.num_layers blocks, a final LayerNorm. Inputs follow BERT:
+    `[CLS] a [SEP] b [SEP]` then padding, with segment ids 0 / 1.
+
+    The token embedding is a ReversibleEmbedding so that the masked-LM head can reuse it as
+    its output projection (tied weights).
+
+    Call args:
+      inputs: dict with
+        "input_ids": int [batch, n], n <= config.max_seq_length;
+        "segment_ids": optional int [batch, n] (zeros if absent);
+        "input_mask": optional [batch, n], 1 for real tokens. Used only when
+          config.use_padding_mask is true: the paper lets the model learn to ignore padding.
+      training: enables dropout and stochastic depth.
+
+    Returns:
+      dict with "sequence_output" [batch, n, d_model] and "cls_output" [batch, d_model]
+      (the final representation of the first token, `[CLS]`).
+    """
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        self.config = as_config(config)
+        cfg = self.config
+        if cfg.modality != "text":
+            raise ValueError(f"GMLPEncoder needs a text config, got modality {cfg.modality!r}")
+        self.token_embedding = keras.layers.ReversibleEmbedding(
+            cfg.vocab_size,
+            cfg.d_model,
+            embeddings_initializer=text_initializer(cfg),
+            reverse_dtype="float32",  # Masked-LM logits stay float32 under mixed precision.
+            name="token_embedding",
+        )
+        self.segment_embedding = keras.layers.Embedding(
+            cfg.type_vocab_size,
+            cfg.d_model,
+            embeddings_initializer=text_initializer(cfg),
+            name="segment_embedding",
+        )
+        self.embedding_dropout = keras.layers.Dropout(cfg.hidden_dropout_prob, name="embedding_dropout")
+        self.blocks = blocks_from_config(
+            cfg,
+            kernel_initializer=keras.initializers.serialize(text_initializer(cfg)),
+            bias_initializer="zeros",
+        )
+        self.final_norm = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name="final_norm")
+
+    def build(self, input_shape):
+        ids_shape = input_shape["input_ids"] if isinstance(input_shape, dict) else input_shape
+        hidden_shape = tuple(ids_shape) + (self.config.d_model,)
+        self.token_embedding.build(ids_shape)
+        self.segment_embedding.build(ids_shape)
+        for block in self.blocks:
+            block.build(hidden_shape)
+        self.final_norm.build(hidden_shape)
+
+    def call(self, inputs, training=None):
+        if not isinstance(inputs, dict) or "input_ids" not in inputs:
+            raise ValueError("GMLPEncoder expects a dict with at least 'input_ids'")
+        input_ids = inputs["input_ids"]
+        if len(input_ids.shape) != 2:
+            raise ValueError(f"input_ids must be [batch, seq_length], got shape {input_ids.shape}")
+        segment_ids = inputs.get("segment_ids")
+        if segment_ids is None:
+            segment_ids = ops.zeros_like(input_ids)
+        padding_mask = inputs.get("input_mask") if self.config.use_padding_mask else None
+
+        x = self.token_embedding(input_ids) + self.segment_embedding(segment_ids)
+        x = self.embedding_dropout(x, training=training)
+        for block in self.blocks:
+            x = block(x, padding_mask=padding_mask, training=training)
+        x = self.final_norm(x)
+        return {"sequence_output": x, "cls_output": x[:, 0, :]}
+
+    def get_config(self):
+        base = super().get_config()
+        base.update(config=self.config.to_dict())
+        return base

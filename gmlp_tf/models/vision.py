@@ -1,0 +1,79 @@
+"""The gMLP image classifier (paper, Table 1), laid out as timm's gmlp_*16_224."""
+
+import keras
+from keras import ops
+
+from gmlp_tf.config import as_config
+from gmlp_tf.layers.gmlp_block import blocks_from_config
+
+
+@keras.saving.register_keras_serializable(package="gmlp_tf")
+class GMLPVisionClassifier(keras.Model):
+    """gMLP-Ti / S / B for images.
+
+    A patch_size x patch_size, stride patch_size convolution (with bias, no norm, no position
+    embedding, no class token) turns the image into n = (image_size / patch_size)^2 tokens;
+    L gMLP blocks with a dense n x n spatial projection; final LayerNorm; mean over tokens;
+    linear head. Initialisation follows timm (W ~ N(0, 1e-6), b = 1; xavier-uniform channel
+    projections with N(0, 1e-6) biases; lecun-normal stem; zero head), so that a timm
+    checkpoint maps onto it weight for weight (the stem kernel transposed from OIHW to HWIO).
+
+    Call args:
+      inputs: float [batch, image_size, image_size, num_channels], already normalised.
+      training: enables stochastic depth.
+
+    Returns:
+      float32 logits [batch, num_classes].
+    """
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        self.config = as_config(config)
+        cfg = self.config
+        if cfg.modality != "image":
+            raise ValueError(f"GMLPVisionClassifier needs an image config, got modality {cfg.modality!r}")
+        self.stem = keras.layers.Conv2D(
+            cfg.d_model,
+            cfg.patch_size,
+            strides=cfg.patch_size,
+            kernel_initializer="lecun_normal",
+            name="stem",
+        )
+        self.blocks = blocks_from_config(
+            cfg,
+            kernel_initializer="glorot_uniform",
+            bias_initializer=keras.initializers.serialize(keras.initializers.RandomNormal(stddev=1e-6)),
+        )
+        self.final_norm = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name="final_norm")
+        self.head = keras.layers.Dense(cfg.num_classes, kernel_initializer="zeros", name="head")
+
+    def build(self, input_shape):
+        cfg = self.config
+        tokens_shape = (input_shape[0], cfg.seq_length, cfg.d_model)
+        self.stem.build(input_shape)
+        for block in self.blocks:
+            block.build(tokens_shape)
+        self.final_norm.build(tokens_shape)
+        self.head.build((input_shape[0], cfg.d_model))
+
+    def call(self, inputs, training=None):
+        cfg = self.config
+        expected = (cfg.image_size, cfg.image_size, cfg.num_channels)
+        if len(inputs.shape) != 4 or tuple(inputs.shape[1:]) != expected:
+            raise ValueError(
+                f"images must be [batch, {expected[0]}, {expected[1]}, {expected[2]}], got shape "
+                f"{tuple(inputs.shape)}"
+            )
+        x = self.stem(inputs)  # [batch, h / p, w / p, d_model]
+        x = ops.reshape(x, (-1, cfg.seq_length, cfg.d_model))  # Row-major patches, as timm's flatten.
+        for block in self.blocks:
+            x = block(x, training=training)
+        x = ops.mean(self.final_norm(x), axis=1)
+        return ops.cast(self.head(x), "float32")
+
+    def get_config(self):
+        return {"config": self.config.to_dict(), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

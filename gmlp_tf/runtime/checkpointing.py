@@ -1,0 +1,175 @@
+"""Checkpoints in an output directory: resume, warm start, and the config that goes with them.
+
+An output directory holds
+  gmlp_config.json          the model config (like bert_config.json)
+  vocab.model               the SentencePiece model (text models)
+  run_info.json             the task the weights belong to ({"task": ..., "num_labels": ...})
+  checkpoints/              keras.callbacks.BackupAndRestore state: latest.weights.h5 (model and
+                            optimizer variables, so the step too) and training_metadata.json
+The rule is BERT's and the Model Garden's: a checkpoint in --output_dir always wins (resume);
+--init_checkpoint is read only when there is none (warm start).
+"""
+
+import json
+import os
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from gmlp_tf.config import GMLPConfig
+from gmlp_tf.models.task_models import build_model
+
+CONFIG_NAME = "gmlp_config.json"
+PREPROCESSING_NAME = "preprocessing.json"  # Image models: the pixel mean and std they were trained with.
+VOCAB_NAME = "vocab.model"  # run_pretraining.py copies its vocabulary here for finetuning and export.
+RUN_INFO_NAME = "run_info.json"
+CHECKPOINT_DIR = "checkpoints"
+WEIGHTS_NAME = "latest.weights.h5"
+
+# Fields that may differ between a checkpoint and the model it initialises: they change no
+# weight shape (regularisation, padding handling).
+COMPATIBLE_FIELDS = frozenset(
+    {"hidden_dropout_prob", "attention_dropout_prob", "survival_prob", "drop_path_schedule", "use_padding_mask"}
+)
+
+
+def checkpoint_dir(output_dir):
+    return os.path.join(output_dir, CHECKPOINT_DIR)
+
+
+def latest_weights(output_dir):
+    """The latest checkpoint's weights file in output_dir, or None."""
+    path = os.path.join(checkpoint_dir(output_dir), WEIGHTS_NAME)
+    return path if tf.io.gfile.exists(path) else None
+
+
+def backup_callback(output_dir):
+    """Saves model and optimizer state at every epoch end, restores it at the start of fit()."""
+    return keras.callbacks.BackupAndRestore(
+        checkpoint_dir(output_dir), save_freq="epoch", delete_checkpoint=False, double_checkpoint=True
+    )
+
+
+def prepare_output_dir(output_dir, config, task, num_labels=None):
+    """Creates output_dir and writes the config and run info, or checks those already there.
+
+    Raises:
+      ValueError: the directory is not writable, or holds a run of another config or task.
+    """
+    # tf.io.gfile throughout: output directories are often gs:// buckets on TPU.
+    try:
+        tf.io.gfile.makedirs(output_dir)
+        probe = os.path.join(output_dir, ".write_test")
+        with tf.io.gfile.GFile(probe, "w") as f:
+            f.write("")
+        tf.io.gfile.remove(probe)
+    except (OSError, tf.errors.OpError) as err:
+        reason = getattr(err, "strerror", None) or getattr(err, "message", str(err))
+        raise ValueError(f"output directory {output_dir} is not writable: {reason}") from None
+    config_path = os.path.join(output_dir, CONFIG_NAME)
+    if tf.io.gfile.exists(config_path):
+        saved = GMLPConfig.from_json_file(config_path)
+        _check_same_architecture(saved, config, f"{output_dir} (resuming)", allow=frozenset())
+    else:
+        config.to_json_file(config_path)
+    info = {"task": task, "num_labels": num_labels}
+    info_path = os.path.join(output_dir, RUN_INFO_NAME)
+    if tf.io.gfile.exists(info_path):
+        with tf.io.gfile.GFile(info_path) as f:
+            saved_info = json.load(f)
+        if saved_info != info:
+            raise ValueError(f"{output_dir} holds a {saved_info} run, not {info}; use another --output_dir")
+    else:
+        _write_json_atomically(info_path, info)
+
+
+def warm_start(model, init_dir, config):
+    """Copies the weights of a finished or running job in init_dir into `model` by name.
+
+    Variables are matched by their path below the task model (for example
+    "encoder/block_3/sgu/proj/kernel"), so an encoder pretrained by run_pretraining.py
+    initialises the encoder of any finetuning model. Heads that the checkpoint lacks stay
+    freshly initialised.
+
+    Args:
+      model: a built task model whose weights to set.
+      init_dir: an output directory of run_pretraining.py (or any script of this project).
+      config: the GMLPConfig of `model`; must match the checkpoint's architecture.
+
+    Returns:
+      (restored, new): lists of variable paths that were copied and that kept their init.
+    """
+    weights = latest_weights(init_dir)
+    config_path = os.path.join(init_dir, CONFIG_NAME)
+    if weights is None or not tf.io.gfile.exists(config_path):
+        raise ValueError(f"--init_checkpoint {init_dir} holds no checkpoint ({CHECKPOINT_DIR}/{WEIGHTS_NAME} and {CONFIG_NAME})")
+    saved_config = GMLPConfig.from_json_file(config_path)
+    _check_same_architecture(saved_config, config, f"--init_checkpoint {init_dir}", allow=COMPATIBLE_FIELDS)
+    with tf.io.gfile.GFile(os.path.join(init_dir, RUN_INFO_NAME)) as f:
+        info = json.load(f)
+    source = build_model(saved_config, info["task"], num_labels=info.get("num_labels") or 2)
+    source.load_weights(weights)
+    values = {_relative_path(v): v for v in source.weights}
+    restored, new = [], []
+    for variable in model.weights:
+        key = _relative_path(variable)
+        if key in values and tuple(values[key].shape) == tuple(variable.shape):
+            variable.assign(values[key])
+            restored.append(key)
+        else:
+            new.append(key)
+    logging.info("Warm start from %s: restored %d variables, %d new", init_dir, len(restored), len(new))
+    for key in restored:
+        logging.info("  restored: %s", key)
+    for key in new:
+        logging.info("  new:      %s", key)
+    return restored, new
+
+
+def write_vocab(output_dir, sp_model):
+    """Writes the serialized SentencePiece model beside the checkpoint (if not there yet)."""
+    path = os.path.join(output_dir, VOCAB_NAME)
+    if not tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path + ".tmp", "wb") as f:
+            f.write(sp_model)
+        tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+
+
+def write_image_normalization(output_dir, mean, std):
+    """Records the per-channel pixel mean and std (of [0, 1] pixels) an image model expects."""
+    _write_json_atomically(os.path.join(output_dir, PREPROCESSING_NAME), {"mean": list(mean), "std": list(std)})
+
+
+def read_image_normalization(output_dir):
+    """(mean, std) recorded by write_image_normalization, or None if the run recorded none."""
+    path = os.path.join(output_dir, PREPROCESSING_NAME)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        data = json.load(f)
+    return tuple(data["mean"]), tuple(data["std"])
+
+
+def write_text_atomically(path, text):
+    tmp = path + ".tmp"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(text)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def _write_json_atomically(path, data):
+    write_text_atomically(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _relative_path(variable):
+    # Drop the task model's own name: "gmlp_for_pretraining/encoder/..." -> "encoder/...".
+    return variable.path.split("/", 1)[-1]
+
+
+def _check_same_architecture(saved, current, where, allow):
+    saved_dict, current_dict = saved.to_dict(), current.to_dict()
+    differing = sorted(k for k in saved_dict if k not in allow and saved_dict[k] != current_dict[k])
+    if differing:
+        details = ", ".join(f"{k}: checkpoint {saved_dict[k]!r} vs config {current_dict[k]!r}" for k in differing)
+        raise ValueError(f"model config does not match {where}: {details}")

@@ -1,0 +1,132 @@
+"""The job runtime: what every job (pretraining, GLUE, SQuAD, ImageNet) does the same way.
+
+A job module says only what is its own: its spec (flags), how it reads its data, builds its
+model and scores it. Starting (seed, precision, strategy), the checks every job makes, the output
+directory, warm starts, the results files, the finetuning demos' pretrained encoder and the
+one-line error exit of a script are here.
+"""
+
+import json
+import os
+import sys
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Type
+
+import keras
+import tensorflow as tf
+from absl import app, logging
+
+from gmlp_tf.config import GMLPConfig
+from gmlp_tf.runtime import checkpointing
+from gmlp_tf.runtime.distribution import get_strategy
+from gmlp_tf.runtime.flags import CommonSpec, spec_from_flags
+
+RESULTS_NAME = "eval_results"
+# Where the pretraining demo writes, and where the finetuning demos look for its encoder.
+DEMO_ENCODER_DIR = os.path.join("output", "pretraining_demo")
+# Errors that are the user's input, not a bug: one line and exit 1 instead of a traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError)
+
+
+def start(spec: CommonSpec, seed: Optional[int] = None) -> tf.distribute.Strategy:
+    """Seeds Keras (spec.random_seed unless `seed`), sets the precision policy, returns the strategy."""
+    keras.utils.set_random_seed(spec.random_seed if seed is None else seed)
+    keras.mixed_precision.set_global_policy(spec.precision)
+    return get_strategy(spec.strategy, spec.tpu, spec.tpu_zone, spec.gcp_project)
+
+
+def require_output_dir(output_dir: Optional[str]) -> str:
+    if not output_dir:
+        raise ValueError("--output_dir is required")
+    return output_dir
+
+
+def check_max_seq_length(max_seq_length: int, config: GMLPConfig) -> None:
+    """The spatial weights are sized for config.max_seq_length tokens: longer inputs cannot run."""
+    if max_seq_length > config.max_seq_length:
+        raise ValueError(
+            f"max_seq_length {max_seq_length} exceeds the model config's max_seq_length {config.max_seq_length}")
+
+
+def check_positive(**values: Optional[float]) -> None:
+    """Raises naming the first flag whose value is given and not positive."""
+    for name, value in values.items():
+        if value is not None and value <= 0:
+            raise ValueError(f"--{name} must be positive, got {value}")
+
+
+def check_checkpoint_interval(num_train_steps: int, save_checkpoints_steps: int) -> None:
+    """A run is fit() over checkpoint intervals, so the steps must be a whole number of them."""
+    check_positive(num_train_steps=num_train_steps, save_checkpoints_steps=save_checkpoints_steps)
+    if num_train_steps % save_checkpoints_steps:
+        raise ValueError(f"num_train_steps ({num_train_steps}) must be a multiple of save_checkpoints_steps "
+                         f"({save_checkpoints_steps})")
+
+
+def prepare_output_dir(output_dir: str, config: GMLPConfig, task: str, num_labels: Optional[int] = None,
+                       sp_model: Optional[bytes] = None) -> None:
+    """Creates or checks output_dir (same architecture and task, writable) and writes the vocabulary."""
+    checkpointing.prepare_output_dir(output_dir, config, task, num_labels)
+    if sp_model is not None:  # Finetuning and export find the vocabulary beside the checkpoint.
+        checkpointing.write_vocab(output_dir, sp_model)
+
+
+def warm_start_unless_resuming(model: keras.Model, init_checkpoint: Optional[str], output_dir: str,
+                               config: GMLPConfig) -> bool:
+    """BERT's rule: a checkpoint in output_dir always wins; init_checkpoint only starts a new run."""
+    if not init_checkpoint:
+        return False
+    if checkpointing.latest_weights(output_dir):
+        logging.info("Ignoring --init_checkpoint: %s already holds a checkpoint to resume", output_dir)
+        return False
+    checkpointing.warm_start(model, init_checkpoint, config)
+    return True
+
+
+def demo_encoder(directory: Optional[str] = None) -> str:
+    """The demo pretraining output directory, pretrained there first if it holds no checkpoint."""
+    directory = directory or DEMO_ENCODER_DIR
+    if not checkpointing.latest_weights(directory):
+        logging.info("No pretrained checkpoint in %s: running the pretraining demo first", directory)
+        from gmlp_tf import tasks  # The task registry, not a task: runtime code names no task module.
+
+        pretraining = tasks.job_module("pretraining")
+        pretraining.run(pretraining.JobSpec(output_dir=directory))
+    return directory
+
+
+def result_lines(results: Mapping[str, Any]) -> List[str]:
+    """BERT's eval_results.txt lines: "key = value", sorted by key."""
+    return [f"{key} = {results[key]}" for key in sorted(results)]
+
+
+def write_results(output_dir: str, results: Mapping[str, Any], name: str = RESULTS_NAME) -> str:
+    """Writes NAME.txt ("key = value" lines) and NAME.json (the same numbers); returns the .txt path."""
+    path = os.path.join(output_dir, name + ".txt")
+    checkpointing.write_text_atomically(path, "".join(line + "\n" for line in result_lines(results)))
+    checkpointing.write_text_atomically(
+        os.path.join(output_dir, name + ".json"), json.dumps(dict(results), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def run_script(program: str, job: Callable[[], Any]) -> Any:
+    """Runs job(); bad input ends the script with one line "<program>: error: ..." and exit 1."""
+    try:
+        return job()
+    except USER_ERRORS as err:
+        logging.flush()
+        sys.exit(f"{program}: error: {err}")
+
+
+def script_main(spec_cls: Type[CommonSpec], run: Callable[[Any], Any],
+                report: Callable[[Any, Any], Iterable[str]]) -> Callable[[List[str]], None]:
+    """The absl main of a job script: flags -> spec -> run(spec) -> printed report(results, spec)."""
+
+    def main(argv: List[str]) -> None:
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        spec = spec_from_flags(spec_cls)
+        results = run_script(os.path.basename(sys.argv[0]), lambda: run(spec))
+        for line in report(results, spec):
+            print(line)
+
+    return main

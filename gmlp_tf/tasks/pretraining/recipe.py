@@ -1,0 +1,155 @@
+"""Masked-LM pretraining with Keras fit: setups of Table 8, loss, metrics, train and evaluate."""
+
+import dataclasses
+import math
+import os
+import warnings
+
+import keras
+from keras import ops
+
+from gmlp_tf.runtime import checkpointing
+from gmlp_tf.runtime import training
+from gmlp_tf.models.task_models import build_model
+from gmlp_tf.runtime.optimization import create_optimizer
+
+LABEL_FEATURES = ("masked_lm_ids", "masked_lm_weights")
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainingSetup:
+    """Data and optimisation hyperparameters of one pretraining recipe."""
+
+    max_seq_length: int
+    max_predictions_per_seq: int
+    train_batch_size: int
+    learning_rate: float
+    num_train_steps: int
+    num_warmup_steps: int
+
+
+# Table 8: the ablation setup (C4/RealNews) and the full setup (C4/English); AdamW
+# (0.9, 0.999, 1e-6), weight decay 0.01, linear decay, no clipping, dropout 0 in both.
+# "demo" is the embedded default: a few minutes on a 2-core CPU.
+SETUPS = {
+    "ablation": PretrainingSetup(128, 20, 2048, 7e-4, 125_000, 10_000),
+    "full": PretrainingSetup(512, 80, 256, 1e-4, 1_000_000, 10_000),
+    "demo": PretrainingSetup(128, 20, 32, 2e-3, 1_500, 150),
+}
+
+
+@keras.saving.register_keras_serializable(package="gmlp_tf")
+class MaskedLMPerplexity(keras.metrics.Metric):
+    """exp(sum_i w_i CE_i / sum_i w_i) over every masked position seen, padding weighted out.
+
+    Accumulating sums (rather than averaging per-batch perplexities) makes the result the
+    perplexity of the whole evaluation set.
+    """
+
+    def __init__(self, name="perplexity", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.total_loss = self.add_variable(shape=(), initializer="zeros", name="total_loss")
+        self.total_weight = self.add_variable(shape=(), initializer="zeros", name="total_weight")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        losses = keras.losses.sparse_categorical_crossentropy(y_true, ops.cast(y_pred, "float32"), from_logits=True)
+        weights = ops.ones_like(losses) if sample_weight is None else ops.cast(sample_weight, "float32")
+        self.total_loss.assign_add(ops.sum(losses * weights))
+        self.total_weight.assign_add(ops.sum(weights))
+
+    def result(self):
+        return ops.exp(self.total_loss / ops.maximum(self.total_weight, 1e-12))
+
+    def reset_state(self):
+        self.total_loss.assign(0.0)
+        self.total_weight.assign(0.0)
+
+
+def split_features(features):
+    """BERT features -> (inputs, masked_lm_ids, masked_lm_weights) for Keras fit and evaluate."""
+    inputs = {k: v for k, v in features.items() if k not in LABEL_FEATURES}
+    return inputs, features["masked_lm_ids"], features["masked_lm_weights"]
+
+
+def masked_lm_loss():
+    """Mean cross-entropy over masked positions, weighted by masked_lm_weights (padding has 0)."""
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
+
+
+def masked_lm_metrics():
+    return [
+        keras.metrics.SparseCategoricalAccuracy(name="masked_lm_accuracy"),
+        MaskedLMPerplexity(name="perplexity"),
+    ]
+
+
+def build_pretraining_model(config, setup, steps_per_execution=1, weight_decay=0.01, jit_compile="auto"):
+    """Builds and compiles the masked-LM model (call inside strategy.scope())."""
+    model = build_model(config, "pretraining")
+    model.compile(
+        optimizer=create_optimizer(
+            setup.learning_rate, setup.num_train_steps, setup.num_warmup_steps, weight_decay=weight_decay
+        ),
+        loss=masked_lm_loss(),
+        weighted_metrics=masked_lm_metrics(),
+        steps_per_execution=steps_per_execution,
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def train(model, train_dataset, output_dir, num_train_steps, save_checkpoints_steps, verbose=1):
+    """Runs fit() with a checkpoint every save_checkpoints_steps steps; resumes from output_dir.
+
+    An "epoch" is one checkpoint interval, so that a resumed run restarts exactly at the last
+    saved step (weights, optimizer state and step come back together).
+
+    Args:
+      model: the compiled pretraining model.
+      train_dataset: repeating dataset (or DistributedDataset) of (inputs, ids, weights).
+      output_dir: where checkpoints and TensorBoard logs go.
+      num_train_steps: total optimizer steps; a multiple of save_checkpoints_steps.
+      save_checkpoints_steps: steps between checkpoints.
+
+    Returns:
+      The keras History of this call (empty when the run was already complete).
+    """
+    if num_train_steps % save_checkpoints_steps:
+        raise ValueError(
+            f"num_train_steps ({num_train_steps}) must be a multiple of save_checkpoints_steps "
+            f"({save_checkpoints_steps})"
+        )
+    return training.fit_resumable(
+        model, train_dataset, output_dir, num_train_steps // save_checkpoints_steps, save_checkpoints_steps, verbose
+    )
+
+
+def evaluate(model, eval_dataset, max_eval_steps=None, verbose=0):
+    """Evaluates on held-out data: loss, masked-LM accuracy and perplexity, and the step."""
+    with warnings.catch_warnings():
+        # A held-out set is read to its end; Keras warns that it "ran out of data".
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        results = model.evaluate(eval_dataset, steps=max_eval_steps, return_dict=True, verbose=verbose)
+    results = {k: float(v) for k, v in results.items()}
+    results["global_step"] = current_step(model)
+    return results
+
+
+def current_step(model):
+    """The optimizer's step count (also under a strategy, where it is a mirrored variable)."""
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations.value))
+
+
+def format_results(results):
+    """BERT's eval_results.txt: one "key = value" per line, sorted."""
+    return "".join(f"{key} = {results[key]}\n" for key in sorted(results))
+
+
+def write_eval_results(output_dir, results):
+    path = os.path.join(output_dir, "eval_results.txt")
+    checkpointing.write_text_atomically(path, format_results(results))
+    return path
+
+
+def perplexity(mean_cross_entropy):
+    return math.exp(mean_cross_entropy)
