@@ -12,6 +12,8 @@ INSTALL_REQUIRES = [
     # TensorFlow 2.21 no longer installs it; Keras' TensorBoard callback needs it.
     "tensorboard",
     "sentencepiece>=0.2.0",
+    # Reads timm's .safetensors checkpoints (its NumPy API; no torch needed).
+    "safetensors>=0.4",
     # tensorflow-datasets imports it on Python 3.11 without declaring it.
     "importlib_resources",
 ]

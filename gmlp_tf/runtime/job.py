@@ -24,7 +24,7 @@ RESULTS_NAME = "eval_results"
 # Where the pretraining demo writes, and where the finetuning demos look for its encoder.
 DEMO_ENCODER_DIR = os.path.join("output", "pretraining_demo")
 # Errors that are the user's input, not a bug: one line and exit 1 instead of a traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError)
+USER_ERRORS = (ValueError, OSError, RuntimeError)
 
 
 def start(spec: CommonSpec, seed: Optional[int] = None) -> tf.distribute.Strategy:
