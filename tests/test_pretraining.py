@@ -8,6 +8,8 @@ import pytest
 import tensorflow as tf
 
 from gmlp_tf.runtime import checkpointing
+from gmlp_tf.runtime import job as runtime
+from gmlp_tf.tasks.pretraining import metrics
 from gmlp_tf.tasks.pretraining import recipe as pretraining
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.runtime.distribution import get_strategy
@@ -74,10 +76,10 @@ def test_loss_is_weighted_mean_and_perplexity_its_exponential():
     labels = np.array([[1, 2, 3]])
     logits = np.log(np.array([[[0.1, 0.5, 0.4, 0.0], [0.2, 0.2, 0.6, 0.0], [0.25] * 4]]) + 1e-30)
     weights = np.array([[1.0, 1.0, 0.0]])
-    loss = float(pretraining.masked_lm_loss()(labels, logits, sample_weight=weights))
+    loss = float(metrics.masked_lm_loss()(labels, logits, sample_weight=weights))
     expected = -(np.log(0.5) + np.log(0.6)) / 2
     assert loss == pytest.approx(expected, rel=1e-5)
-    metric = pretraining.MaskedLMPerplexity()
+    metric = metrics.MaskedLMPerplexity()
     metric.update_state(labels, logits, sample_weight=weights)
     assert float(metric.result()) == pytest.approx(np.exp(expected), rel=1e-5)
 
@@ -94,7 +96,7 @@ def test_tiny_run_loss_goes_down_and_writes_results(tmp_path):
     assert losses[-1] < losses[0] * 0.9
     assert after["perplexity"] < before["perplexity"] * 0.8
     assert after["global_step"] == 40
-    path = pretraining.write_eval_results(output_dir, after)
+    path = runtime.write_results(output_dir, after)
     assert "perplexity = " in open(path).read()
     assert checkpointing.latest_weights(output_dir)
     assert os.listdir(os.path.join(output_dir, "logs"))  # TensorBoard events.

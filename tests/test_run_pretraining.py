@@ -61,7 +61,7 @@ def read_results(output_dir):
 
 
 def test_tiny_run_learns_and_resumes(fixture_dir, tmp_path):
-    results = pretraining_job.run(spec(fixture_dir, tmp_path), "unused")
+    results = pretraining_job.run(spec(fixture_dir, tmp_path))
     assert results["global_step"] == 30
     # An untrained model scores about the vocabulary size; the fixture's words are drawn at
     # random, so the unigram baseline (also reported) is the best any model can do on it.
@@ -71,7 +71,7 @@ def test_tiny_run_learns_and_resumes(fixture_dir, tmp_path):
     for name in ("gmlp_config.json", "run_info.json", "vocab.model", "checkpoints/latest.weights.h5"):
         assert os.path.exists(tmp_path / name), name
     # Rerunning with a longer schedule continues from step 30 rather than starting again.
-    more = pretraining_job.run(spec(fixture_dir, tmp_path, num_train_steps=40), "unused")
+    more = pretraining_job.run(spec(fixture_dir, tmp_path, num_train_steps=40))
     assert more["global_step"] == 40
 
 
@@ -87,8 +87,7 @@ def test_tfds_c4_en_path_through_mock_data(fixture_dir, tmp_path):
     with tfds.testing.mock_data(num_examples=300, as_dataset_fn=as_dataset):
         results = pretraining_job.run(
             spec(fixture_dir, tmp_path, input_file=None, eval_input_file=None, tfds_name="c4/en",
-                 num_train_steps=10, max_eval_steps=4),
-            "unused",
+                 num_train_steps=10, max_eval_steps=4)
         )
     assert results["global_step"] == 10 and results["perplexity"] > 1.0
 
@@ -106,8 +105,7 @@ def test_pretraining_from_tfrecords(fixture_dir, tmp_path):
         assert pretraining_data.write_tfrecords(features, str(tmp_path / f"{name}.tfrecord")) > 0
     results = pretraining_job.run(
         spec(fixture_dir, tmp_path / "out", input_file=str(tmp_path / "train.tfrecord"),
-             eval_input_file=str(tmp_path / "eval.tfrecord"), input_format="tfrecord", num_train_steps=10),
-        "unused",
+             eval_input_file=str(tmp_path / "eval.tfrecord"), input_format="tfrecord", num_train_steps=10)
     )
     assert results["global_step"] == 10 and "unigram_perplexity" not in results
 
@@ -136,7 +134,7 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(fixture_dir, tmp_path, 
     changes = {k: aliases.get(v, v) if isinstance(v, str) else v for k, v in changes.items()}
     changes.setdefault("output_dir", str(output_dir))
     with pytest.raises(ValueError, match=message):
-        pretraining_job.run(spec(fixture_dir, **changes), "unused")
+        pretraining_job.run(spec(fixture_dir, **changes))
     assert not output_dir.exists()
 
 
@@ -155,15 +153,15 @@ def test_script_reports_errors_in_one_line(fixture_dir, tmp_path):
 
 
 def test_init_checkpoint_warm_starts_only_a_fresh_output_dir(fixture_dir, tmp_path, monkeypatch):
-    pretraining_job.run(spec(fixture_dir, tmp_path / "a", num_train_steps=10, do_eval=False), "unused")
+    pretraining_job.run(spec(fixture_dir, tmp_path / "a", num_train_steps=10, do_eval=False))
     calls = []
     real_warm_start = checkpointing.warm_start
     monkeypatch.setattr(checkpointing, "warm_start", lambda *args: calls.append(real_warm_start(*args)))
     warm = spec(fixture_dir, tmp_path / "b", num_train_steps=10, init_checkpoint=str(tmp_path / "a"))
-    first = pretraining_job.run(warm, "unused")
+    first = pretraining_job.run(warm)
     restored, new = calls[0]
     assert len(restored) == len(build_model(CONFIG_OF_FIXTURE, "pretraining").weights) and not new
     assert first["global_step"] == 10  # Weights from a, but a step count of its own.
     # b now has a checkpoint: rerunning resumes it and leaves --init_checkpoint alone.
-    again = pretraining_job.run(dataclasses.replace(warm, num_train_steps=20), "unused")
+    again = pretraining_job.run(dataclasses.replace(warm, num_train_steps=20))
     assert again["global_step"] == 20 and len(calls) == 1

@@ -9,7 +9,7 @@ one-line error exit of a script are here.
 import json
 import os
 import sys
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Type
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Type
 
 import keras
 import tensorflow as tf

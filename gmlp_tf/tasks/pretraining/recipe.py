@@ -1,17 +1,14 @@
-"""Masked-LM pretraining with Keras fit: setups of Table 8, loss, metrics, train and evaluate."""
+"""Masked-LM pretraining with Keras fit: the setups of Table 8, the compiled model, train and evaluate."""
 
 import dataclasses
-import math
-import os
 import warnings
 
 import keras
-from keras import ops
 
-from gmlp_tf.runtime import checkpointing
-from gmlp_tf.runtime import training
 from gmlp_tf.models.task_models import build_model
+from gmlp_tf.runtime import training
 from gmlp_tf.runtime.optimization import create_optimizer
+from gmlp_tf.tasks.pretraining.metrics import masked_lm_loss, masked_lm_metrics
 
 LABEL_FEATURES = ("masked_lm_ids", "masked_lm_weights")
 
@@ -38,49 +35,10 @@ SETUPS = {
 }
 
 
-@keras.saving.register_keras_serializable(package="gmlp_tf")
-class MaskedLMPerplexity(keras.metrics.Metric):
-    """exp(sum_i w_i CE_i / sum_i w_i) over every masked position seen, padding weighted out.
-
-    Accumulating sums (rather than averaging per-batch perplexities) makes the result the
-    perplexity of the whole evaluation set.
-    """
-
-    def __init__(self, name="perplexity", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.total_loss = self.add_variable(shape=(), initializer="zeros", name="total_loss")
-        self.total_weight = self.add_variable(shape=(), initializer="zeros", name="total_weight")
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        losses = keras.losses.sparse_categorical_crossentropy(y_true, ops.cast(y_pred, "float32"), from_logits=True)
-        weights = ops.ones_like(losses) if sample_weight is None else ops.cast(sample_weight, "float32")
-        self.total_loss.assign_add(ops.sum(losses * weights))
-        self.total_weight.assign_add(ops.sum(weights))
-
-    def result(self):
-        return ops.exp(self.total_loss / ops.maximum(self.total_weight, 1e-12))
-
-    def reset_state(self):
-        self.total_loss.assign(0.0)
-        self.total_weight.assign(0.0)
-
-
 def split_features(features):
     """BERT features -> (inputs, masked_lm_ids, masked_lm_weights) for Keras fit and evaluate."""
     inputs = {k: v for k, v in features.items() if k not in LABEL_FEATURES}
     return inputs, features["masked_lm_ids"], features["masked_lm_weights"]
-
-
-def masked_lm_loss():
-    """Mean cross-entropy over masked positions, weighted by masked_lm_weights (padding has 0)."""
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
-
-
-def masked_lm_metrics():
-    return [
-        keras.metrics.SparseCategoricalAccuracy(name="masked_lm_accuracy"),
-        MaskedLMPerplexity(name="perplexity"),
-    ]
 
 
 def build_pretraining_model(config, setup, steps_per_execution=1, weight_decay=0.01, jit_compile="auto"):
@@ -138,18 +96,3 @@ def evaluate(model, eval_dataset, max_eval_steps=None, verbose=0):
 def current_step(model):
     """The optimizer's step count (also under a strategy, where it is a mirrored variable)."""
     return int(keras.ops.convert_to_numpy(model.optimizer.iterations.value))
-
-
-def format_results(results):
-    """BERT's eval_results.txt: one "key = value" per line, sorted."""
-    return "".join(f"{key} = {results[key]}\n" for key in sorted(results))
-
-
-def write_eval_results(output_dir, results):
-    path = os.path.join(output_dir, "eval_results.txt")
-    checkpointing.write_text_atomically(path, format_results(results))
-    return path
-
-
-def perplexity(mean_cross_entropy):
-    return math.exp(mean_cross_entropy)
