@@ -27,12 +27,16 @@ import importlib.machinery
 import os
 import sys
 import types
+from typing import TYPE_CHECKING, Dict
+
+if TYPE_CHECKING:  # torch is imported only once the torchvision stub is in place.
+    import torch
 
 SEED = 20240521
 CONFIG = dict(img_size=32, patch_size=8, num_blocks=2, embed_dim=16, mlp_ratio=6, num_classes=5)
 
 
-def _install_torchvision_stub():
+def _install_torchvision_stub() -> bool:
     """timm imports torchvision at import time (FrozenBatchNorm2d, transforms, datasets), and no
     CPU torchvision build is available here. If the real one is missing, install a minimal stub
     package: every torchvision.* module exists and every attribute is a dummy class. Nothing in
@@ -84,35 +88,39 @@ def _install_torchvision_stub():
     return True
 
 
-def main():
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--output_dir",
         default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "fixtures", "timm"),
     )
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    stubbed = _install_torchvision_stub()
+
+def _build_timm_model() -> "torch.nn.Module":
+    """timm's MlpMixer with the settings of gmlp_*16_224 at the tiny size of CONFIG, in eval mode."""
     from functools import partial
 
-    import numpy as np
-    import safetensors
-    import timm
     import torch
-    from safetensors.torch import save_file
     from timm.layers import GatedMlp
     from timm.models.mlp_mixer import MlpMixer, SpatialGatingBlock
     from torch import nn
 
-    torch.manual_seed(SEED)
-    model = MlpMixer(
+    torch.manual_seed(SEED)  # Before construction: timm's own init draws from the global generator.
+    return MlpMixer(
         block_layer=SpatialGatingBlock,
         mlp_layer=GatedMlp,
         norm_layer=partial(nn.LayerNorm, eps=1e-6),
         act_layer=nn.GELU,
         **CONFIG,
     ).eval()
-    generator = torch.Generator().manual_seed(SEED)
+
+
+def _redraw_weights(model: "torch.nn.Module", generator: "torch.Generator") -> None:
+    """Redraws every weight so that each one matters (see the module docstring)."""
+    import numpy as np
+    import torch
+
     with torch.no_grad():
         for name, param in model.named_parameters():
             if name.endswith("norm.weight"):
@@ -129,21 +137,48 @@ def main():
             else:
                 param.copy_(0.1 * torch.randn(param.shape, generator=generator))
 
-    images = torch.randn((2, 3, CONFIG["img_size"], CONFIG["img_size"]), generator=generator)
-    with torch.no_grad():
-        logits = model(images)
 
-    os.makedirs(args.output_dir, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, os.path.join(args.output_dir, "tiny_gmlp.safetensors"))
-    torch.save(state, os.path.join(args.output_dir, "tiny_gmlp.pth"))
-    np.save(os.path.join(args.output_dir, "inputs_nhwc.npy"), images.permute(0, 2, 3, 1).numpy().astype(np.float32))
-    np.save(os.path.join(args.output_dir, "logits.npy"), logits.numpy().astype(np.float32))
+def _save_fixture(output_dir: str, state: Dict[str, "torch.Tensor"], images: "torch.Tensor", logits: "torch.Tensor") -> None:
+    """Writes the state dict (.safetensors and .pth), the NHWC inputs and timm's logits."""
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    os.makedirs(output_dir, exist_ok=True)
+    save_file(state, os.path.join(output_dir, "tiny_gmlp.safetensors"))
+    torch.save(state, os.path.join(output_dir, "tiny_gmlp.pth"))
+    np.save(os.path.join(output_dir, "inputs_nhwc.npy"), images.permute(0, 2, 3, 1).numpy().astype(np.float32))
+    np.save(os.path.join(output_dir, "logits.npy"), logits.numpy().astype(np.float32))
+
+
+def _print_versions_and_shapes(state: Dict[str, "torch.Tensor"], logits: "torch.Tensor", stubbed: bool) -> None:
+    import numpy as np
+    import safetensors
+    import timm
+    import torch
+
     print(f"timm {timm.__version__}, torch {torch.__version__}, safetensors {safetensors.__version__}, "
           f"numpy {np.__version__}, torchvision stub: {stubbed}")
     for k, v in state.items():
         print(f"  {k:40s} {tuple(v.shape)}")
     print("logits:", logits.numpy())
+
+
+def main() -> None:
+    args = _parse_args()
+    stubbed = _install_torchvision_stub()  # Before anything imports timm.
+    import torch
+
+    model = _build_timm_model()
+    # The weights, then the images, come from one seeded generator, in this order.
+    generator = torch.Generator().manual_seed(SEED)
+    _redraw_weights(model, generator)
+    images = torch.randn((2, 3, CONFIG["img_size"], CONFIG["img_size"]), generator=generator)
+    with torch.no_grad():
+        logits = model(images)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    _save_fixture(args.output_dir, state, images, logits)
+    _print_versions_and_shapes(state, logits, stubbed)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""timm gMLP checkpoints -> Keras (gmlp_tf/timm_convert.py, scripts/convert_timm_checkpoint.py).
+"""timm gMLP checkpoints -> Keras (gmlp_tf/models/timm_convert.py, scripts/convert_timm_checkpoint.py).
 
 The fixture in tests/fixtures/timm/ was made once with real timm by scripts/make_timm_fixture.py
 (see its README): a tiny gMLP (32 x 32 images, 8 x 8 patches, 2 blocks of width 16, 5 classes)
@@ -35,7 +35,7 @@ TINY = GMLPConfig(modality="image", d_model=16, d_ffn=96, num_layers=2, spatial_
 
 @pytest.fixture(scope="module")
 def state_dict():
-    return timm_convert.read_state_dict(SAFETENSORS)
+    return timm_convert.read_checkpoint(SAFETENSORS)
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +51,57 @@ def _max_logit_diff(model, inputs_and_logits):
 @pytest.mark.parametrize("path", [SAFETENSORS, PTH], ids=["safetensors", "pth"])
 def test_converted_fixture_matches_timm_logits(path, inputs_and_logits):
     model = build_model(TINY, "vision")
-    assert timm_convert.convert_state_dict(timm_convert.read_state_dict(path), model) == 26
+    assert timm_convert.convert_state_dict(timm_convert.read_checkpoint(path), model) == 26
     assert _max_logit_diff(model, inputs_and_logits) < 1e-4
 
 
+def test_read_safetensors_returns_the_fixtures_arrays():
+    # What the file's own header says, read independently of the safetensors library.
+    with open(SAFETENSORS, "rb") as f:
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(header_len))
+    header.pop("__metadata__", None)
+    read = timm_convert.read_safetensors(SAFETENSORS)
+    assert set(read) == set(header) == set(timm_convert.timm_shapes(TINY))
+    for name, info in header.items():
+        assert info["dtype"] == "F32"
+        assert read[name].dtype == np.float32, name
+        assert read[name].shape == tuple(info["shape"]) == timm_convert.timm_shapes(TINY)[name], name
+    assert read["stem.proj.weight"].shape == (16, 3, 8, 8)  # [d, C, p, p]
+    assert read["blocks.1.mlp_channels.gate.proj.weight"].shape == (16, 16)  # [n, n]
+
+
+def test_to_keras_weights_then_assign_weights(state_dict, inputs_and_logits):
+    model = build_model(TINY, "vision")
+    before = [np.array(v) for v in model.weights]
+    weights = timm_convert.to_keras_weights(state_dict, model)
+    assert all(np.array_equal(b, np.array(v)) for b, v in zip(before, model.weights))  # Nothing assigned yet.
+    assert set(weights) == {v.path for v in model.weights}
+    for variable in model.weights:
+        assert weights[variable.path].shape == tuple(variable.shape), variable.path
+        assert weights[variable.path].dtype == np.float32, variable.path
+    np.testing.assert_array_equal(weights[model.stem.kernel.path],
+                                  np.transpose(state_dict["stem.proj.weight"], (2, 3, 1, 0)))
+    np.testing.assert_array_equal(weights[model.head.kernel.path], state_dict["head.weight"].T)
+    np.testing.assert_array_equal(weights[model.blocks[0].sgu.proj.kernel.path],
+                                  state_dict["blocks.0.mlp_channels.gate.proj.weight"])
+    assert timm_convert.assign_weights(model, weights) == 26
+    assert _max_logit_diff(model, inputs_and_logits) < 1e-4
+    with pytest.raises(ValueError, match="no variables nope/kernel"):
+        timm_convert.assign_weights(model, {"nope/kernel": np.zeros(1, np.float32)})
+
+
+def test_load_timm_model_infers_the_fixtures_config(inputs_and_logits):
+    converted = timm_convert.load_timm_model(PTH)
+    assert converted.preset is None
+    assert (converted.config.d_model, converted.config.num_layers, converted.config.image_size) == (16, 2, 32)
+    assert _max_logit_diff(converted.model, inputs_and_logits) < 1e-4
+    with pytest.raises(ValueError, match="but the preset gmlp_ti16_224 has 30 blocks, width 128"):
+        timm_convert.load_timm_model(SAFETENSORS, "gmlp_ti16_224")
+
+
 def test_pth_and_safetensors_hold_the_same_arrays(state_dict):
-    from_pth = timm_convert.read_state_dict(PTH)
+    from_pth = timm_convert.read_checkpoint(PTH)
     assert set(from_pth) == set(state_dict)
     for key, value in state_dict.items():
         assert value.dtype == np.float32 and from_pth[key].dtype == np.float32
@@ -138,7 +183,7 @@ def test_safetensors_half_and_bfloat16(tmp_path, state_dict):
         "b": ("BF16", bf16_bits.tobytes(), weight.shape),
         "c": ("F32", weight.astype("<f4").tobytes(), weight.shape),
     })
-    read = timm_convert.read_state_dict(path)
+    read = timm_convert.read_checkpoint(path)
     np.testing.assert_array_equal(read["a"], weight.astype(np.float16))
     np.testing.assert_array_equal(read["b"], (bf16_bits.astype(np.uint32) << 16).view(np.float32))
     np.testing.assert_allclose(read["b"], weight, rtol=1e-2, atol=1e-6)
@@ -147,15 +192,15 @@ def test_safetensors_half_and_bfloat16(tmp_path, state_dict):
 
 def test_unreadable_files_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
-        timm_convert.read_state_dict(str(tmp_path / "nope.safetensors"))
+        timm_convert.read_checkpoint(str(tmp_path / "nope.safetensors"))
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(struct.pack("<Q", 1000) + b"{}")
     with pytest.raises(ValueError, match="not a safetensors file"):
-        timm_convert.read_state_dict(str(bad))
+        timm_convert.read_checkpoint(str(bad))
     legacy = tmp_path / "legacy.pth"
     legacy.write_bytes(pickle.dumps({"a": 1}))
     with pytest.raises(ValueError, match="not a torch zip checkpoint"):
-        timm_convert.read_state_dict(str(legacy))
+        timm_convert.read_checkpoint(str(legacy))
 
 
 def test_torch_reader_never_calls_the_files_globals(tmp_path):
@@ -166,7 +211,7 @@ def test_torch_reader_never_calls_the_files_globals(tmp_path):
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("evil/data.pkl", payload)
     with pytest.raises(ValueError, match="holds no state dict"):
-        timm_convert.read_state_dict(str(path))
+        timm_convert.read_checkpoint(str(path))
     assert not marker.exists()
 
 
@@ -182,7 +227,7 @@ def test_training_checkpoint_wrapper_and_module_prefix(tmp_path, state_dict):
                 data = (b"\x80\x02}(X\x05\x00\x00\x00epochK\x03X\x04\x00\x00\x00argscargparse\nNamespace\n)\x81"
                         b"X\x0a\x00\x00\x00state_dict" + inner + b"u.")
             dst.writestr(name, data)
-    read = timm_convert.read_state_dict(str(tmp_path / "train.pth"))
+    read = timm_convert.read_checkpoint(str(tmp_path / "train.pth"))
     assert set(read) == set(state_dict)
 
 

@@ -22,23 +22,35 @@ output row-major over (H, W) too, so the token order (and hence W) carries over 
 timm's gMLP weights expect images normalised with mean = std = 0.5 per channel (IMAGE_MEAN,
 IMAGE_STD below), given to the Keras model as NHWC.
 
-Checkpoints are read without PyTorch: safetensors files (F32 / F16 / BF16 and integer types) and
-torch.save zip files (.pth / .bin / .pt), whose pickle is read by a restricted unpickler that
-rebuilds tensors as NumPy arrays and never calls any function of the file's choosing.
+The steps, each a public function:
+
+  read_checkpoint(path)                   -> {timm name: array in torch's layout}
+  resolve_config(state_dict, preset)      -> the GMLPConfig (and preset) the checkpoint fits
+  to_keras_weights(state_dict, model)     -> {Keras variable path: array in Keras's layout}
+  assign_weights(model, weights)          -> the model holds them
+  load_timm_model(path, preset)           -> all of the above: a built model with timm's weights
+
+Checkpoints are read without PyTorch: safetensors files through the safetensors library's NumPy
+API, and torch.save zip files (.pth / .bin / .pt), whose pickle is read by a restricted
+unpickler that rebuilds tensors as NumPy arrays and never calls any function of the file's choosing.
 """
 
 import collections
-import json
+import dataclasses
 import os
 import pickle
 import re
-import struct
 import zipfile
-from typing import Dict, Optional
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union
 
+import keras
+import ml_dtypes  # Registers NumPy's "bfloat16", without which safetensors' NumPy API cannot read BF16.
 import numpy as np
+from safetensors import SafetensorError, safe_open
 
 from gmlp_tf.config import GMLPConfig
+from gmlp_tf.models.task_models import build_model
+from gmlp_tf.presets import get_preset_config, list_presets
 
 IMAGE_MEAN = (0.5, 0.5, 0.5)
 IMAGE_STD = (0.5, 0.5, 0.5)
@@ -57,69 +69,42 @@ _SHAPE_FIELDS = (
     ("num_classes", "classes"),
 )
 
+PathLike = Union[str, "os.PathLike[str]"]
+StateDict = Dict[str, np.ndarray]
+# Maps a torch array onto the layout of its Keras variable.
+Transform = Callable[[np.ndarray], np.ndarray]
+
 # ---------------------------------------------------------------------------------------------
 # Reading checkpoints.
 
-_SAFETENSORS_DTYPES = {
-    "F64": np.dtype("<f8"),
-    "F32": np.dtype("<f4"),
-    "F16": np.dtype("<f2"),
-    "I64": np.dtype("<i8"),
-    "I32": np.dtype("<i4"),
-    "I16": np.dtype("<i2"),
-    "I8": np.dtype("i1"),
-    "U8": np.dtype("u1"),
-    "BOOL": np.dtype("?"),
-}
 
-
-def _bf16_to_f32(raw_uint16):
+def _bf16_to_f32(raw_uint16: np.ndarray) -> np.ndarray:
     """bfloat16 bit patterns (uint16) to float32: they are the top half of a float32."""
     return (raw_uint16.astype(np.uint32) << 16).view(np.float32)
 
 
-def read_safetensors(path) -> Dict[str, np.ndarray]:
-    """Reads a .safetensors file into {name: array} (BF16 becomes float32)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 8:
-        raise ValueError(f"{path} is not a safetensors file: only {len(data)} bytes")
-    (header_len,) = struct.unpack("<Q", data[:8])
-    if header_len > len(data) - 8:
-        raise ValueError(f"{path} is not a safetensors file: header length {header_len} exceeds the file size")
-    try:
-        header = json.loads(data[8 : 8 + header_len].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path} is not a safetensors file: unreadable header ({err})") from None
-    if not isinstance(header, dict):
-        raise ValueError(f"{path} is not a safetensors file: the header is not a JSON object")
-    body = memoryview(data)[8 + header_len :]
+def read_safetensors(path: PathLike) -> StateDict:
+    """Reads a .safetensors file with the safetensors library's NumPy API.
+
+    Returns:
+      {tensor name: array of the tensor's shape}, bfloat16 tensors as float32 (exactly: a
+      bfloat16 is the top half of a float32), other dtypes (float16, float32, ...) as stored.
+
+    Raises:
+      ValueError: the file is not a safetensors file, or holds a dtype NumPy cannot represent.
+    """
     tensors = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            dtype_name, shape, (begin, end) = info["dtype"], [int(s) for s in info["shape"]], info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(f"{path}: malformed safetensors entry for {name!r}: {info!r}") from None
-        count = int(np.prod(shape, dtype=np.int64))
-        if dtype_name == "BF16":
-            dtype, itemsize = np.dtype("<u2"), 2
-        elif dtype_name in _SAFETENSORS_DTYPES:
-            dtype = _SAFETENSORS_DTYPES[dtype_name]
-            itemsize = dtype.itemsize
-        else:
-            raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {dtype_name}")
-        if not (0 <= begin <= end <= len(body)) or end - begin != count * itemsize:
-            raise ValueError(
-                f"{path}: tensor {name!r} ({dtype_name} {shape}) has data offsets [{begin}, {end}) that do not "
-                f"fit its size or the file"
-            )
-        array = np.frombuffer(body[begin:end], dtype=dtype).reshape(shape)
-        if dtype_name == "BF16":
-            array = _bf16_to_f32(array).reshape(shape)
-        tensors[name] = np.array(array, dtype=array.dtype.newbyteorder("="))
-    return tensors
+    try:
+        with safe_open(os.fspath(path), framework="np") as f:
+            for name in f.keys():
+                try:
+                    tensors[name] = f.get_tensor(name)
+                except TypeError as err:  # A dtype unknown to NumPy (and ml_dtypes).
+                    raise ValueError(f"{path}: tensor {name!r} has an unsupported dtype ({err})") from None
+    except SafetensorError as err:
+        raise ValueError(f"{path} is not a safetensors file: {err}") from None
+    # NumPy has no bfloat16 arithmetic of its own, and the model's variables are float32.
+    return {name: a.astype(np.float32) if a.dtype == ml_dtypes.bfloat16 else a for name, a in tensors.items()}
 
 
 # torch storage class names -> element dtype (little-endian; byteorder fixed up per file).
@@ -242,7 +227,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return storage
 
 
-def read_torch_checkpoint(path):
+def read_torch_checkpoint(path: PathLike) -> Any:
     """Reads a torch.save zip file (torch >= 1.6) into Python objects with NumPy arrays for tensors."""
     if not zipfile.is_zipfile(path):
         raise ValueError(
@@ -265,7 +250,7 @@ def read_torch_checkpoint(path):
                 raise ValueError(f"cannot read torch checkpoint {path}: {err}") from None
 
 
-def _find_state_dict(obj, path):
+def _find_state_dict(obj: Any, path: PathLike) -> StateDict:
     """The {name: array} inside a loaded torch checkpoint (plain, or under "state_dict"/"model")."""
     if isinstance(obj, dict) and obj and all(isinstance(v, np.ndarray) for v in obj.values()):
         return obj
@@ -279,14 +264,16 @@ def _find_state_dict(obj, path):
     raise ValueError(f"{path} holds no state dict of tensors")
 
 
-def read_state_dict(path) -> Dict[str, np.ndarray]:
+def read_checkpoint(path: PathLike) -> StateDict:
     """Reads a timm checkpoint: .safetensors, or a torch.save state dict (.pth / .bin / .pt).
 
     PyTorch is not needed. A torch checkpoint may be a bare state dict or a training checkpoint
     holding one under "state_dict" or "model"; a "module." prefix (DataParallel) is dropped.
 
     Returns:
-      {timm parameter name: NumPy array} (bfloat16 tensors as float32).
+      {timm parameter name: NumPy array in torch's layout}, e.g. "stem.proj.weight": [d, C, p, p]
+      and "head.weight": [K, d] (see the module docstring for all of them); bfloat16 tensors as
+      float32.
 
     Raises:
       ValueError: the file is missing or not a readable checkpoint.
@@ -309,68 +296,73 @@ def read_state_dict(path) -> Dict[str, np.ndarray]:
 # Architecture.
 
 
-def _vision_config(**fields):
+def _vision_config(**fields: Any) -> GMLPConfig:
     base = dict(modality="image", spatial_kind="dense", gating="split", attention_size=0, causal=False,
                 layer_norm_eps=1e-6, sgu_layer_norm_eps=1e-5)
     base.update(fields)
     return GMLPConfig(**base)
 
 
-def infer_preset(state_dict) -> GMLPConfig:
-    """The GMLPConfig a timm gMLP state dict was made for, from its weight shapes.
+def _shape_of(state_dict: Mapping[str, np.ndarray], key: str, ndim: int) -> Tuple[int, ...]:
+    if key not in state_dict:
+        raise ValueError(f"not a timm gMLP checkpoint: no {key}")
+    shape = tuple(int(s) for s in np.shape(state_dict[key]))
+    if len(shape) != ndim:
+        raise ValueError(f"not a timm gMLP checkpoint: {key} has shape {list(shape)}, expected rank {ndim}")
+    return shape
 
-    d_model, channels and patch size come from stem.proj.weight, d_ffn from fc1, the number of
-    blocks from the blocks.{i}.norm.weight keys, the token count n (hence image_size =
-    sqrt(n) * patch_size) from gate.proj.weight and the classes from head.weight. Other fields
-    are timm's (dense SGU, split gating, LayerNorm eps 1e-6 and 1e-5 in the SGU).
 
-    Raises:
-      ValueError: the state dict lacks those keys or their shapes are not a timm gMLP's.
-    """
-    def get(key, ndim):
-        if key not in state_dict:
-            raise ValueError(f"not a timm gMLP checkpoint: no {key}")
-        shape = tuple(np.shape(state_dict[key]))
-        if len(shape) != ndim:
-            raise ValueError(f"not a timm gMLP checkpoint: {key} has shape {list(shape)}, expected rank {ndim}")
-        return shape
-
-    d_model, channels, ph, pw = get("stem.proj.weight", 4)
-    if ph != pw:
-        raise ValueError(f"stem.proj.weight has non-square {ph}x{pw} patches; only square patches are supported")
-    indices = sorted({int(m.group(1)) for k in state_dict for m in [re.match(r"blocks\.(\d+)\.", k)] if m})
+def _num_blocks(keys: Iterable[str]) -> int:
+    """The number of blocks.{i} in the checkpoint; they must be numbered 0, 1, ... without gaps."""
+    indices = sorted({int(m.group(1)) for k in keys for m in [re.match(r"blocks\.(\d+)\.", k)] if m})
     if not indices:
         raise ValueError("not a timm gMLP checkpoint: no blocks.{i}.* weights")
     if indices != list(range(len(indices))):
         missing = sorted(set(range(indices[-1] + 1)) - set(indices))
         raise ValueError(f"checkpoint block indices are not contiguous: blocks {missing} are missing")
-    d_ffn, _ = get("blocks.0.mlp_channels.fc1.weight", 2)
-    n, _ = get("blocks.0.mlp_channels.gate.proj.weight", 2)
+    return len(indices)
+
+
+def infer_preset(state_dict: Mapping[str, np.ndarray]) -> GMLPConfig:
+    """The GMLPConfig a timm gMLP state dict was made for, from its weight shapes.
+
+    d_model, channels and patch size come from stem.proj.weight [d, C, p, p], d_ffn from
+    fc1.weight [e, d], the number of blocks from the blocks.{i}.* keys, the token count n (hence
+    image_size = sqrt(n) * p) from gate.proj.weight [n, n] and the classes from head.weight
+    [K, d]. Other fields are timm's (dense SGU, split gating, LayerNorm eps 1e-6 and 1e-5 in the SGU).
+
+    Raises:
+      ValueError: the state dict lacks those keys or their shapes are not a timm gMLP's.
+    """
+    d_model, channels, ph, pw = _shape_of(state_dict, "stem.proj.weight", 4)
+    if ph != pw:
+        raise ValueError(f"stem.proj.weight has non-square {ph}x{pw} patches; only square patches are supported")
+    num_layers = _num_blocks(state_dict)
+    d_ffn, _ = _shape_of(state_dict, "blocks.0.mlp_channels.fc1.weight", 2)
+    n, _ = _shape_of(state_dict, "blocks.0.mlp_channels.gate.proj.weight", 2)
     side = int(round(n**0.5))
     if side * side != n:
         raise ValueError(f"the spatial projection has {n} tokens, not a square grid of patches")
-    num_classes, _ = get("head.weight", 2)
+    num_classes, _ = _shape_of(state_dict, "head.weight", 2)
     return _vision_config(
-        d_model=int(d_model), d_ffn=int(d_ffn), num_layers=len(indices), patch_size=int(ph),
-        image_size=side * int(ph), num_channels=int(channels), num_classes=int(num_classes),
+        d_model=d_model, d_ffn=d_ffn, num_layers=num_layers, patch_size=ph,
+        image_size=side * ph, num_channels=channels, num_classes=num_classes,
     )
 
 
-def _shape_fields(config):
+def _shape_fields(config: GMLPConfig) -> Dict[str, Any]:
     return {field: getattr(config, field) for field, _ in _SHAPE_FIELDS}
 
 
-def matching_preset(config) -> Optional[str]:
+def matching_preset(config: GMLPConfig) -> Optional[str]:
     """The name of the timm preset whose weight shapes are those of `config`, or None."""
-    from gmlp_tf.presets import get_preset_config, list_presets
-
     for name in TIMM_PRESETS:
         if name in list_presets() and _shape_fields(get_preset_config(name)) == _shape_fields(config):
             return name
     return None
 
 
-def _describe(config, fields):
+def _describe(config: GMLPConfig, fields: Iterable[str]) -> str:
     parts = []
     for field, words in _SHAPE_FIELDS:
         if field in fields:
@@ -378,11 +370,8 @@ def _describe(config, fields):
     return ", ".join(parts)
 
 
-def check_matches_checkpoint(config, checkpoint_config, name=None):
-    """Raises a ValueError naming every shape-determining difference between a model config and
-    the config inferred from a checkpoint, e.g. "checkpoint has 30 blocks of width 256
-    (gmlp_s16_224) but the preset gmlp_ti16_224 has width 128"."""
-    what = f"the preset {name}" if name else "the model config"
+def _check_timm_kind(config: GMLPConfig, what: str) -> None:
+    """Raises unless `config` is, like timm's, a dense, split-gated image gMLP without attention."""
     problems = []
     if config.modality != "image":
         problems.append(f"{what} is a {config.modality} model, not an image classifier")
@@ -394,6 +383,14 @@ def check_matches_checkpoint(config, checkpoint_config, name=None):
         problems.append(f"{what} is an aMLP (tiny attention); timm's gMLP has none")
     if problems:
         raise ValueError("; ".join(problems))
+
+
+def check_matches_checkpoint(config: GMLPConfig, checkpoint_config: GMLPConfig, name: Optional[str] = None) -> None:
+    """Raises a ValueError naming every shape-determining difference between a model config and
+    the config inferred from a checkpoint, e.g. "checkpoint has 30 blocks of width 256
+    (gmlp_s16_224) but the preset gmlp_ti16_224 has width 128"."""
+    what = f"the preset {name}" if name else "the model config"
+    _check_timm_kind(config, what)
     differing = [f for f, _ in _SHAPE_FIELDS if getattr(config, f) != getattr(checkpoint_config, f)]
     if differing:
         known = matching_preset(checkpoint_config)
@@ -406,7 +403,27 @@ def check_matches_checkpoint(config, checkpoint_config, name=None):
         raise ValueError(f"{ckpt} but {what} has {_describe(config, differing)}")
 
 
-def timm_shapes(config) -> Dict[str, tuple]:
+def resolve_config(state_dict: Mapping[str, np.ndarray],
+                   preset: Optional[str] = None) -> Tuple[GMLPConfig, Optional[str]]:
+    """The config to build for a checkpoint, and its preset name.
+
+    With `preset`, that preset's config, checked against the checkpoint's shapes. Without, the
+    timm preset whose shapes the checkpoint has, or else (preset None) the config inferred from
+    the shapes (infer_preset).
+
+    Raises:
+      ValueError: an unknown preset, or one whose shapes are not the checkpoint's.
+    """
+    checkpoint_config = infer_preset(state_dict)
+    if preset:
+        config = get_preset_config(preset)
+        check_matches_checkpoint(config, checkpoint_config, preset)
+        return config, preset
+    preset = matching_preset(checkpoint_config)
+    return (get_preset_config(preset) if preset else checkpoint_config), preset
+
+
+def timm_shapes(config: GMLPConfig) -> Dict[str, Tuple[int, ...]]:
     """{timm parameter name: torch shape} of the timm gMLP of `config` (no checkpoint needed)."""
     d, e, n, p, c, k = (config.d_model, config.d_ffn, config.seq_length, config.patch_size,
                         config.num_channels, config.num_classes)
@@ -424,21 +441,42 @@ def timm_shapes(config) -> Dict[str, tuple]:
     return shapes
 
 
-def _identity(x):
+# ---------------------------------------------------------------------------------------------
+# Mapping timm's names and layouts onto the Keras model.
+
+
+def _identity(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _transpose(x):
+def _transpose(x: np.ndarray) -> np.ndarray:
     return np.transpose(x)
 
 
-def _oihw_to_hwio(x):
+def _oihw_to_hwio(x: np.ndarray) -> np.ndarray:
     return np.transpose(x, (2, 3, 1, 0))
 
 
-def timm_weight_map(model):
+def _block_weight_map(i: int, block: keras.layers.Layer) -> Dict[str, Tuple[keras.Variable, Transform]]:
+    b = f"blocks.{i}."
+    return {
+        b + "norm.weight": (block.norm.gamma, _identity),
+        b + "norm.bias": (block.norm.beta, _identity),
+        b + "mlp_channels.fc1.weight": (block.proj_in.kernel, _transpose),
+        b + "mlp_channels.fc1.bias": (block.proj_in.bias, _identity),
+        b + "mlp_channels.gate.norm.weight": (block.sgu.norm.gamma, _identity),
+        b + "mlp_channels.gate.norm.bias": (block.sgu.norm.beta, _identity),
+        # out[i] = sum_j W[i, j] z[j] + b[i] in both: same orientation as torch's Linear weight.
+        b + "mlp_channels.gate.proj.weight": (block.sgu.proj.kernel, _identity),
+        b + "mlp_channels.gate.proj.bias": (block.sgu.proj.bias, _identity),
+        b + "mlp_channels.fc2.weight": (block.proj_out.kernel, _transpose),
+        b + "mlp_channels.fc2.bias": (block.proj_out.bias, _identity),
+    }
+
+
+def timm_weight_map(model: keras.Model) -> Dict[str, Tuple[keras.Variable, Transform]]:
     """{timm parameter name: (Keras variable, transform)} for a built GMLPVisionClassifier;
-    transform maps the torch array to the variable's layout."""
+    transform maps the torch array to the variable's layout (e.g. stem [d, C, p, p] -> [p, p, C, d])."""
     if not getattr(model, "built", False) or not hasattr(model, "stem") or not model.stem.built:
         raise ValueError("the model must be a built GMLPVisionClassifier (gmlp_tf.modeling.build_model(config, 'vision'))")
     mapping = {
@@ -446,20 +484,7 @@ def timm_weight_map(model):
         "stem.proj.bias": (model.stem.bias, _identity),
     }
     for i, block in enumerate(model.blocks):
-        b = f"blocks.{i}."
-        mapping.update({
-            b + "norm.weight": (block.norm.gamma, _identity),
-            b + "norm.bias": (block.norm.beta, _identity),
-            b + "mlp_channels.fc1.weight": (block.proj_in.kernel, _transpose),
-            b + "mlp_channels.fc1.bias": (block.proj_in.bias, _identity),
-            b + "mlp_channels.gate.norm.weight": (block.sgu.norm.gamma, _identity),
-            b + "mlp_channels.gate.norm.bias": (block.sgu.norm.beta, _identity),
-            # out[i] = sum_j W[i, j] z[j] + b[i] in both: same orientation as torch's Linear weight.
-            b + "mlp_channels.gate.proj.weight": (block.sgu.proj.kernel, _identity),
-            b + "mlp_channels.gate.proj.bias": (block.sgu.proj.bias, _identity),
-            b + "mlp_channels.fc2.weight": (block.proj_out.kernel, _transpose),
-            b + "mlp_channels.fc2.bias": (block.proj_out.bias, _identity),
-        })
+        mapping.update(_block_weight_map(i, block))
     mapping.update({
         "norm.weight": (model.final_norm.gamma, _identity),
         "norm.bias": (model.final_norm.beta, _identity),
@@ -469,37 +494,23 @@ def timm_weight_map(model):
     return mapping
 
 
-def _key_list(keys, limit=8):
+def _key_list(keys: Iterable[str], limit: int = 8) -> str:
     keys = sorted(keys)
     shown = ", ".join(keys[:limit])
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-def convert_state_dict(state_dict, model, preset=None):
-    """Assigns every weight of a built GMLPVisionClassifier from a timm gMLP state dict.
-
-    Everything is checked before any variable changes: the checkpoint's architecture against
-    the model's config, then the key sets (missing and unexpected keys), then every shape.
-
-    Args:
-      state_dict: {timm name: array}, e.g. from read_state_dict.
-      model: a built GMLPVisionClassifier.
-      preset: the preset name the model was built from, for error messages.
-
-    Returns:
-      The number of arrays assigned.
-
-    Raises:
-      ValueError: a mismatched preset/config, missing or unexpected keys, or a shape mismatch.
-    """
-    config = model.config
+def _check_architecture(state_dict: Mapping[str, np.ndarray], config: GMLPConfig, preset: Optional[str]) -> None:
     try:
         checkpoint_config = infer_preset(state_dict)
     except ValueError:
-        checkpoint_config = None  # The key check below says what is wrong.
-    if checkpoint_config is not None:
-        check_matches_checkpoint(config, checkpoint_config, preset)
-    mapping = timm_weight_map(model)
+        return  # Not a complete timm gMLP: the key check says what is wrong.
+    check_matches_checkpoint(config, checkpoint_config, preset)
+
+
+def _check_keys(state_dict: Mapping[str, np.ndarray], mapping: Mapping[str, Tuple[keras.Variable, Transform]],
+                model: keras.Model) -> None:
+    """Raises unless the checkpoint's names are exactly the mapped ones and those cover the model."""
     missing = set(mapping) - set(state_dict)
     unexpected = set(state_dict) - set(mapping)
     if missing or unexpected:
@@ -513,24 +524,9 @@ def convert_state_dict(state_dict, model, preset=None):
     unmapped = [v.path for v in model.weights if id(v) not in mapped_ids]
     if unmapped:
         raise ValueError(f"the model has weights with no timm counterpart: {', '.join(unmapped)}")
-    values = {}
-    for key, (variable, transform) in mapping.items():
-        array = np.asarray(state_dict[key])
-        value = transform(array)
-        if tuple(value.shape) != tuple(variable.shape):
-            raise ValueError(
-                f"shape mismatch for {key}: checkpoint has {list(array.shape)}, the model's {variable.path} "
-                f"needs {list(variable.shape)}, i.e. {list(_torch_shape(variable.shape, transform))} in timm's layout"
-            )
-        if not np.issubdtype(value.dtype, np.floating):
-            raise ValueError(f"{key} has dtype {value.dtype}, expected floating point")
-        values[key] = value
-    for key, (variable, _) in mapping.items():
-        variable.assign(values[key].astype(variable.dtype))
-    return len(values)
 
 
-def _torch_shape(keras_shape, transform):
+def _torch_shape(keras_shape: Iterable[int], transform: Transform) -> Tuple[int, ...]:
     keras_shape = tuple(keras_shape)
     if transform is _transpose:
         return keras_shape[::-1]
@@ -540,8 +536,113 @@ def _torch_shape(keras_shape, transform):
     return keras_shape
 
 
-def save_keras_weights(model, path):
-    """model.save_weights(path) atomically: written to a temporary file beside it, then renamed."""
+def _keras_value(key: str, array: np.ndarray, variable: keras.Variable, transform: Transform) -> np.ndarray:
+    """One timm array in the layout and dtype of its Keras variable, shape and dtype checked."""
+    array = np.asarray(array)
+    value = transform(array)
+    if tuple(value.shape) != tuple(variable.shape):
+        raise ValueError(
+            f"shape mismatch for {key}: checkpoint has {list(array.shape)}, the model's {variable.path} "
+            f"needs {list(variable.shape)}, i.e. {list(_torch_shape(variable.shape, transform))} in timm's layout"
+        )
+    if not np.issubdtype(value.dtype, np.floating):
+        raise ValueError(f"{key} has dtype {value.dtype}, expected floating point")
+    return value.astype(variable.dtype)
+
+
+def to_keras_weights(state_dict: Mapping[str, np.ndarray], model: keras.Model,
+                     preset: Optional[str] = None) -> Dict[str, np.ndarray]:
+    """timm's weights as the weights of a built GMLPVisionClassifier, every one checked.
+
+    The checks, in order: the checkpoint's architecture against model.config, then the key sets
+    (missing and unexpected keys), then every shape and dtype. Nothing is assigned.
+
+    Args:
+      state_dict: {timm name: array in torch's layout}, e.g. from read_checkpoint.
+      model: a built GMLPVisionClassifier.
+      preset: the preset name the model was built from, for error messages.
+
+    Returns:
+      {Keras variable path: array}, one per variable of the model, each in its variable's layout
+      and dtype: the stem kernel [p, p, C, d], proj_in [d, e], proj_out [e / 2, d], head [d, K]
+      and the SGU's spatial kernel [n, n] as in timm.
+
+    Raises:
+      ValueError: a mismatched preset/config, missing or unexpected keys, or a shape mismatch.
+    """
+    _check_architecture(state_dict, model.config, preset)
+    mapping = timm_weight_map(model)
+    _check_keys(state_dict, mapping, model)
+    return {variable.path: _keras_value(key, state_dict[key], variable, transform)
+            for key, (variable, transform) in mapping.items()}
+
+
+def assign_weights(model: keras.Model, weights: Mapping[str, np.ndarray]) -> int:
+    """Assigns {Keras variable path: array} (from to_keras_weights) to the model's variables.
+
+    Returns:
+      The number of arrays assigned.
+
+    Raises:
+      ValueError: a path the model has no variable for (checked before any assignment).
+    """
+    variables = {v.path: v for v in model.weights}
+    unknown = set(weights) - set(variables)
+    if unknown:
+        raise ValueError(f"the model has no variables {_key_list(unknown)}")
+    for path, value in weights.items():
+        variables[path].assign(value)
+    return len(weights)
+
+
+def convert_state_dict(state_dict: Mapping[str, np.ndarray], model: keras.Model,
+                       preset: Optional[str] = None) -> int:
+    """Assigns every weight of a built GMLPVisionClassifier from a timm gMLP state dict.
+
+    to_keras_weights then assign_weights: everything is checked before any variable changes.
+
+    Returns:
+      The number of arrays assigned.
+    """
+    return assign_weights(model, to_keras_weights(state_dict, model, preset))
+
+
+@dataclasses.dataclass(frozen=True)
+class TimmModel:
+    """A GMLPVisionClassifier holding a timm checkpoint's weights."""
+
+    model: keras.Model
+    config: GMLPConfig
+    preset: Optional[str]  # None: no preset has the checkpoint's shapes; config was inferred from them.
+
+
+def load_timm_model(path: PathLike, preset: Optional[str] = None) -> TimmModel:
+    """Reads a timm gMLP checkpoint and builds the Keras model holding its weights.
+
+    Args:
+      path: a .safetensors file or a torch.save state dict (read_checkpoint).
+      preset: the preset to build; by default the one with the checkpoint's shapes (resolve_config).
+
+    Returns:
+      The model (NHWC images normalised with IMAGE_MEAN / IMAGE_STD -> logits [batch, K]), its
+      config and preset.
+
+    Raises:
+      ValueError: an unreadable checkpoint, or one that does not fit the preset.
+    """
+    state_dict = read_checkpoint(path)
+    config, preset = resolve_config(state_dict, preset)
+    model = build_model(config, "vision")
+    convert_state_dict(state_dict, model, preset)
+    return TimmModel(model=model, config=config, preset=preset)
+
+
+def save_keras_weights(model: keras.Model, path: PathLike) -> str:
+    """model.save_weights(path) atomically: written to a temporary file beside it, then renamed.
+
+    Returns:
+      The path written.
+    """
     path = os.fspath(path)
     if not path.endswith(".weights.h5"):
         raise ValueError(f"Keras weights files must end in .weights.h5, got {path}")
