@@ -122,7 +122,7 @@ def test_job_trains_evaluates_and_resumes(tmp_path):
     root = _image_folder(tmp_path / "images")
     config_file = _tiny_config(tmp_path / "config.json")
     out = tmp_path / "run"
-    results = imagenet_job.run(_job_spec(root, config_file, out), "unused")
+    results = imagenet_job.run(_job_spec(root, config_file, out))
     assert results["global_step"] == 3 and results["eval_examples"] == 6
     assert results["skipped_unreadable_train_images"] == 1
     text = (out / "eval_results.txt").read_text()
@@ -130,7 +130,7 @@ def test_job_trains_evaluates_and_resumes(tmp_path):
     assert checkpointing.latest_weights(str(out))
     # The default (ImageNet) normalisation is recorded for export_saved_model.py.
     assert checkpointing.read_image_normalization(str(out)) == (imagenet_data.IMAGENET_MEAN, imagenet_data.IMAGENET_STD)
-    again = imagenet_job.run(_job_spec(root, config_file, out, num_train_epochs=2.0), "unused")
+    again = imagenet_job.run(_job_spec(root, config_file, out, num_train_epochs=2.0))
     assert again["global_step"] == 6  # Resumed after epoch 1, not restarted.
 
 
@@ -138,13 +138,12 @@ def test_class_count_contradicting_config_fails(tmp_path):
     root = _image_folder(tmp_path / "images", corrupt=False)
     config_file = _tiny_config(tmp_path / "config.json", num_classes=5)
     with pytest.raises(ValueError, match="3 classes but the model config has 5"):
-        imagenet_job.run(_job_spec(root, config_file, tmp_path / "run"), "unused")
+        imagenet_job.run(_job_spec(root, config_file, tmp_path / "run"))
     init = tmp_path / "init"
     os.makedirs(init)
     _tiny_config(init / checkpointing.CONFIG_NAME, num_classes=5)
     with pytest.raises(ValueError, match="5-class head but the model has 3"):
-        imagenet_job.run(_job_spec(root, config_file, tmp_path / "run2", num_classes=3, init_checkpoint=str(init)),
-                         "unused")
+        imagenet_job.run(_job_spec(root, config_file, tmp_path / "run2", num_classes=3, init_checkpoint=str(init)))
 
 
 def test_digits_demo_fetch_and_split(tmp_path):

@@ -43,7 +43,7 @@ def pretrained(tmp_path_factory):
         input_file=str(folder / "corpus.txt"), eval_input_file=str(folder / "eval.txt"),
         vocab_file=str(folder / "spm.model"), gmlp_config_file=str(folder / "config.json"),
         output_dir=str(output), max_seq_length=32, max_predictions_per_seq=5, train_batch_size=8,
-        num_train_steps=10, num_warmup_steps=1, save_checkpoints_steps=10, do_eval=False), "unused")
+        num_train_steps=10, num_warmup_steps=1, save_checkpoints_steps=10, do_eval=False))
     return output
 
 
@@ -85,7 +85,7 @@ def test_evaluation_batches_are_padded_with_zero_weights(pretrained):
 
 @pytest.mark.parametrize("task_name", ["sst2", "stsb", "mnli", "cola"])
 def test_tiny_finetune_evaluate_and_predict(pretrained, tmp_path, task_name):
-    summary = classifier_job.run(spec(pretrained, tmp_path, task_name=task_name), "unused", "unused")
+    summary = classifier_job.run(spec(pretrained, tmp_path, task_name=task_name))
     task = glue.get_task(task_name)
     if task_name == "mnli":
         assert {"dev_matched_accuracy", "dev_mismatched_accuracy"} <= set(summary)
@@ -101,8 +101,7 @@ def test_tiny_finetune_evaluate_and_predict(pretrained, tmp_path, task_name):
 
 def test_sweep_reports_medians_and_best_rate(pretrained, tmp_path):
     summary = classifier_job.run(
-        spec(pretrained, tmp_path, learning_rates="1e-3,1e-4", num_seeds=2, num_train_epochs=1.0, do_predict=False),
-        "unused", "unused")
+        spec(pretrained, tmp_path, learning_rates="1e-3,1e-4", num_seeds=2, num_train_epochs=1.0, do_predict=False))
     assert len([d for d in os.listdir(tmp_path) if d.startswith("lr")]) == 4
     runs = {lr: [float(open(tmp_path / f"lr{lr}_seed{s}" / "eval_results.txt").read().split("accuracy = ")[1].split()[0])
                  for s in (12345, 12346)] for lr in ("0.001", "0.0001")}
@@ -124,7 +123,7 @@ def test_sweep_reports_medians_and_best_rate(pretrained, tmp_path):
 )
 def test_bad_input(pretrained, tmp_path, changes, error, message):
     with pytest.raises(error, match=message):
-        classifier_job.run(spec(pretrained, tmp_path / "out", **changes), "unused", "unused")
+        classifier_job.run(spec(pretrained, tmp_path / "out", **changes))
     assert not (tmp_path / "out").exists()
 
 
@@ -132,8 +131,7 @@ def test_checkpoint_of_another_config_is_refused(pretrained, tmp_path):
     other = GMLPConfig(vocab_size=VOCAB, d_model=32, d_ffn=128, num_layers=2, max_seq_length=64)
     other.to_json_file(str(tmp_path / "other.json"))
     with pytest.raises(ValueError, match="model config does not match --init_checkpoint.*d_ffn"):
-        classifier_job.run(spec(pretrained, tmp_path / "out", gmlp_config_file=str(tmp_path / "other.json")),
-                           "unused", "unused")
+        classifier_job.run(spec(pretrained, tmp_path / "out", gmlp_config_file=str(tmp_path / "other.json")))
 
 
 def test_tsv_missing_columns_names_file_and_line(pretrained, tmp_path):
@@ -141,7 +139,7 @@ def test_tsv_missing_columns_names_file_and_line(pretrained, tmp_path):
     data.mkdir(parents=True)
     (data / "train.tsv").write_text("sentence\tlabel\na fine film\t1\nno label here\n")
     with pytest.raises(ValueError, match=r"SST-2/train.tsv:3: row has 1 columns"):
-        classifier_job.run(spec(pretrained, tmp_path / "out", data_dir=str(tmp_path / "glue")), "unused", "unused")
+        classifier_job.run(spec(pretrained, tmp_path / "out", data_dir=str(tmp_path / "glue")))
 
 
 def _fake_vader_archive(path, rows):
@@ -185,11 +183,11 @@ def test_demo_finetunes_the_pretrained_checkpoint_on_sentiment(pretrained, tmp_p
     path.write_text("".join(f"{i}\t{score}\t{text}\n" for i, score, text in rows), encoding="latin-1")
     monkeypatch.setattr(sentiment_demo, "fetch_sentiment_file", lambda: str(path))
     summary = classifier_job.run(
-        classifier_job.JobSpec(init_checkpoint=str(pretrained), max_seq_length=16, num_train_epochs=1.0),
-        str(tmp_path / "demo"), "unused")
+        classifier_job.JobSpec(init_checkpoint=str(pretrained), output_dir=str(tmp_path / "demo"),
+                               max_seq_length=16, num_train_epochs=1.0))
     assert set(summary) == {"accuracy", "majority_baseline_accuracy"}
     assert summary["majority_baseline_accuracy"] == pytest.approx(4 / 6)  # Held out: ids 10, 20, ..., 60.
-    lines = classifier_job.report_lines(summary, is_demo=True)
+    lines = classifier_job.report_lines(summary, classifier_job.JobSpec())
     assert lines[-1].startswith("Held-out accuracy") and "majority-class baseline 66.7%" in lines[-1]
 
 
@@ -198,7 +196,7 @@ def test_glue_task_from_tfds_through_mock_data(pretrained, tmp_path):
 
     with tfds.testing.mock_data(num_examples=12):
         summary = classifier_job.run(
-            spec(pretrained, tmp_path, data_dir=None, use_tfds=True, num_train_epochs=1.0), "unused", "unused")
+            spec(pretrained, tmp_path, data_dir=None, use_tfds=True, num_train_epochs=1.0))
     assert "accuracy" in summary
     rows = open(tmp_path / "SST-2.tsv").read().splitlines()
     assert rows[0] == "index\tprediction" and len(rows) == 13

@@ -8,22 +8,18 @@ learning rate, the median over seeds (the paper reports the median of five runs)
 import dataclasses
 import os
 import statistics
-from typing import Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import keras
+import tensorflow as tf
 from absl import logging
 
 from gmlp_tf import tokenization
-from gmlp_tf.runtime import checkpointing
-from gmlp_tf.tasks.glue import data as glue
-from gmlp_tf.tasks.glue import metrics as glue_metrics
-from gmlp_tf.tasks.pretraining import job as pretraining_job
-from gmlp_tf.tasks.glue import demo_data as sentiment_demo
-from gmlp_tf.runtime import training
-from gmlp_tf.tasks.glue.pipeline import classifier_dataset
 from gmlp_tf.config import GMLPConfig
-from gmlp_tf.runtime.flags import CommonSpec
-from gmlp_tf.runtime.distribution import get_strategy
+from gmlp_tf.models.task_models import build_model
+from gmlp_tf.runtime import checkpointing
+from gmlp_tf.runtime import job as runtime
+from gmlp_tf.runtime import training
 from gmlp_tf.runtime.finetuning import (
     FinetuneSetup,
     compile_classifier,
@@ -32,38 +28,45 @@ from gmlp_tf.runtime.finetuning import (
     load_model_files,
     predictions_from_logits,
 )
-from gmlp_tf.models.task_models import build_model
+from gmlp_tf.runtime.flags import CommonSpec, option
+from gmlp_tf.tasks.glue import data as glue
+from gmlp_tf.tasks.glue import demo_data, metrics
+from gmlp_tf.tasks.glue.pipeline import classifier_dataset
 
 DEMO_TASK = "sst2"  # The demo's movie-review sentences are SST-2's task: labels 0 / 1, accuracy.
 # A 4-block, 128-wide model learns faster than Table 9's base-size rates allow in 5 epochs.
 DEMO_SETUP = FinetuneSetup(max_seq_length=64, learning_rate=5e-4, num_train_epochs=5.0)
+DEMO_OUTPUT_DIR = os.path.join("output", "classifier_demo")
 
 
 @dataclasses.dataclass
 class JobSpec(CommonSpec):
-    """The flags of run_classifier.py (see the script for their help)."""
+    """The flags of run_classifier.py. None: Table 9's value (or the demo's)."""
 
-    task_name: Optional[str] = None
-    data_dir: Optional[str] = None
-    use_tfds: bool = False
-    tfds_data_dir: Optional[str] = None
-    vocab_file: Optional[str] = None
-    gmlp_config_file: Optional[str] = None
-    do_train: bool = True
-    do_eval: bool = True
-    do_predict: bool = False
-    max_seq_length: Optional[int] = None
-    train_batch_size: Optional[int] = None
-    eval_batch_size: int = 32
-    learning_rate: Optional[float] = None
-    learning_rates: Optional[str] = None
-    num_seeds: int = 1
-    num_train_epochs: Optional[float] = None
-    warmup_proportion: Optional[float] = None
-    random_seed: int = 12345
+    task_name: Optional[str] = option(
+        None, "GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli (ax: predicted with "
+        "--task_name=mnli --do_predict).")
+    data_dir: Optional[str] = option(None, "GLUE data directory with the original TSV files.")
+    use_tfds: bool = option(False, "Read the task from TFDS glue/<task> instead of --data_dir.")
+    tfds_data_dir: Optional[str] = option(None, "TFDS data directory.")
+    vocab_file: Optional[str] = option(None, "SentencePiece model (default: the --init_checkpoint directory's).")
+    gmlp_config_file: Optional[str] = option(
+        None, "Model config JSON (default: the --init_checkpoint directory's).")
+    do_train: bool = option(True, "Finetune on the training split.")
+    do_eval: bool = option(True, "Evaluate on the dev split(s) (MNLI: matched and mismatched).")
+    do_predict: bool = option(False, "Write GLUE submission files for the test split(s).")
+    max_seq_length: Optional[int] = option(
+        None, "Tokens per example (Table 9: 128; <= the config's length).")
+    train_batch_size: Optional[int] = option(None, "Training batch size (Table 9: 32).")
+    eval_batch_size: int = option(32, "Evaluation and prediction batch size.")
+    learning_rate: Optional[float] = option(None, "Peak learning rate (Table 9: 2e-5 of {1e-5, 2e-5, 3e-5}).")
+    learning_rates: Optional[str] = option(None, "Comma-separated learning rates to sweep, e.g. 1e-5,2e-5,3e-5.")
+    num_seeds: int = option(1, "Runs per learning rate; the median is reported (the paper: 5).")
+    num_train_epochs: Optional[float] = option(None, "Training epochs (Table 9: 5).")
+    warmup_proportion: Optional[float] = option(None, "Fraction of steps of linear warmup (Table 9: 0.1).")
 
     @property
-    def is_demo(self):
+    def is_demo(self) -> bool:
         return not (self.task_name or self.data_dir or self.use_tfds)
 
 
@@ -82,10 +85,10 @@ class Job:
 
 
 # ---------------------------------------------------------------------------------- resolving
-def resolve(spec: JobSpec, demo_output_dir: str, demo_pretraining_dir: str) -> Job:
+def resolve(spec: JobSpec) -> Job:
     """Fills in defaults (the demo's when no task is given), reads the data, checks everything."""
     if spec.is_demo:
-        return _resolve_demo(spec, demo_output_dir, demo_pretraining_dir)
+        return _resolve_demo(spec)
     if not spec.task_name:
         raise ValueError("--task_name is required (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli, ax)")
     task = glue.get_task(spec.task_name)
@@ -94,13 +97,12 @@ def resolve(spec: JobSpec, demo_output_dir: str, demo_pretraining_dir: str) -> J
             f"{task.display_name} has no training data: it is predicted with a {task.model_task} model "
             f"(--task_name={task.model_task} --do_predict)"
         )
-    if not spec.output_dir:
-        raise ValueError("--output_dir is required")
+    runtime.require_output_dir(spec.output_dir)
     if bool(spec.data_dir) == bool(spec.use_tfds):
         raise ValueError("give the data: --data_dir (GLUE TSV files) or --use_tfds, one of them")
     setup = _setup(spec, FinetuneSetup())
     config, sp_model = load_model_files(spec.init_checkpoint, spec.gmlp_config_file, spec.vocab_file)
-    _check_length(setup, config)
+    runtime.check_max_seq_length(setup.max_seq_length, config)
 
     def read(t, split):
         if spec.use_tfds:
@@ -109,35 +111,37 @@ def resolve(spec: JobSpec, demo_output_dir: str, demo_pretraining_dir: str) -> J
 
     train = read(task, glue.TRAIN) if spec.do_train else []
     evals = {split: read(task, split) for split in glue.eval_splits(task)} if spec.do_eval else {}
-    tests = {}
-    if spec.do_predict:
-        for t in [task] + [t for t in glue.TASKS.values() if t.model_task == task.name and t is not task]:
-            for split in glue.test_splits(t):
-                try:
-                    tests[(t.name, split)] = read(t, split)
-                except FileNotFoundError as err:
-                    if t is task:
-                        raise
-                    logging.warning("Not predicting %s: %s", t.display_name, err)
+    tests = _test_examples(task, read) if spec.do_predict else {}
     return Job(spec, task, setup, config, sp_model, spec.output_dir, train, evals, tests, _learning_rates(spec, setup))
 
 
-def _resolve_demo(spec, demo_output_dir, demo_pretraining_dir):
-    init = spec.init_checkpoint or demo_pretraining_dir
-    if not checkpointing.latest_weights(init):
-        logging.info("No pretrained checkpoint in %s: running the pretraining demo first", init)
-        pretraining_job.run(pretraining_job.JobSpec(output_dir=init), init)
-    spec = dataclasses.replace(spec, init_checkpoint=init, output_dir=spec.output_dir or demo_output_dir)
+def _test_examples(task: glue.GlueTask, read) -> Dict[Tuple[str, str], list]:
+    """The test splits to predict: the task's own, and those of tasks predicted with its model (AX)."""
+    tests = {}
+    for t in [task] + [t for t in glue.TASKS.values() if t.model_task == task.name and t is not task]:
+        for split in glue.test_splits(t):
+            try:
+                tests[(t.name, split)] = read(t, split)
+            except FileNotFoundError as err:
+                if t is task:
+                    raise
+                logging.warning("Not predicting %s: %s", t.display_name, err)
+    return tests
+
+
+def _resolve_demo(spec: JobSpec) -> Job:
+    spec = dataclasses.replace(spec, init_checkpoint=runtime.demo_encoder(spec.init_checkpoint),
+                               output_dir=spec.output_dir or DEMO_OUTPUT_DIR)
     setup = _setup(spec, DEMO_SETUP)
     config, sp_model = load_model_files(spec.init_checkpoint, spec.gmlp_config_file, spec.vocab_file)
-    _check_length(setup, config)
-    train, held_out = sentiment_demo.read_examples(sentiment_demo.fetch_sentiment_file())
+    runtime.check_max_seq_length(setup.max_seq_length, config)
+    train, held_out = demo_data.read_examples(demo_data.fetch_sentiment_file())
     task = glue.get_task(DEMO_TASK)
     return Job(spec, task, setup, config, sp_model, spec.output_dir, train if spec.do_train else [],
                {"dev": held_out} if spec.do_eval else {}, {}, _learning_rates(spec, setup))
 
 
-def _setup(spec, base):
+def _setup(spec: JobSpec, base: FinetuneSetup) -> FinetuneSetup:
     changes = {
         name: getattr(spec, name)
         for name in ("max_seq_length", "train_batch_size", "learning_rate", "num_train_epochs", "warmup_proportion")
@@ -146,7 +150,7 @@ def _setup(spec, base):
     return dataclasses.replace(base, **changes)
 
 
-def _learning_rates(spec, setup):
+def _learning_rates(spec: JobSpec, setup: FinetuneSetup) -> Tuple[float, ...]:
     if spec.learning_rates:
         try:
             rates = tuple(float(x) for x in spec.learning_rates.split(",") if x.strip())
@@ -161,81 +165,80 @@ def _learning_rates(spec, setup):
     return rates
 
 
-def _check_length(setup, config):
-    if setup.max_seq_length > config.max_seq_length:
-        raise ValueError(
-            f"max_seq_length {setup.max_seq_length} exceeds the model config's max_seq_length {config.max_seq_length}"
-        )
-
-
 # ------------------------------------------------------------------------------------ running
-def run(spec: JobSpec, demo_output_dir: str, demo_pretraining_dir: str):
+def run(spec: JobSpec) -> Dict[str, Any]:
     """Runs every (learning rate, seed) of the job; returns the summary dict."""
-    job = resolve(spec, demo_output_dir, demo_pretraining_dir)
-    keras.mixed_precision.set_global_policy(spec.precision)
-    strategy = get_strategy(spec.strategy, spec.tpu, spec.tpu_zone, spec.gcp_project)
-    runs = [(lr, spec.random_seed + i) for lr in job.learning_rates for i in range(spec.num_seeds)]
+    job = resolve(spec)
+    strategy = runtime.start(job.spec)
+    runs = [(lr, job.spec.random_seed + i) for lr in job.learning_rates for i in range(job.spec.num_seeds)]
     results = {}
     for lr, seed in runs:
         run_dir = job.output_dir if len(runs) == 1 else os.path.join(job.output_dir, f"lr{lr:g}_seed{seed}")
         results[(lr, seed)] = run_once(job, strategy, lr, seed, run_dir)
     summary = summarize(job, results)
-    if job.evals and len(runs) > 1:  # A single run wrote its eval_results.txt already.
-        checkpointing.write_text_atomically(
-            os.path.join(job.output_dir, "sweep_results.txt"), "".join(f"{k} = {summary[k]}\n" for k in sorted(summary))
-        )
+    if job.evals and len(runs) > 1:  # A single run wrote its eval_results already.
+        runtime.write_results(job.output_dir, summary, name="sweep_results")
     return summary
 
 
-def run_once(job, strategy, learning_rate, seed, run_dir):
+def run_once(job: Job, strategy: tf.distribute.Strategy, learning_rate: float, seed: int,
+             run_dir: str) -> Dict[str, float]:
     """Finetunes, evaluates and predicts once; returns the evaluation metrics."""
     keras.utils.set_random_seed(seed)
     tokenizer = tokenization.make_tokenizer(job.sp_model)
-    task, setup = job.task, job.setup
-    label_list = task.label_list
-    checkpointing.prepare_output_dir(run_dir, finetuning_config(job.config, setup), "classification", task.num_labels)
-    checkpointing.write_vocab(run_dir, job.sp_model)
+    config = finetuning_config(job.config, job.setup)
+    runtime.prepare_output_dir(run_dir, config, "classification", job.task.num_labels, sp_model=job.sp_model)
     with strategy.scope():
-        model = build_model(finetuning_config(job.config, setup), "classification", num_labels=task.num_labels)
+        model = build_model(config, "classification", num_labels=job.task.num_labels)
     if job.train:
-        epochs, steps_per_epoch, num_steps = setup.schedule(len(job.train))
-        with strategy.scope():
-            compile_classifier(model, task.is_regression, finetuning_optimizer(setup, num_steps, learning_rate),
-                               job.spec.steps_per_execution)
-        if job.spec.init_checkpoint and not checkpointing.latest_weights(run_dir):
-            checkpointing.warm_start(model, job.spec.init_checkpoint, finetuning_config(job.config, setup))
-        train_data = classifier_dataset(job.train, tokenizer, setup.max_seq_length, setup.train_batch_size,
-                                        label_list, is_training=True, seed=seed).repeat()
-        training.fit_resumable(model, train_data, run_dir, epochs, steps_per_epoch)
-    elif job.spec.init_checkpoint:
-        checkpointing.warm_start(model, job.spec.init_checkpoint, finetuning_config(job.config, setup))
-    metrics = {}
-    for split, examples in job.evals.items():
-        predicted = predict(model, examples, tokenizer, setup, job.spec.eval_batch_size, label_list)
-        scores = glue_metrics.compute_metrics(task, [e.label for e in examples], predicted)
-        prefix = "" if len(job.evals) == 1 else f"{split}_"
-        metrics.update({prefix + k: v for k, v in scores.items()})
-        if len(job.evals) == 1 and not task.is_regression:
-            metrics["majority_baseline_accuracy"] = majority_baseline(job.train, examples)
+        _train(job, model, strategy, tokenizer, learning_rate, seed, run_dir)
+    elif job.spec.init_checkpoint:  # Evaluation or prediction alone: the given checkpoint's weights.
+        checkpointing.warm_start(model, job.spec.init_checkpoint, config)
+    scores = evaluate(job, model, tokenizer)
     for (task_name, split), examples in job.tests.items():
-        predicted = predict(model, examples, tokenizer, setup, job.spec.eval_batch_size, label_list)
+        predicted = predict(model, examples, tokenizer, job.setup, job.spec.eval_batch_size, job.task.label_list)
         path = glue.write_submission(task_name, split, list(zip([e.index for e in examples], predicted)), run_dir)
         logging.info("Wrote %s", path)
-    if metrics:
-        checkpointing.write_text_atomically(
-            os.path.join(run_dir, "eval_results.txt"), "".join(f"{k} = {metrics[k]}\n" for k in sorted(metrics))
-        )
-    return metrics
+    if scores:
+        runtime.write_results(run_dir, scores)
+    return scores
 
 
-def predict(model, examples, tokenizer, setup, batch_size, label_list):
+def _train(job: Job, model: keras.Model, strategy: tf.distribute.Strategy, tokenizer: Any, learning_rate: float,
+           seed: int, run_dir: str) -> None:
+    setup = job.setup
+    epochs, steps_per_epoch, num_steps = setup.schedule(len(job.train))
+    with strategy.scope():
+        compile_classifier(model, job.task.is_regression, finetuning_optimizer(setup, num_steps, learning_rate),
+                           job.spec.steps_per_execution)
+    runtime.warm_start_unless_resuming(model, job.spec.init_checkpoint, run_dir, finetuning_config(job.config, setup))
+    train_data = classifier_dataset(job.train, tokenizer, setup.max_seq_length, setup.train_batch_size,
+                                    job.task.label_list, is_training=True, seed=seed).repeat()
+    training.fit_resumable(model, train_data, run_dir, epochs, steps_per_epoch)
+
+
+def evaluate(job: Job, model: keras.Model, tokenizer: Any) -> Dict[str, float]:
+    """The task's metrics on each dev split (prefixed by the split when there are several)."""
+    scores = {}
+    for split, examples in job.evals.items():
+        predicted = predict(model, examples, tokenizer, job.setup, job.spec.eval_batch_size, job.task.label_list)
+        values = metrics.compute_metrics(job.task, [e.label for e in examples], predicted)
+        prefix = "" if len(job.evals) == 1 else f"{split}_"
+        scores.update({prefix + k: v for k, v in values.items()})
+        if len(job.evals) == 1 and not job.task.is_regression:
+            scores["majority_baseline_accuracy"] = majority_baseline(job.train, examples)
+    return scores
+
+
+def predict(model: keras.Model, examples: Sequence[glue.InputExample], tokenizer: Any, setup: FinetuneSetup,
+            batch_size: int, label_list: Optional[Sequence[str]]) -> list:
     """Predicted labels (or scores) of examples, in order."""
     dataset = classifier_dataset(examples, tokenizer, setup.max_seq_length, batch_size, label_list, with_labels=False)
     logits = model.predict(dataset, verbose=0)[: len(examples)]
     return predictions_from_logits(logits, label_list)
 
 
-def majority_baseline(train, examples):
+def majority_baseline(train: Sequence[glue.InputExample], examples: Sequence[glue.InputExample]) -> float:
     """Accuracy of always predicting the most frequent training label (or held-out, untrained)."""
     source = train or examples
     labels = [e.label for e in source]
@@ -243,7 +246,7 @@ def majority_baseline(train, examples):
     return sum(e.label == majority for e in examples) / len(examples)
 
 
-def summarize(job, results):
+def summarize(job: Job, results: Dict[Tuple[float, int], Dict[str, float]]) -> Dict[str, Any]:
     """Per learning rate, the median of each metric over seeds; and the best learning rate."""
     if len(results) == 1:
         return dict(next(iter(results.values())))
@@ -262,12 +265,12 @@ def summarize(job, results):
     return summary
 
 
-def report_lines(summary, is_demo):
-    lines = [f"{key} = {summary[key]}" for key in sorted(summary)]
-    if is_demo and "accuracy" in summary:
+def report_lines(summary: Dict[str, Any], spec: JobSpec) -> List[str]:
+    """The lines the script prints: the results, and for the demo the accuracy beside the baseline."""
+    lines = runtime.result_lines(summary)
+    if spec.is_demo and "accuracy" in summary:
         lines.append(
             f"Held-out accuracy {100 * summary['accuracy']:.1f}% vs majority-class baseline "
             f"{100 * summary['majority_baseline_accuracy']:.1f}%"
         )
     return lines
-

@@ -2,38 +2,38 @@
 
 Data: TFDS (--tfds_name imagenet2012, prepared beforehand) or an image folder
 (--data_dir root with train/<class>/* and val/<class>/*). With neither, the embedded demo:
-5,000 real MNIST digits from a PyPI wheel (digits_demo.py) and a small gMLP built in code.
+5,000 real MNIST digits from a PyPI wheel (demo_data.py) and a small gMLP built in code.
 
 Recipe defaults (Table 7): AdamW, peak lr 1e-3 at batch 4096 scaled linearly with the batch
 size, (0.9, 0.999), eps 1e-6, weight decay 0.05, 10K warmup steps (at most max_warmup_fraction of
 the run) then cosine decay, global-norm clipping 1.0, label smoothing 0.1, RandAugment (keras-cv
 has no AutoAugment), MixUp 0.8 / CutMix 1.0 switched with probability 0.5, stochastic depth from
 the preset, 300 epochs. Evaluation: top-1 and top-5 on the validation split (centre crop 0.875),
-written to eval_results.txt.
+written to eval_results.txt and eval_results.json.
 """
 
 import dataclasses
 import math
 import os
 import time
-from typing import Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from gmlp_tf.tasks.imagenet import augment
-from gmlp_tf.runtime import checkpointing
-from gmlp_tf.tasks.imagenet import demo_data as digits_demo
-from gmlp_tf.tasks.imagenet import data as imagenet_data
-from gmlp_tf.runtime import training
-from gmlp_tf.runtime.flags import CommonSpec
 from gmlp_tf.config import GMLPConfig
-from gmlp_tf.runtime.distribution import get_strategy
 from gmlp_tf.models.task_models import build_model
-from gmlp_tf.runtime.optimization import create_optimizer
 from gmlp_tf.presets import get_preset_config
+from gmlp_tf.runtime import checkpointing
+from gmlp_tf.runtime import job as runtime
+from gmlp_tf.runtime import training
+from gmlp_tf.runtime.flags import CommonSpec, option
+from gmlp_tf.runtime.optimization import create_optimizer
+from gmlp_tf.tasks.imagenet import augment
+from gmlp_tf.tasks.imagenet import data as imagenet_data
+from gmlp_tf.tasks.imagenet import demo_data as digits_demo
 
 BASE_BATCH_SIZE = 4096
 BASE_LEARNING_RATE = 1e-3
@@ -41,43 +41,51 @@ NORMALIZATIONS = {
     "imagenet": (imagenet_data.IMAGENET_MEAN, imagenet_data.IMAGENET_STD),
     "timm_gmlp": (imagenet_data.TIMM_GMLP_MEAN, imagenet_data.TIMM_GMLP_STD),
 }
-RESULTS_NAME = "eval_results.txt"
+DEMO_OUTPUT_DIR = os.path.join("output", "imagenet_demo")
 
 
 @dataclasses.dataclass
 class JobSpec(CommonSpec):
-    """The flags of run_imagenet.py (see the script for their help). None: the recipe's (or demo's) value."""
+    """The flags of run_imagenet.py. None: the recipe's (or the demo's) value."""
 
-    preset: str = "gmlp_ti16_224"
-    gmlp_config_file: Optional[str] = None
-    tfds_name: Optional[str] = None
-    tfds_data_dir: Optional[str] = None
-    data_dir: Optional[str] = None
-    num_classes: Optional[int] = None
-    do_train: bool = True
-    do_eval: bool = True
-    train_batch_size: Optional[int] = None
-    eval_batch_size: Optional[int] = None
-    learning_rate: Optional[float] = None
-    weight_decay: float = 0.05
-    warmup_steps: Optional[int] = None
-    max_warmup_fraction: float = 0.2
-    clip_norm: float = 1.0
-    num_train_epochs: Optional[float] = None
-    num_train_steps: Optional[int] = None
-    label_smoothing: float = 0.1
-    mixup_alpha: float = 0.8
-    cutmix_alpha: float = 1.0
-    mix_switch_prob: float = 0.5
-    rand_augment: Optional[bool] = None
-    normalization: Optional[str] = None
-    crop_fraction: Optional[float] = None
-    on_unreadable: str = "skip"
-    shuffle_buffer: int = 10000
-    random_seed: int = 12345
+    preset: str = option("gmlp_ti16_224", "Model preset: gmlp_ti16_224, gmlp_s16_224 or gmlp_b16_224 "
+                                          "(stochastic depth survival 1.00 / 0.95 / 0.80).")
+    gmlp_config_file: Optional[str] = option(None, "Model config JSON (instead of --preset).")
+    tfds_name: Optional[str] = option(None, "TFDS dataset with image and label features, e.g. imagenet2012 "
+                                            "(splits train and validation; never downloaded here).")
+    tfds_data_dir: Optional[str] = option(None, "TFDS data directory.")
+    data_dir: Optional[str] = option(None, "Image folder root with train/<class>/* and val/<class>/*.")
+    num_classes: Optional[int] = option(None, "Classes of the head (default: the config's); must match the data.")
+    do_train: bool = option(True, "Train on the train split.")
+    do_eval: bool = option(True, "Evaluate top-1 / top-5 on the validation split.")
+    train_batch_size: Optional[int] = option(None, "Global training batch size (Table 7: 4096; demo: 64).")
+    eval_batch_size: Optional[int] = option(None, "Evaluation batch size (default 256; demo: 100).")
+    learning_rate: Optional[float] = option(
+        None, "Peak learning rate (default 1e-3 x train_batch_size / 4096, Table 7).")
+    weight_decay: float = option(0.05, "AdamW decoupled weight decay (Table 7: 0.05).")
+    warmup_steps: Optional[int] = option(
+        None, "Linear warmup steps (Table 7: 10000), capped by --max_warmup_fraction.")
+    max_warmup_fraction: float = option(0.2, "Warmup is at most this fraction of all training steps.")
+    clip_norm: float = option(1.0, "Global-norm gradient clipping (Table 7: 1.0; 0 for none).")
+    num_train_epochs: Optional[float] = option(None, "Training epochs (Table 7: 300; demo: 30).")
+    num_train_steps: Optional[int] = option(None, "Train this many steps instead (rounded up to whole epochs).")
+    label_smoothing: float = option(0.1, "Label smoothing (Table 7: 0.1).")
+    mixup_alpha: float = option(0.8, "MixUp alpha (Table 7: 0.8; 0 disables).")
+    cutmix_alpha: float = option(1.0, "CutMix alpha (Table 7: 1.0; 0 disables).")
+    mix_switch_prob: float = option(0.5, "Probability that a batch gets CutMix instead of MixUp (Table 7: 0.5).")
+    rand_augment: Optional[bool] = option(
+        None, "keras-cv RandAugment m9 n2 (stands in for AutoAugment, which keras-cv lacks; default on, off in "
+        "the digits demo).")
+    normalization: Optional[str] = option(
+        None, "Pixel mean / std: imagenet (default, training from scratch) or timm_gmlp (0.5 / 0.5, timm's gMLP "
+        "weights).", ("imagenet", "timm_gmlp"))
+    crop_fraction: Optional[float] = option(None, "Evaluation centre crop fraction (default 0.875; demo 1.0).")
+    on_unreadable: str = option("skip", "Image folder files that cannot be decoded: skip and count them, or fail "
+                                        "naming the file.", ("skip", "fail"))
+    shuffle_buffer: int = option(10000, "Training shuffle buffer (examples).")
 
     @property
-    def is_demo(self):
+    def is_demo(self) -> bool:
         return not (self.tfds_name or self.data_dir)
 
 
@@ -206,12 +214,10 @@ def evaluate(model, dataset, num_classes):
             "eval_examples": int(weights.sum())}
 
 
-def run(spec: JobSpec, demo_output_dir: str):
-    """Trains and / or evaluates; returns the results dict (also written to eval_results.txt)."""
+def run(spec: JobSpec) -> Dict[str, Any]:
+    """Trains and / or evaluates; returns the results dict (also written to eval_results.txt / .json)."""
     start = time.time()
-    output_dir = spec.output_dir or (demo_output_dir if spec.is_demo else None)
-    if not output_dir:
-        raise ValueError("--output_dir is required")
+    output_dir = runtime.require_output_dir(spec.output_dir or (DEMO_OUTPUT_DIR if spec.is_demo else None))
     if spec.on_unreadable not in imagenet_data.ON_UNREADABLE:
         raise ValueError(f"--on_unreadable must be one of {', '.join(imagenet_data.ON_UNREADABLE)}")
     setup = resolve_setup(spec)
@@ -219,36 +225,14 @@ def run(spec: JobSpec, demo_output_dir: str):
     sources = load_sources(spec, setup)
     check_classes(sources, config)
     mean, std = NORMALIZATIONS[setup.normalization]
-    keras.mixed_precision.set_global_policy(spec.precision)
-    keras.utils.set_random_seed(spec.random_seed)
-    strategy = get_strategy(spec.strategy, spec.tpu, spec.tpu_zone, spec.gcp_project)
-    checkpointing.prepare_output_dir(output_dir, config, "vision")
+    strategy = runtime.start(spec)
+    runtime.prepare_output_dir(output_dir, config, "vision")
     checkpointing.write_image_normalization(output_dir, mean, std)  # For export_saved_model.py.
     with strategy.scope():
         model = build_model(config, "vision")
     results = {}
     if spec.do_train:
-        source, info = sources[imagenet_data.TRAIN]
-        epochs, steps_per_epoch, num_steps, warmup = schedule(spec, setup, info.num_examples)
-        logging.info("Training %d epochs x %d steps (batch %d, lr %g, warmup %d)", epochs, steps_per_epoch,
-                     setup.train_batch_size, setup.learning_rate, warmup)
-        with strategy.scope():
-            optimizer = create_optimizer(setup.learning_rate, num_steps, warmup, weight_decay=spec.weight_decay,
-                                         clip_norm=spec.clip_norm, decay="cosine")
-            model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(from_logits=True),
-                          metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-                          steps_per_execution=spec.steps_per_execution)
-        if spec.init_checkpoint and not checkpointing.latest_weights(output_dir):
-            checkpointing.warm_start(model, spec.init_checkpoint, config)
-        batches = imagenet_data.train_dataset(source, config.image_size, setup.train_batch_size, spec.shuffle_buffer,
-                                              seed=spec.random_seed, area_range=setup.crop_area_range, flip=setup.flip)
-        aug = augment.AugmentConfig(num_classes=config.num_classes, label_smoothing=spec.label_smoothing,
-                                    rand_augment=setup.rand_augment, mixup_alpha=spec.mixup_alpha,
-                                    cutmix_alpha=spec.cutmix_alpha, switch_prob=spec.mix_switch_prob, mean=mean, std=std)
-        training.fit_resumable(model, augment.augment_dataset(batches, aug, seed=spec.random_seed), output_dir,
-                               epochs, steps_per_epoch, verbose=2)
-        results["skipped_unreadable_train_images"] = len(info.skipped)
-        results["global_step"] = int(model.optimizer.iterations.numpy())
+        results.update(train(spec, setup, config, model, strategy, sources[imagenet_data.TRAIN], output_dir))
     elif spec.init_checkpoint or checkpointing.latest_weights(output_dir):
         _load_for_eval(model, output_dir, spec.init_checkpoint, config)
     if spec.do_eval:
@@ -259,22 +243,48 @@ def run(spec: JobSpec, demo_output_dir: str):
         results["chance_top_1_accuracy"] = 1.0 / config.num_classes
         results["skipped_unreadable_eval_images"] = len(info.skipped)
     results["wall_time_s"] = round(time.time() - start, 1)
-    checkpointing.write_text_atomically(os.path.join(output_dir, RESULTS_NAME),
-                                        "".join(f"{k} = {results[k]}\n" for k in sorted(results)))
+    runtime.write_results(output_dir, results)
     return results
 
 
-def _load_for_eval(model, output_dir, init_checkpoint, config):
+def train(spec: JobSpec, setup: Setup, config: GMLPConfig, model: keras.Model, strategy: tf.distribute.Strategy,
+          train_source: Tuple[tf.data.Dataset, Any], output_dir: str) -> Dict[str, int]:
+    """Compiles with the Table 7 optimizer, warm-starts unless resuming, fits with augmentation."""
+    source, info = train_source
+    epochs, steps_per_epoch, num_steps, warmup = schedule(spec, setup, info.num_examples)
+    logging.info("Training %d epochs x %d steps (batch %d, lr %g, warmup %d)", epochs, steps_per_epoch,
+                 setup.train_batch_size, setup.learning_rate, warmup)
+    with strategy.scope():
+        optimizer = create_optimizer(setup.learning_rate, num_steps, warmup, weight_decay=spec.weight_decay,
+                                     clip_norm=spec.clip_norm, decay="cosine")
+        model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+                      metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+                      steps_per_execution=spec.steps_per_execution)
+    runtime.warm_start_unless_resuming(model, spec.init_checkpoint, output_dir, config)
+    batches = imagenet_data.train_dataset(source, config.image_size, setup.train_batch_size, spec.shuffle_buffer,
+                                          seed=spec.random_seed, area_range=setup.crop_area_range, flip=setup.flip)
+    mean, std = NORMALIZATIONS[setup.normalization]
+    aug = augment.AugmentConfig(num_classes=config.num_classes, label_smoothing=spec.label_smoothing,
+                                rand_augment=setup.rand_augment, mixup_alpha=spec.mixup_alpha,
+                                cutmix_alpha=spec.cutmix_alpha, switch_prob=spec.mix_switch_prob, mean=mean, std=std)
+    training.fit_resumable(model, augment.augment_dataset(batches, aug, seed=spec.random_seed), output_dir,
+                           epochs, steps_per_epoch, verbose=2)
+    return {"skipped_unreadable_train_images": len(info.skipped),
+            "global_step": int(model.optimizer.iterations.numpy())}
+
+
+def _load_for_eval(model: keras.Model, output_dir: str, init_checkpoint: Optional[str], config: GMLPConfig) -> None:
     if checkpointing.latest_weights(output_dir):
         checkpointing.warm_start(model, output_dir, config)
     else:
         checkpointing.warm_start(model, init_checkpoint, config)
 
 
-def report_lines(results, is_demo):
-    lines = [f"{key} = {results[key]}" for key in sorted(results)]
+def report_lines(results: Dict[str, Any], spec: JobSpec) -> List[str]:
+    """The lines the script prints: the results, then top-1 / top-5 beside chance."""
+    lines = runtime.result_lines(results)
     if "top_1_accuracy" in results:
         lines.append(f"Held-out top-1 {100 * results['top_1_accuracy']:.1f}% (top-5 "
                      f"{100 * results['top_5_accuracy']:.1f}%) vs chance {100 * results['chance_top_1_accuracy']:.1f}%"
-                     + (" on MNIST digits" if is_demo else ""))
+                     + (" on MNIST digits" if spec.is_demo else ""))
     return lines

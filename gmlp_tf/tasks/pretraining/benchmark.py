@@ -1,18 +1,25 @@
-"""Speed and memory figures for benchmark_pretraining.py (never asserted by tests).
+"""Speed and memory figures of pretraining: what benchmark_pretraining.py runs (never asserted by tests).
 
 Absolute times drift between runs and machines, so the train step's rate is reported as a
 fraction of a dense float32 matmul measured in the same process.
 """
 
+import dataclasses
 import resource
 import time
+from typing import Dict, List, Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from gmlp_tf import counting
+from gmlp_tf import counting, tokenization
+from gmlp_tf.presets import get_preset_config
+from gmlp_tf.runtime import job as runtime
+from gmlp_tf.runtime.flags import option, shared
+from gmlp_tf.tasks.pretraining import demo_data
 from gmlp_tf.tasks.pretraining import recipe as pretraining
+from gmlp_tf.tasks.pretraining.data import TextFilesSource, make_pretraining_dataset
 
 
 def matmul_flops_per_second(size=2048, repeats=20, dtype=tf.float32):
@@ -82,3 +89,68 @@ def train_flops_per_example(config, max_seq_length, max_predictions_per_seq):
 def peak_memory_bytes():
     """Peak resident memory of this process (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+@dataclasses.dataclass
+class BenchmarkSpec:
+    """The flags of benchmark_pretraining.py."""
+
+    preset: str = option("gmlp_36l", "Model preset (the base width of Tables 3 and 4 by default).")
+    num_layers: int = option(4, "Override the preset's depth (0 keeps it); per-layer cost is what matters.")
+    batch_size: int = option(32, "Global batch size.")
+    max_seq_length: int = option(128, "Tokens per example.")
+    max_predictions_per_seq: int = option(20, "Masked positions per example.")
+    steps: int = option(10, "Timed train steps.")
+    vocab_file: Optional[str] = option(None, "SentencePiece model for the pipeline (default: the demo vocabulary).")
+    input_file: Optional[str] = option(None, "Text files for the pipeline (default: the demo corpus).")
+    precision: str = shared("precision")
+    steps_per_execution: int = shared("steps_per_execution")
+
+
+def run(spec: BenchmarkSpec) -> Dict[str, float]:
+    """Measures the input pipeline, the train step and a same-run matmul; returns the figures."""
+    runtime.check_positive(batch_size=spec.batch_size, max_seq_length=spec.max_seq_length,
+                           max_predictions_per_seq=spec.max_predictions_per_seq, steps=spec.steps)
+    config = get_preset_config(spec.preset)
+    if spec.num_layers:
+        config = config.replace(num_layers=spec.num_layers)
+    if spec.input_file:
+        source = TextFilesSource(spec.input_file)
+    else:
+        corpus = demo_data.fetch_demo_corpus()
+        source = TextFilesSource(list(corpus.train_files), corpus.blank_line_documents)
+    sp_model = tokenization.load_sp_model(spec.vocab_file or demo_data.demo_vocab())
+    keras.mixed_precision.set_global_policy(spec.precision)
+    b, n, p = spec.batch_size, spec.max_seq_length, spec.max_predictions_per_seq
+    # Built first, so that bad input fails before the minute of timing.
+    pipeline = make_pretraining_dataset(
+        source, is_training=True, sp_model=sp_model, max_seq_length=n, max_predictions_per_seq=p, batch_size=b, seed=1
+    )
+    matmul = matmul_flops_per_second()
+    pipeline_rate = pipeline_examples_per_second(pipeline, b)
+    setup = pretraining.PretrainingSetup(n, p, b, 1e-4, 10_000, 100)
+    model = pretraining.build_pretraining_model(config, setup, steps_per_execution=spec.steps_per_execution)
+    seconds = train_step_seconds(model, synthetic_batch(config, b, n, p), spec.steps)
+    return {"num_layers": config.num_layers, "d_model": config.d_model, "d_ffn": config.d_ffn,
+            "pipeline_examples_per_second": pipeline_rate, "step_seconds": seconds,
+            "step_flops_per_second": train_flops_per_example(config, n, p) * b / seconds,
+            "matmul_flops_per_second": matmul, "peak_memory_bytes": peak_memory_bytes()}
+
+
+def report_lines(figures: Dict[str, float], spec: BenchmarkSpec) -> List[str]:
+    """The printed figures, with the targets they are read against."""
+    step_rate = spec.batch_size / figures["step_seconds"]
+    step_flops, matmul = figures["step_flops_per_second"], figures["matmul_flops_per_second"]
+    pipeline = figures["pipeline_examples_per_second"]
+    return [
+        f"model: {spec.preset} with {figures['num_layers']} layers, d_model {figures['d_model']}, d_ffn "
+        f"{figures['d_ffn']}, seq {spec.max_seq_length}, batch {spec.batch_size}, {spec.precision}",
+        f"input pipeline alone:       {pipeline:10.1f} examples/s",
+        f"train step consumes:        {step_rate:10.1f} examples/s ({step_rate * spec.max_seq_length:.0f} tokens/s, "
+        f"{figures['step_seconds'] * 1000:.1f} ms/step)",
+        f"pipeline / step:            {pipeline / step_rate:10.1f}x   (target >= 5x)",
+        f"train step achieves:        {step_flops / 1e9:10.1f} GFLOP/s (3 x forward FLOPs)",
+        f"float32 matmul, same run:   {matmul / 1e9:10.1f} GFLOP/s (2048^3, XLA)",
+        f"step / matmul:              {100 * step_flops / matmul:10.1f}%  (target >= 50% at base width)",
+        f"peak memory (RSS):          {figures['peak_memory_bytes'] / 2**30:10.2f} GiB",
+    ]

@@ -1,0 +1,103 @@
+"""The job runtime: flags derived from the job specs, the shared flags, results files, error exit."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import typing
+
+import pytest
+from absl import flags as absl_flags
+
+from gmlp_tf.export import ExportSpec
+from gmlp_tf.runtime import flags, job
+from gmlp_tf.tasks.glue.job import JobSpec as GlueSpec
+from gmlp_tf.tasks.imagenet.job import JobSpec as ImagenetSpec
+from gmlp_tf.tasks.pretraining.benchmark import BenchmarkSpec
+from gmlp_tf.tasks.pretraining.job import JobSpec as PretrainingSpec
+from gmlp_tf.tasks.squad.job import JobSpec as SquadSpec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JOB_SPECS = [PretrainingSpec, GlueSpec, SquadSpec, ImagenetSpec]
+
+
+@pytest.mark.parametrize("spec_cls", JOB_SPECS + [BenchmarkSpec, ExportSpec])
+def test_every_spec_field_is_a_flag_with_the_same_default(spec_cls):
+    values = absl_flags.FlagValues()
+    flags.define_flags(spec_cls, flag_values=values, module_name="some_script")
+    values(["some_script"])
+    fields = {f.name: f for f in dataclasses.fields(spec_cls)}
+    assert set(values) == set(fields)
+    assert {f.name for f in values.get_key_flags_for_module("some_script")} == set(fields)
+    # Parsed with no arguments, the flags give the spec's own defaults.
+    assert flags.spec_from_flags(spec_cls, values) == spec_cls()
+
+
+@pytest.mark.parametrize("spec_cls", JOB_SPECS)
+def test_jobs_read_every_shared_flag_defined_by_the_runtime(spec_cls):
+    values = absl_flags.FlagValues()
+    flags.define_flags(spec_cls, flag_values=values, module_name="some_script")
+    shared = set(flags.SHARED)
+    assert shared <= {f.name for f in dataclasses.fields(spec_cls)}
+    assert {f.name for f in values.get_flags_for_module(flags.__name__)} == shared
+
+
+def test_flags_parse_into_typed_spec_values():
+    values = absl_flags.FlagValues()
+    flags.define_flags(PretrainingSpec, flag_values=values, module_name="some_script")
+    values(["x", "--num_train_steps=20", "--learning_rate=1e-3", "--precision=mixed_bfloat16", "--nodo_eval",
+            "--setup=full"])
+    spec = flags.spec_from_flags(PretrainingSpec, values)
+    assert (spec.num_train_steps, spec.learning_rate, spec.precision, spec.do_eval, spec.setup) == (
+        20, 1e-3, "mixed_bfloat16", False, "full")
+    with pytest.raises(absl_flags.IllegalFlagValueError):
+        values(["x", "--precision=float64"])
+
+
+def test_a_field_without_help_or_with_a_shared_name_of_another_type_is_refused():
+    @dataclasses.dataclass
+    class NoHelp:
+        steps: int = 3
+
+    @dataclasses.dataclass
+    class WrongType:
+        random_seed: typing.Optional[str] = flags.option(None, "a seed")
+
+    for spec_cls in (NoHelp, WrongType):
+        with pytest.raises(TypeError):
+            flags.define_flags(spec_cls, flag_values=absl_flags.FlagValues(), module_name="s")
+
+
+def test_results_are_written_as_text_and_json(tmp_path):
+    results = {"perplexity": 12.5, "global_step": 30, "best_learning_rate": 2e-5}
+    path = job.write_results(str(tmp_path), results)
+    assert open(path).read().splitlines() == ["best_learning_rate = 2e-05", "global_step = 30", "perplexity = 12.5"]
+    assert json.load(open(tmp_path / "eval_results.json")) == results
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+
+
+def test_shared_checks_name_the_flag():
+    with pytest.raises(ValueError, match="--output_dir is required"):
+        job.require_output_dir(None)
+    with pytest.raises(ValueError, match="--steps must be positive, got 0"):
+        job.check_positive(steps=0, other=None)
+    with pytest.raises(ValueError, match=r"num_train_steps \(25\) must be a multiple of save_checkpoints_steps \(10\)"):
+        job.check_checkpoint_interval(25, 10)
+
+
+def test_run_script_turns_bad_input_into_one_line(capsys):
+    def bad():
+        raise FileNotFoundError("no such file: x.txt")
+
+    with pytest.raises(SystemExit) as exit_info:
+        job.run_script("some_script.py", bad)
+    assert exit_info.value.code == "some_script.py: error: no such file: x.txt"
+
+
+def test_helpshort_of_a_script_lists_the_shared_flags():
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "run_squad.py"), "--helpshort"],
+                            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=300)
+    assert "Traceback" not in result.stderr  # absl exits 1 after printing the help.
+    for name in list(flags.SHARED) + ["train_file", "doc_stride"]:
+        assert f"--{name}" in result.stdout, name
