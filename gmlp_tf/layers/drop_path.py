@@ -1,9 +1,11 @@
 """Stochastic depth (drop path): the residual branch of each example is dropped at random."""
 
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import keras
 from keras import ops
+
+from gmlp_tf.layers import Shape, Tensor
 
 
 @keras.saving.register_keras_serializable(package="gmlp_tf")
@@ -26,7 +28,7 @@ class DropPath(keras.layers.Layer):
       [batch, ...], the same shape.
     """
 
-    def __init__(self, rate: float = 0.0, seed: Optional[int] = None, **kwargs):
+    def __init__(self, rate: float = 0.0, seed: Optional[int] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not 0.0 <= rate < 1.0:
             raise ValueError(f"drop path rate must be in [0, 1), got {rate}")
@@ -34,7 +36,7 @@ class DropPath(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, inputs, training=None):
+    def call(self, inputs: Tensor, training: Optional[bool] = None) -> Tensor:
         if not training or self.rate == 0.0:
             return inputs
         # One draw per example, broadcast over every other axis.
@@ -42,10 +44,10 @@ class DropPath(keras.layers.Layer):
         keep = ops.cast(keras.random.uniform(shape, seed=self.seed_generator) > self.rate, inputs.dtype)
         return inputs / (1.0 - self.rate) * keep
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
         config.update({"rate": self.rate, "seed": self.seed})
         return config

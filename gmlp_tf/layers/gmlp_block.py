@@ -1,8 +1,12 @@
 """The gMLP block (paper, Figure 1): pre-LayerNorm, U, GELU, SGU, V, residual."""
 
+from typing import Any, Dict, List, Optional
+
 import keras
 from keras import ops
 
+from gmlp_tf.config import GMLPConfig
+from gmlp_tf.layers import InitializerLike, Shape, Tensor
 from gmlp_tf.layers.drop_path import DropPath
 from gmlp_tf.layers.spatial_gating import SpatialGatingUnit
 from gmlp_tf.layers.tiny_attention import TinyAttention
@@ -22,6 +26,21 @@ class GMLPBlock(keras.layers.Layer):
     probability 1 - survival_prob, and the kept branches are scaled by 1 / survival_prob so
     that inference needs no rescaling (as timm).
 
+    Args:
+      d_model: channels of the input and output.
+      d_ffn: channels after U.
+      max_length: the most tokens an input may have (see SpatialProjection).
+      spatial_kind, gating, causal: see SpatialGatingUnit.
+      attention_size: size of the tiny attention; 0 for gMLP (no attention).
+      dropout: dropout on the branch's output, y.
+      attention_dropout: dropout on the tiny attention probabilities.
+      survival_prob: probability that an example keeps the branch in training, in (0, 1].
+      layer_norm_eps: epsilon of the block's LayerNorm.
+      sgu_layer_norm_eps: epsilon of the SGU's LayerNorm.
+      spatial_init_stddev: stddev of the spatial weights' normal initializer.
+      kernel_initializer, bias_initializer: initializers of U and V (and the kernels of the
+        tiny attention).
+
     Call args:
       inputs: [batch, n, d_model], n <= max_length.
       padding_mask: optional [batch, n], 1 for real tokens (see SpatialProjection).
@@ -33,23 +52,23 @@ class GMLPBlock(keras.layers.Layer):
 
     def __init__(
         self,
-        d_model,
-        d_ffn,
-        max_length,
-        spatial_kind="dense",
-        gating="split",
-        attention_size=0,
-        causal=False,
-        dropout=0.0,
-        attention_dropout=0.0,
-        survival_prob=1.0,
-        layer_norm_eps=1e-6,
-        sgu_layer_norm_eps=1e-5,
-        spatial_init_stddev=1e-6,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        **kwargs,
-    ):
+        d_model: int,
+        d_ffn: int,
+        max_length: int,
+        spatial_kind: str = "dense",
+        gating: str = "split",
+        attention_size: int = 0,
+        causal: bool = False,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        survival_prob: float = 1.0,
+        layer_norm_eps: float = 1e-6,
+        sgu_layer_norm_eps: float = 1e-5,
+        spatial_init_stddev: float = 1e-6,
+        kernel_initializer: InitializerLike = "glorot_uniform",
+        bias_initializer: InitializerLike = "zeros",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.d_model = int(d_model)
         self.d_ffn = int(d_ffn)
@@ -67,8 +86,8 @@ class GMLPBlock(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
 
-        self.norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_eps, name="norm")
-        self.proj_in = keras.layers.Dense(self.d_ffn, name="proj_in", **self._dense_args())
+        self.norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_eps, name="norm", dtype=self.dtype_policy)
+        self.proj_in = keras.layers.Dense(self.d_ffn, name="proj_in", dtype=self.dtype_policy, **self._dense_args())
         self.sgu = SpatialGatingUnit(
             self.max_length,
             gating=gating,
@@ -76,7 +95,7 @@ class GMLPBlock(keras.layers.Layer):
             causal=self.causal,
             layer_norm_eps=self.sgu_layer_norm_eps,
             spatial_init_stddev=self.spatial_init_stddev,
-            name="sgu",
+            name="sgu", dtype=self.dtype_policy,
         )
         self.gate_width = self.sgu.output_width(self.d_ffn)
         self.attention = None
@@ -87,13 +106,13 @@ class GMLPBlock(keras.layers.Layer):
                 dropout=self.attention_dropout,
                 causal=self.causal,
                 kernel_initializer=keras.initializers.get(kernel_initializer),
-                name="tiny_attention",
+                name="tiny_attention", dtype=self.dtype_policy,
             )
-        self.proj_out = keras.layers.Dense(self.d_model, name="proj_out", **self._dense_args())
-        self.dropout = keras.layers.Dropout(self.dropout_rate, name="dropout")
-        self.drop_path = DropPath(rate=1.0 - self.survival_prob, name="drop_path")
+        self.proj_out = keras.layers.Dense(self.d_model, name="proj_out", dtype=self.dtype_policy, **self._dense_args())
+        self.dropout = keras.layers.Dropout(self.dropout_rate, name="dropout", dtype=self.dtype_policy)
+        self.drop_path = DropPath(rate=1.0 - self.survival_prob, name="drop_path", dtype=self.dtype_policy)
 
-    def _dense_args(self):
+    def _dense_args(self) -> Dict[str, keras.initializers.Initializer]:
         # Fresh initializer objects per layer: Keras warns when one instance is reused.
         return dict(
             kernel_initializer=keras.initializers.get(
@@ -104,7 +123,7 @@ class GMLPBlock(keras.layers.Layer):
             ),
         )
 
-    def build(self, input_shape):
+    def build(self, input_shape: Shape) -> None:
         if input_shape[-1] != self.d_model:
             raise ValueError(f"GMLPBlock expects {self.d_model} channels, got {input_shape[-1]}")
         hidden_shape = tuple(input_shape[:-1]) + (self.d_ffn,)
@@ -115,7 +134,9 @@ class GMLPBlock(keras.layers.Layer):
             self.attention.build(input_shape)
         self.proj_out.build(tuple(input_shape[:-1]) + (self.gate_width,))
 
-    def call(self, inputs, padding_mask=None, training=None):
+    def call(
+        self, inputs: Tensor, padding_mask: Optional[Tensor] = None, training: Optional[bool] = None
+    ) -> Tensor:
         h = self.norm(inputs)
         z = ops.gelu(self.proj_in(h), approximate=False)
         attention_output = None
@@ -125,10 +146,10 @@ class GMLPBlock(keras.layers.Layer):
         y = self.dropout(self.proj_out(s), training=training)
         return inputs + self.drop_path(y, training=training)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
         config.update(
             d_model=self.d_model,
@@ -150,7 +171,13 @@ class GMLPBlock(keras.layers.Layer):
         return config
 
 
-def blocks_from_config(config, kernel_initializer, bias_initializer, name_prefix="block"):
+def blocks_from_config(
+    config: GMLPConfig,
+    kernel_initializer: InitializerLike,
+    bias_initializer: InitializerLike,
+    name_prefix: str = "block",
+    dtype: Any = None,
+) -> List[GMLPBlock]:
     """Builds the config's L blocks, each with its stochastic-depth survival probability.
 
     Args:
@@ -158,6 +185,7 @@ def blocks_from_config(config, kernel_initializer, bias_initializer, name_prefix
       kernel_initializer, bias_initializer: Keras initializer names or configs for U, V and
         the tiny attention (each block gets fresh instances).
       name_prefix: blocks are named f"{name_prefix}_{i}".
+      dtype: the blocks' dtype policy (None: the global policy).
 
     Returns:
       A list of config.num_layers GMLPBlock layers.
@@ -180,6 +208,7 @@ def blocks_from_config(config, kernel_initializer, bias_initializer, name_prefix
             kernel_initializer=kernel_initializer,
             bias_initializer=bias_initializer,
             name=f"{name_prefix}_{i}",
+            dtype=dtype,
         )
         for i, survival_prob in enumerate(config.block_survival_probs())
     ]

@@ -1,9 +1,12 @@
 """The Spatial Gating Unit (SGU, paper section 2.1) and its Table 3 variants."""
 
+from typing import Any, Dict, Optional
+
 import keras
 from keras import ops
 
 from gmlp_tf.config import GATINGS
+from gmlp_tf.layers import Shape, Tensor
 from gmlp_tf.layers.spatial_projection import SpatialProjection
 
 
@@ -19,6 +22,14 @@ class SpatialGatingUnit(keras.layers.Layer):
     Z1 is the first half of the channels and Z2, the gate, the second, as in timm. For aMLP
     the tiny attention's output is added to f(.) before the gating (paper, Figure 6).
 
+    Args:
+      max_length: the most tokens an input may have (see SpatialProjection).
+      gating: "split", "multiplicative", "additive" or "linear".
+      spatial_kind: "dense" or "toeplitz", the kind of f's W.
+      causal: token i reads only tokens j <= i.
+      layer_norm_eps: epsilon of the LayerNorm before f.
+      spatial_init_stddev: stddev of W's normal initializer.
+
     Call args:
       inputs: Z, [batch, n, d_ffn].
       attention_output: optional [batch, n, output_width] from TinyAttention.
@@ -30,14 +41,14 @@ class SpatialGatingUnit(keras.layers.Layer):
 
     def __init__(
         self,
-        max_length,
-        gating="split",
-        spatial_kind="dense",
-        causal=False,
-        layer_norm_eps=1e-5,
-        spatial_init_stddev=1e-6,
-        **kwargs,
-    ):
+        max_length: int,
+        gating: str = "split",
+        spatial_kind: str = "dense",
+        causal: bool = False,
+        layer_norm_eps: float = 1e-5,
+        spatial_init_stddev: float = 1e-6,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if gating not in GATINGS:
             raise ValueError(f"gating must be one of {', '.join(GATINGS)}; got {gating!r}")
@@ -47,19 +58,20 @@ class SpatialGatingUnit(keras.layers.Layer):
         self.causal = bool(causal)
         self.layer_norm_eps = float(layer_norm_eps)
         self.spatial_init_stddev = float(spatial_init_stddev)
-        self.norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_eps, name="norm")
+        self.norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_eps, name="norm", dtype=self.dtype_policy)
         self.proj = SpatialProjection(
             self.max_length,
             kind=spatial_kind,
             causal=self.causal,
             kernel_stddev=self.spatial_init_stddev,
-            name="proj",
+            name="proj", dtype=self.dtype_policy,
         )
 
-    def output_width(self, d_ffn):
+    def output_width(self, d_ffn: int) -> int:
+        """The channels of the output for d_ffn input channels."""
         return d_ffn // 2 if self.gating == "split" else d_ffn
 
-    def build(self, input_shape):
+    def build(self, input_shape: Shape) -> None:
         d_ffn = input_shape[-1]
         if self.gating == "split" and d_ffn % 2:
             raise ValueError(f"the split SGU needs an even number of channels, got {d_ffn}")
@@ -67,7 +79,12 @@ class SpatialGatingUnit(keras.layers.Layer):
         self.norm.build(gate_shape)
         self.proj.build(gate_shape)
 
-    def call(self, inputs, attention_output=None, padding_mask=None):
+    def call(
+        self,
+        inputs: Tensor,
+        attention_output: Optional[Tensor] = None,
+        padding_mask: Optional[Tensor] = None,
+    ) -> Tensor:
         if self.gating == "split":
             z1, z2 = ops.split(inputs, 2, axis=-1)
         else:
@@ -81,10 +98,10 @@ class SpatialGatingUnit(keras.layers.Layer):
             return inputs + gate
         return gate
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         return tuple(input_shape[:-1]) + (self.output_width(input_shape[-1]),)
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
         config.update(
             max_length=self.max_length,

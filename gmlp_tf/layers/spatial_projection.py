@@ -1,12 +1,15 @@
 """The spatial projection f_{W,b}(Z) = W Z + b of the Spatial Gating Unit (paper, Eq. 2)."""
 
+from typing import Any, Dict, Optional, Union
+
 import keras
 from keras import ops
 
 from gmlp_tf.config import SPATIAL_KINDS
+from gmlp_tf.layers import Shape, Tensor
 
 
-def toeplitz_matrix(weights, n):
+def toeplitz_matrix(weights: Tensor, n: Union[int, Tensor]) -> Tensor:
     """Builds an n x n Toeplitz matrix from 2n - 1 weights with the pad/tile trick of Appendix C.
 
     The appendix code slices `t[:n]` before the reshape, which cannot work (an erratum): the
@@ -43,6 +46,12 @@ class SpatialProjection(keras.layers.Layer):
     biases (for Toeplitz, the matrix of the 2n - 1 central weights: the same block). An input
     with n > max_length raises a ValueError naming both lengths.
 
+    Args:
+      max_length: the most tokens an input may have; W is sized for it.
+      kind: "dense" (W [max_length, max_length]) or "toeplitz" (W from [2 * max_length - 1]).
+      causal: keep only W's lower triangle, so that token i reads only tokens j <= i.
+      kernel_stddev: stddev of W's normal initializer.
+
     Call args:
       inputs: [batch, n, channels].
       padding_mask: optional [batch, n], 1 for real tokens and 0 for padding. Padded tokens are
@@ -52,7 +61,14 @@ class SpatialProjection(keras.layers.Layer):
       [batch, n, channels].
     """
 
-    def __init__(self, max_length, kind="dense", causal=False, kernel_stddev=1e-6, **kwargs):
+    def __init__(
+        self,
+        max_length: int,
+        kind: str = "dense",
+        causal: bool = False,
+        kernel_stddev: float = 1e-6,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if kind not in SPATIAL_KINDS:
             raise ValueError(f"spatial kind must be one of {', '.join(SPATIAL_KINDS)}; got {kind!r}")
@@ -63,7 +79,7 @@ class SpatialProjection(keras.layers.Layer):
         self.causal = bool(causal)
         self.kernel_stddev = float(kernel_stddev)
 
-    def build(self, input_shape):
+    def build(self, input_shape: Shape) -> None:
         n = self.max_length
         kernel_shape = (n, n) if self.kind == "dense" else (2 * n - 1,)
         self.kernel = self.add_weight(
@@ -73,7 +89,7 @@ class SpatialProjection(keras.layers.Layer):
         )
         self.bias = self.add_weight(name="bias", shape=(n,), initializer="ones")
 
-    def spatial_matrix(self, n=None):
+    def spatial_matrix(self, n: Optional[Union[int, Tensor]] = None) -> Tensor:
         """Returns W for n tokens, [n, n] (n defaults to max_length), causal mask applied."""
         n = self.max_length if n is None else n
         if self.kind == "dense":
@@ -86,7 +102,7 @@ class SpatialProjection(keras.layers.Layer):
             w = w * ops.tril(ops.ones((n, n), dtype=w.dtype))
         return w
 
-    def call(self, inputs, padding_mask=None):
+    def call(self, inputs: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
         n = self._checked_length(inputs)
         if padding_mask is not None:
             inputs = inputs * ops.cast(padding_mask, inputs.dtype)[:, :, None]
@@ -94,7 +110,7 @@ class SpatialProjection(keras.layers.Layer):
         b = ops.cast(self.bias[:n], inputs.dtype)
         return ops.einsum("ij,bjc->bic", w, inputs) + b[None, :, None]
 
-    def _checked_length(self, inputs):
+    def _checked_length(self, inputs: Tensor) -> Union[int, Tensor]:
         n = inputs.shape[1]
         if n is None:
             # Unknown when traced with a dynamic length: check when it runs.
@@ -117,10 +133,10 @@ class SpatialProjection(keras.layers.Layer):
             )
         return n
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
         config.update(
             max_length=self.max_length,

@@ -1,7 +1,11 @@
 """Tiny attention of aMLP (paper section 4.3, Figure 6 and its pseudo-code)."""
 
+from typing import Any, Dict, Optional
+
 import keras
 from keras import ops
+
+from gmlp_tf.layers import InitializerLike, Shape, Tensor
 
 
 @keras.saving.register_keras_serializable(package="gmlp_tf")
@@ -12,6 +16,13 @@ class TinyAttention(keras.layers.Layer):
     expansion) and projects its result to the SGU's width (d_ffn / 2 for the split SGU).
     Keras' MultiHeadAttention with one head is exactly the pseudo-code: q, k, v projections of
     size attention_size, softmax(q k^T / sqrt(attention_size)) v, then an output projection.
+
+    Args:
+      attention_size: size of q, k and v (64 or 128 in the paper).
+      output_size: channels of the output, the SGU's gate width.
+      dropout: dropout on the attention probabilities.
+      causal: query i attends only to keys j <= i.
+      kernel_initializer: initializer of the four projections.
 
     Call args:
       inputs: [batch, n, d_model].
@@ -24,13 +35,13 @@ class TinyAttention(keras.layers.Layer):
 
     def __init__(
         self,
-        attention_size,
-        output_size,
-        dropout=0.0,
-        causal=False,
-        kernel_initializer="glorot_uniform",
-        **kwargs,
-    ):
+        attention_size: int,
+        output_size: int,
+        dropout: float = 0.0,
+        causal: bool = False,
+        kernel_initializer: InitializerLike = "glorot_uniform",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if int(attention_size) <= 0:
             raise ValueError(f"attention_size must be positive, got {attention_size}")
@@ -45,13 +56,15 @@ class TinyAttention(keras.layers.Layer):
             output_shape=self.output_size,
             dropout=self.dropout,
             kernel_initializer=keras.initializers.get(kernel_initializer),
-            name="attention",
+            name="attention", dtype=self.dtype_policy,
         )
 
-    def build(self, input_shape):
+    def build(self, input_shape: Shape) -> None:
         self.attention.build(input_shape, input_shape)
 
-    def call(self, inputs, padding_mask=None, training=None):
+    def call(
+        self, inputs: Tensor, padding_mask: Optional[Tensor] = None, training: Optional[bool] = None
+    ) -> Tensor:
         attention_mask = None
         if padding_mask is not None:
             # [batch, 1, n]: every query may read only the real keys.
@@ -64,10 +77,10 @@ class TinyAttention(keras.layers.Layer):
             training=training,
         )
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         return tuple(input_shape[:-1]) + (self.output_size,)
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
         config.update(
             attention_size=self.attention_size,

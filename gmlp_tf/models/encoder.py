@@ -1,13 +1,16 @@
 """The token encoder: BERT's input protocol, no position embeddings, L gMLP blocks."""
 
+from typing import Any, Dict, Mapping, Optional, Union
+
 import keras
 from keras import ops
 
-from gmlp_tf.config import as_config
+from gmlp_tf.config import GMLPConfig, as_config
+from gmlp_tf.layers import Shape, Tensor
 from gmlp_tf.layers.gmlp_block import blocks_from_config
 
 
-def text_initializer(config):
+def text_initializer(config: GMLPConfig) -> keras.initializers.Initializer:
     """BERT's initializer for the token model's embeddings and dense kernels."""
     return keras.initializers.TruncatedNormal(stddev=config.initializer_range)
 
@@ -23,6 +26,9 @@ class GMLPEncoder(keras.layers.Layer):
     The token embedding is a ReversibleEmbedding so that the masked-LM head can reuse it as
     its output projection (tied weights).
 
+    Args:
+      config: a text GMLPConfig or its dict.
+
     Call args:
       inputs: dict with
         "input_ids": int [batch, n], n <= config.max_seq_length;
@@ -36,7 +42,7 @@ class GMLPEncoder(keras.layers.Layer):
       (the final representation of the first token, `[CLS]`).
     """
 
-    def __init__(self, config, **kwargs):
+    def __init__(self, config: Union[GMLPConfig, Dict[str, Any]], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = as_config(config)
         cfg = self.config
@@ -47,23 +53,26 @@ class GMLPEncoder(keras.layers.Layer):
             cfg.d_model,
             embeddings_initializer=text_initializer(cfg),
             reverse_dtype="float32",  # Masked-LM logits stay float32 under mixed precision.
-            name="token_embedding",
+            name="token_embedding", dtype=self.dtype_policy,
         )
         self.segment_embedding = keras.layers.Embedding(
             cfg.type_vocab_size,
             cfg.d_model,
             embeddings_initializer=text_initializer(cfg),
-            name="segment_embedding",
+            name="segment_embedding", dtype=self.dtype_policy,
         )
-        self.embedding_dropout = keras.layers.Dropout(cfg.hidden_dropout_prob, name="embedding_dropout")
+        self.embedding_dropout = keras.layers.Dropout(
+            cfg.hidden_dropout_prob, name="embedding_dropout", dtype=self.dtype_policy)
         self.blocks = blocks_from_config(
             cfg,
             kernel_initializer=keras.initializers.serialize(text_initializer(cfg)),
             bias_initializer="zeros",
+            dtype=self.dtype_policy,
         )
-        self.final_norm = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name="final_norm")
+        self.final_norm = keras.layers.LayerNormalization(
+            epsilon=cfg.layer_norm_eps, name="final_norm", dtype=self.dtype_policy)
 
-    def build(self, input_shape):
+    def build(self, input_shape: Union[Shape, Mapping[str, Shape]]) -> None:
         ids_shape = input_shape["input_ids"] if isinstance(input_shape, dict) else input_shape
         hidden_shape = tuple(ids_shape) + (self.config.d_model,)
         self.token_embedding.build(ids_shape)
@@ -72,7 +81,7 @@ class GMLPEncoder(keras.layers.Layer):
             block.build(hidden_shape)
         self.final_norm.build(hidden_shape)
 
-    def call(self, inputs, training=None):
+    def call(self, inputs: Mapping[str, Tensor], training: Optional[bool] = None) -> Dict[str, Tensor]:
         if not isinstance(inputs, dict) or "input_ids" not in inputs:
             raise ValueError("GMLPEncoder expects a dict with at least 'input_ids'")
         input_ids = inputs["input_ids"]
@@ -90,7 +99,7 @@ class GMLPEncoder(keras.layers.Layer):
         x = self.final_norm(x)
         return {"sequence_output": x, "cls_output": x[:, 0, :]}
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         base = super().get_config()
         base.update(config=self.config.to_dict())
         return base

@@ -1,12 +1,15 @@
 """Task models: masked-LM pretraining, sequence classification, SQuAD; and `build_model`.
 
 Each task model owns a GMLPEncoder as `.encoder`, so a checkpoint of the pretraining model's
-encoder restores into any finetuning model (issues 3 and 4).
+encoder restores into any finetuning model.
 """
+
+from typing import Any, Dict, Mapping, Optional, Union
 
 import keras
 
 from gmlp_tf.config import GMLPConfig, as_config
+from gmlp_tf.layers import Shape, Tensor
 from gmlp_tf.models.encoder import GMLPEncoder
 from gmlp_tf.models.heads import ClassificationHead, MaskedLMHead, SpanHead
 from gmlp_tf.models.vision import GMLPVisionClassifier
@@ -17,24 +20,25 @@ TASKS = ("pretraining", "classification", "squad", "encoder", "vision")
 class _TextTaskModel(keras.Model):
     """Shared plumbing: config handling, an encoder, build from BERT-style input shapes."""
 
-    def __init__(self, config, **kwargs):
+    def __init__(self, config: Union[GMLPConfig, Dict[str, Any]], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = as_config(config)
         self.encoder = GMLPEncoder(self.config, name="encoder")
 
-    def build(self, input_shape):
+    def build(self, input_shape: Union[Shape, Mapping[str, Shape]]) -> None:
         ids_shape = input_shape["input_ids"] if isinstance(input_shape, dict) else input_shape
         self.encoder.build(ids_shape)
         self.build_head(tuple(ids_shape) + (self.config.d_model,))
 
-    def build_head(self, sequence_shape):
+    def build_head(self, sequence_shape: Shape) -> None:
+        """Builds the head for the encoder's [batch, n, d_model] sequence output."""
         raise NotImplementedError
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         return {"config": self.config.to_dict(), "name": self.name}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Dict[str, Any]) -> "_TextTaskModel":
         return cls(**config)
 
 
@@ -51,7 +55,7 @@ class GMLPForPretraining(_TextTaskModel):
       float32 logits [batch, max_predictions_per_seq (or n), vocab_size].
     """
 
-    def __init__(self, config, **kwargs):
+    def __init__(self, config: Union[GMLPConfig, Dict[str, Any]], **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
         self.mlm_head = MaskedLMHead(
             self.encoder.token_embedding,
@@ -60,10 +64,10 @@ class GMLPForPretraining(_TextTaskModel):
             name="mlm_head",
         )
 
-    def build_head(self, sequence_shape):
+    def build_head(self, sequence_shape: Shape) -> None:
         self.mlm_head.build(sequence_shape)
 
-    def call(self, inputs, training=None):
+    def call(self, inputs: Mapping[str, Tensor], training: Optional[bool] = None) -> Tensor:
         outputs = self.encoder(inputs, training=training)
         return self.mlm_head(outputs["sequence_output"], inputs.get("masked_lm_positions"))
 
@@ -79,7 +83,9 @@ class GMLPForSequenceClassification(_TextTaskModel):
       float32 logits [batch, num_labels].
     """
 
-    def __init__(self, config, num_labels=2, **kwargs):
+    def __init__(
+        self, config: Union[GMLPConfig, Dict[str, Any]], num_labels: int = 2, **kwargs: Any
+    ) -> None:
         super().__init__(config, **kwargs)
         self.num_labels = int(num_labels)
         self.classifier = ClassificationHead(
@@ -90,14 +96,14 @@ class GMLPForSequenceClassification(_TextTaskModel):
             name="classifier",
         )
 
-    def build_head(self, sequence_shape):
+    def build_head(self, sequence_shape: Shape) -> None:
         self.classifier.build((sequence_shape[0], sequence_shape[-1]))
 
-    def call(self, inputs, training=None):
+    def call(self, inputs: Mapping[str, Tensor], training: Optional[bool] = None) -> Tensor:
         outputs = self.encoder(inputs, training=training)
         return self.classifier(outputs["cls_output"], training=training)
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
         config.update(num_labels=self.num_labels)
         return config
@@ -115,19 +121,21 @@ class GMLPForQuestionAnswering(_TextTaskModel):
       the no-answer score at `[CLS]` (SQuAD v2.0).
     """
 
-    def __init__(self, config, **kwargs):
+    def __init__(self, config: Union[GMLPConfig, Dict[str, Any]], **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
         self.span_head = SpanHead(initializer_range=self.config.initializer_range, name="span_head")
 
-    def build_head(self, sequence_shape):
+    def build_head(self, sequence_shape: Shape) -> None:
         self.span_head.build(sequence_shape)
 
-    def call(self, inputs, training=None):
+    def call(self, inputs: Mapping[str, Tensor], training: Optional[bool] = None) -> Dict[str, Tensor]:
         outputs = self.encoder(inputs, training=training)
         return self.span_head(outputs["sequence_output"])
 
 
-def build_model(config, task=None, num_labels=2):
+def build_model(
+    config: Union[GMLPConfig, Dict[str, Any]], task: Optional[str] = None, num_labels: int = 2
+) -> Union[keras.Model, GMLPEncoder]:
     """Builds the model for a config and task, with weights created (input length max_seq_length).
 
     Args:

@@ -478,7 +478,7 @@ def timm_weight_map(model: keras.Model) -> Dict[str, Tuple[keras.Variable, Trans
     """{timm parameter name: (Keras variable, transform)} for a built GMLPVisionClassifier;
     transform maps the torch array to the variable's layout (e.g. stem [d, C, p, p] -> [p, p, C, d])."""
     if not getattr(model, "built", False) or not hasattr(model, "stem") or not model.stem.built:
-        raise ValueError("the model must be a built GMLPVisionClassifier (gmlp_tf.modeling.build_model(config, 'vision'))")
+        raise ValueError("the model must be a built GMLPVisionClassifier (gmlp_tf.build_model(config, 'vision'))")
     mapping = {
         "stem.proj.weight": (model.stem.kernel, _oihw_to_hwio),
         "stem.proj.bias": (model.stem.bias, _identity),

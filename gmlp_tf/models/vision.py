@@ -1,9 +1,12 @@
 """The gMLP image classifier (paper, Table 1), laid out as timm's gmlp_*16_224."""
 
+from typing import Any, Dict, Optional, Union
+
 import keras
 from keras import ops
 
-from gmlp_tf.config import as_config
+from gmlp_tf.config import GMLPConfig, as_config
+from gmlp_tf.layers import Shape, Tensor
 from gmlp_tf.layers.gmlp_block import blocks_from_config
 
 
@@ -18,6 +21,9 @@ class GMLPVisionClassifier(keras.Model):
     projections with N(0, 1e-6) biases; lecun-normal stem; zero head), so that a timm
     checkpoint maps onto it weight for weight (the stem kernel transposed from OIHW to HWIO).
 
+    Args:
+      config: an image GMLPConfig or its dict.
+
     Call args:
       inputs: float [batch, image_size, image_size, num_channels], already normalised.
       training: enables stochastic depth.
@@ -26,7 +32,7 @@ class GMLPVisionClassifier(keras.Model):
       float32 logits [batch, num_classes].
     """
 
-    def __init__(self, config, **kwargs):
+    def __init__(self, config: Union[GMLPConfig, Dict[str, Any]], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = as_config(config)
         cfg = self.config
@@ -47,7 +53,7 @@ class GMLPVisionClassifier(keras.Model):
         self.final_norm = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name="final_norm")
         self.head = keras.layers.Dense(cfg.num_classes, kernel_initializer="zeros", name="head")
 
-    def build(self, input_shape):
+    def build(self, input_shape: Shape) -> None:
         cfg = self.config
         tokens_shape = (input_shape[0], cfg.seq_length, cfg.d_model)
         self.stem.build(input_shape)
@@ -56,7 +62,7 @@ class GMLPVisionClassifier(keras.Model):
         self.final_norm.build(tokens_shape)
         self.head.build((input_shape[0], cfg.d_model))
 
-    def call(self, inputs, training=None):
+    def call(self, inputs: Tensor, training: Optional[bool] = None) -> Tensor:
         cfg = self.config
         expected = (cfg.image_size, cfg.image_size, cfg.num_channels)
         if len(inputs.shape) != 4 or tuple(inputs.shape[1:]) != expected:
@@ -71,9 +77,9 @@ class GMLPVisionClassifier(keras.Model):
         x = ops.mean(self.final_norm(x), axis=1)
         return ops.cast(self.head(x), "float32")
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         return {"config": self.config.to_dict(), "name": self.name}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Dict[str, Any]) -> "GMLPVisionClassifier":
         return cls(**config)
