@@ -80,22 +80,7 @@ def train_sentencepiece(
         gives the largest size it can).
       OSError: the output folder cannot be created or written.
     """
-    if (input_files is None) == (sentence_iterator is None):
-        raise ValueError("give exactly one of input_files and sentence_iterator")
-    if model_type not in MODEL_TYPES:
-        raise ValueError(f"model_type must be one of {', '.join(MODEL_TYPES)}; got {model_type!r}")
-    if not isinstance(vocab_size, int) or vocab_size <= NUM_SPECIAL_TOKENS:
-        raise ValueError(f"vocab_size must be an integer > {NUM_SPECIAL_TOKENS} (the special "
-                         f"pieces), got {vocab_size!r}")
-    if not 0.0 < character_coverage <= 1.0:
-        raise ValueError(f"character_coverage must be in (0, 1], got {character_coverage}")
-    if input_files is not None:
-        input_files = list(input_files)
-        if not input_files:
-            raise ValueError("input_files is empty")
-        for path in input_files:
-            _check_nonempty_file(path)
-
+    input_files = _check_training_args(input_files, sentence_iterator, vocab_size, model_type, character_coverage)
     import sentencepiece as spm
 
     out_dir = os.path.dirname(os.path.abspath(model_prefix))
@@ -103,26 +88,8 @@ def train_sentencepiece(
     tmp_dir = tempfile.mkdtemp(prefix=".spm-tmp-", dir=out_dir)
     try:
         tmp_prefix = os.path.join(tmp_dir, "spm")
-        options = dict(
-            model_prefix=tmp_prefix,
-            vocab_size=vocab_size,
-            model_type=model_type,
-            character_coverage=character_coverage,
-            input_sentence_size=input_sentence_size,
-            shuffle_input_sentence=True,
-            max_sentence_length=max_sentence_length,
-            num_threads=num_threads or os.cpu_count() or 1,
-            normalization_rule_name=NORMALIZATION_RULE,
-            pad_id=PAD_ID, pad_piece=PAD,
-            unk_id=UNK_ID, unk_piece=UNK,
-            # No BOS / EOS: sequences are framed by [CLS] ... [SEP] like BERT's.
-            bos_id=-1, eos_id=-1,
-            # Control symbols take the next free ids in order: [CLS]=2, [SEP]=3, [MASK]=4.
-            control_symbols=[CLS, SEP, MASK],
-            minloglevel=2,
-        )
-        if model_type == "unigram":
-            options["seed_sentencepiece_size"] = seed_sentencepiece_size
+        options = _trainer_options(tmp_prefix, vocab_size, model_type, character_coverage, input_sentence_size,
+                                   max_sentence_length, num_threads, seed_sentencepiece_size)
         if input_files is not None:
             options["input"] = ",".join(input_files)
         else:
@@ -138,6 +105,53 @@ def train_sentencepiece(
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return model_prefix + ".model"
+
+
+def _check_training_args(input_files, sentence_iterator, vocab_size, model_type, character_coverage):
+    """Raises ValueError for bad arguments of train_sentencepiece; returns input_files as a list (or None)."""
+    if (input_files is None) == (sentence_iterator is None):
+        raise ValueError("give exactly one of input_files and sentence_iterator")
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"model_type must be one of {', '.join(MODEL_TYPES)}; got {model_type!r}")
+    if not isinstance(vocab_size, int) or vocab_size <= NUM_SPECIAL_TOKENS:
+        raise ValueError(f"vocab_size must be an integer > {NUM_SPECIAL_TOKENS} (the special "
+                         f"pieces), got {vocab_size!r}")
+    if not 0.0 < character_coverage <= 1.0:
+        raise ValueError(f"character_coverage must be in (0, 1], got {character_coverage}")
+    if input_files is None:
+        return None
+    input_files = list(input_files)
+    if not input_files:
+        raise ValueError("input_files is empty")
+    for path in input_files:
+        _check_nonempty_file(path)
+    return input_files
+
+
+def _trainer_options(model_prefix, vocab_size, model_type, character_coverage, input_sentence_size,
+                     max_sentence_length, num_threads, seed_sentencepiece_size):
+    """SentencePieceTrainer options that give the fixed special ids and the project's normalization."""
+    options = dict(
+        model_prefix=model_prefix,
+        vocab_size=vocab_size,
+        model_type=model_type,
+        character_coverage=character_coverage,
+        input_sentence_size=input_sentence_size,
+        shuffle_input_sentence=True,
+        max_sentence_length=max_sentence_length,
+        num_threads=num_threads or os.cpu_count() or 1,
+        normalization_rule_name=NORMALIZATION_RULE,
+        pad_id=PAD_ID, pad_piece=PAD,
+        unk_id=UNK_ID, unk_piece=UNK,
+        # No BOS / EOS: sequences are framed by [CLS] ... [SEP] like BERT's.
+        bos_id=-1, eos_id=-1,
+        # Control symbols take the next free ids in order: [CLS]=2, [SEP]=3, [MASK]=4.
+        control_symbols=[CLS, SEP, MASK],
+        minloglevel=2,
+    )
+    if model_type == "unigram":
+        options["seed_sentencepiece_size"] = seed_sentencepiece_size
+    return options
 
 
 def load_sp_model(path: str) -> bytes:
