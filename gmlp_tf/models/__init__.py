@@ -1,0 +1,1 @@
+"""The models: the token encoder, its heads and task models, the vision classifier, and timm import."""

@@ -1,0 +1,1 @@
+"""Masked-LM pretraining (Table 8): the data pipeline, recipe, metrics, job, benchmark and demo corpus."""
