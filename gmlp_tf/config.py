@@ -3,7 +3,7 @@
 import copy
 import dataclasses
 import json
-from typing import Optional, Union
+from typing import Any, List, Optional, Union
 
 MODALITIES = ("text", "image")
 # The spatial projection's W and the Table 3 gating variants (the layers take these names).
@@ -98,7 +98,7 @@ class GMLPConfig:
     def is_amlp(self) -> bool:
         return self.attention_size > 0
 
-    def block_survival_probs(self):
+    def block_survival_probs(self) -> List[float]:
         """Survival probability of each block, first to last."""
         if self.drop_path_schedule == "uniform" or self.num_layers == 1:
             return [self.survival_prob] * self.num_layers
@@ -106,7 +106,7 @@ class GMLPConfig:
         return [1.0 - i * step for i in range(self.num_layers)]
 
     # ------------------------------------------------------------------ checks
-    def validate(self):
+    def validate(self) -> None:
         """Raises ValueError naming the first field that is out of range."""
         _check_choice("modality", self.modality, MODALITIES)
         _check_choice("spatial_kind", self.spatial_kind, SPATIAL_KINDS)
@@ -170,7 +170,7 @@ class GMLPConfig:
     def to_json_string(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
-    def to_json_file(self, json_file: str):
+    def to_json_file(self, json_file: str) -> None:
         """Writes the config atomically, so an interrupted write leaves no half file."""
         import tensorflow as tf
 
@@ -179,7 +179,7 @@ class GMLPConfig:
             writer.write(self.to_json_string())
         tf.io.gfile.rename(tmp, json_file, overwrite=True)
 
-    def replace(self, **changes) -> "GMLPConfig":
+    def replace(self, **changes: Any) -> "GMLPConfig":
         """Returns a copy with some fields changed (validated)."""
         return dataclasses.replace(self, **changes)
 

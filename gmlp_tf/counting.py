@@ -6,6 +6,8 @@ of the matrix products of one forward pass for one example, as the paper counts 
 (normalisations, activations and the gating product are left out).
 """
 
+from typing import Any, Dict, Optional, Union
+
 from gmlp_tf.config import GMLPConfig, as_config
 
 
@@ -37,7 +39,9 @@ def head_parameters(config: GMLPConfig, task: str, num_labels: int = 2) -> int:
     raise ValueError(f"unknown text task {task!r}")
 
 
-def count_parameters(config, task=None, num_labels=2) -> int:
+def count_parameters(
+    config: Union[GMLPConfig, Dict[str, Any]], task: Optional[str] = None, num_labels: int = 2
+) -> int:
     """Parameters of the model build_model(config, task) would build.
 
     Args:
@@ -55,7 +59,7 @@ def count_parameters(config, task=None, num_labels=2) -> int:
     return embeddings + blocks + 2 * d + head_parameters(config, task, num_labels)
 
 
-def block_multiply_adds(config: GMLPConfig, n=None) -> int:
+def block_multiply_adds(config: GMLPConfig, n: Optional[int] = None) -> int:
     """Multiply-adds of one block over n tokens (default: the config's length)."""
     n = config.seq_length if n is None else n
     d, e, g, a = config.d_model, config.d_ffn, config.gate_width, config.attention_size
@@ -70,7 +74,7 @@ def default_num_predictions(config: GMLPConfig) -> int:
     return int(round(0.15 * config.seq_length))
 
 
-def count_flops(config, num_predictions=None) -> int:
+def count_flops(config: Union[GMLPConfig, Dict[str, Any]], num_predictions: Optional[int] = None) -> int:
     """FLOPs (2 x multiply-adds) of one example's forward pass at the config's full length.
 
     For text configs this is the masked-LM model, its head applied to `num_predictions`

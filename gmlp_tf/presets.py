@@ -2,8 +2,14 @@
 
 import functools
 import os
+from typing import TYPE_CHECKING, Any, Optional, Tuple, Union
 
 from gmlp_tf.config import GMLPConfig
+
+if TYPE_CHECKING:  # Annotations only: reading configs needs no Keras model.
+    import keras
+
+    from gmlp_tf.models.encoder import GMLPEncoder
 
 _SOURCE_CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -20,7 +26,7 @@ def config_dir() -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def list_presets():
+def list_presets() -> Tuple[str, ...]:
     """Names of all presets, sorted (each is configs/<name>.json)."""
     names = [f[: -len(".json")] for f in os.listdir(config_dir()) if f.endswith(".json")]
     return tuple(sorted(names))
@@ -33,7 +39,9 @@ def get_preset_config(name: str) -> GMLPConfig:
     return GMLPConfig.from_json_file(os.path.join(config_dir(), name + ".json"))
 
 
-def build_preset(name: str, task=None, **kwargs):
+def build_preset(
+    name: str, task: Optional[str] = None, **kwargs: Any
+) -> Union["keras.Model", "GMLPEncoder"]:
     """Builds the model of a preset (see modeling.build_model for task and its arguments)."""
     from gmlp_tf.models.task_models import build_model  # Deferred: reading configs needs no Keras model.
 

@@ -1,7 +1,7 @@
 """Each preset's parameters and FLOPs beside the figures the paper reports (scripts/model_summary.py)."""
 
 import dataclasses
-from typing import Optional
+from typing import Iterable, List, Optional
 
 from gmlp_tf import counting, presets
 
@@ -89,13 +89,13 @@ def _relative(ours, paper):
     return None if paper is None else ours / paper - 1.0
 
 
-def paper_order(names):
+def paper_order(names: Iterable[str]) -> List[str]:
     """Sorts preset names as the paper presents them (Table 1, 3, 4, 5), others last."""
     order = {name: i for i, name in enumerate(PAPER_FIGURES)}
     return sorted(names, key=lambda name: (order.get(name, len(order)), name))
 
 
-def format_table(rows) -> str:
+def format_table(rows: Iterable[SummaryRow]) -> str:
     """A fixed-width text table of summary rows."""
     header = (
         f"{'preset':<24}{'table':<12}{'L':>4}{'d_model':>8}{'d_ffn':>6}{'n':>5}{'attn':>5}  "

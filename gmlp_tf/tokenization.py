@@ -23,7 +23,11 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Iterable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Dict, Iterable, Optional, Sequence, Union
+
+if TYPE_CHECKING:  # Annotations only: tensorflow and tensorflow_text are imported where they are used.
+    import tensorflow as tf
+    import tensorflow_text as tf_text
 
 PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = 0, 1, 2, 3, 4
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
@@ -175,7 +179,7 @@ def load_sp_model(path: str) -> bytes:
     return model
 
 
-def check_special_ids(sp_model: bytes):
+def check_special_ids(sp_model: bytes) -> None:
     """Raises ValueError unless [PAD], [UNK], [CLS], [SEP], [MASK] have the ids 0 to 4.
 
     A vocabulary trained elsewhere (e.g. with SentencePiece's defaults <unk>=0, <s>=1, </s>=2)
@@ -219,7 +223,7 @@ def load_model_vocab(path: str, model_vocab_size: int) -> bytes:
     return sp_model
 
 
-def make_tokenizer(sp_model: bytes):
+def make_tokenizer(sp_model: bytes) -> "tf_text.SentencepieceTokenizer":
     """The in-graph tokenizer: tensorflow_text.SentencepieceTokenizer giving int32 ids.
 
     tokenize(strings [batch]) -> RaggedTensor [batch, (tokens)] int32, without [CLS] / [SEP]
@@ -233,7 +237,12 @@ def make_tokenizer(sp_model: bytes):
 
 
 # ---------------------------------------------------------------------------------------- helpers
-def encode_texts(tokenizer, max_seq_length, text_a, text_b=None):
+def encode_texts(
+    tokenizer: "tf_text.SentencepieceTokenizer",
+    max_seq_length: int,
+    text_a: "tf.Tensor",
+    text_b: "Optional[tf.Tensor]" = None,
+) -> "Dict[str, tf.Tensor]":
     """Tokenizes, trims, frames and pads a batch of sentences (or pairs).
 
     Args:

@@ -41,7 +41,7 @@ import os
 import pickle
 import re
 import zipfile
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union
+from typing import IO, Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union
 
 import keras
 import ml_dtypes  # Registers NumPy's "bfloat16", without which safetensors' NumPy API cannot read BF16.
@@ -126,12 +126,12 @@ _TORCH_STORAGES = {
 class _Storage:
     """A torch storage as a flat NumPy array."""
 
-    def __init__(self, array):
+    def __init__(self, array: np.ndarray):
         self.array = array
 
 
 class _StorageType:
-    def __init__(self, name):
+    def __init__(self, name: str):
         self.name = name
 
 
@@ -144,7 +144,7 @@ class _Opaque:
     def __new__(cls, *args, **kwargs):
         return object.__new__(cls)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any):
         pass
 
     def __setstate__(self, state):
@@ -177,14 +177,14 @@ def _rebuild_parameter(data, *unused):
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file, zip_file, prefix, byteorder):
+    def __init__(self, file: IO[bytes], zip_file: zipfile.ZipFile, prefix: str, byteorder: str):
         super().__init__(file)
         self._zip = zip_file
         self._prefix = prefix
         self._byteorder = "<" if byteorder == "little" else ">"
         self._storages = {}
 
-    def find_class(self, module, name):
+    def find_class(self, module: str, name: str) -> Any:
         if module == "collections" and name == "OrderedDict":
             return collections.OrderedDict
         if module == "torch._utils" and name == "_rebuild_tensor_v2":
@@ -196,7 +196,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         # Anything else: an inert placeholder, never the real class or function.
         return type(name, (_Opaque,), {"_global_name": f"{module}.{name}"})
 
-    def persistent_load(self, pid):
+    def persistent_load(self, pid: Any) -> _Storage:
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
             raise pickle.UnpicklingError(f"unsupported persistent id in torch checkpoint: {pid!r}")
         storage_type, key, numel = pid[1], str(pid[2]), int(pid[4])

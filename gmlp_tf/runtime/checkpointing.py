@@ -12,6 +12,7 @@ The rule is BERT's and the Model Garden's: a checkpoint in --output_dir always w
 
 import json
 import os
+from typing import List, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
@@ -34,24 +35,24 @@ COMPATIBLE_FIELDS = frozenset(
 )
 
 
-def checkpoint_dir(output_dir):
+def checkpoint_dir(output_dir: str) -> str:
     return os.path.join(output_dir, CHECKPOINT_DIR)
 
 
-def latest_weights(output_dir):
+def latest_weights(output_dir: str) -> Optional[str]:
     """The latest checkpoint's weights file in output_dir, or None."""
     path = os.path.join(checkpoint_dir(output_dir), WEIGHTS_NAME)
     return path if tf.io.gfile.exists(path) else None
 
 
-def backup_callback(output_dir):
+def backup_callback(output_dir: str) -> keras.callbacks.BackupAndRestore:
     """Saves model and optimizer state at every epoch end, restores it at the start of fit()."""
     return keras.callbacks.BackupAndRestore(
         checkpoint_dir(output_dir), save_freq="epoch", delete_checkpoint=False, double_checkpoint=True
     )
 
 
-def prepare_output_dir(output_dir, config, task, num_labels=None):
+def prepare_output_dir(output_dir: str, config: GMLPConfig, task: str, num_labels: Optional[int] = None) -> None:
     """Creates output_dir and writes the config and run info, or checks those already there.
 
     Raises:
@@ -84,7 +85,7 @@ def prepare_output_dir(output_dir, config, task, num_labels=None):
         _write_json_atomically(info_path, info)
 
 
-def warm_start(model, init_dir, config):
+def warm_start(model: keras.Model, init_dir: str, config: GMLPConfig) -> Tuple[List[str], List[str]]:
     """Copies the weights of a finished or running job in init_dir into `model` by name.
 
     Variables are matched by their path below the task model (for example
@@ -127,7 +128,7 @@ def warm_start(model, init_dir, config):
     return restored, new
 
 
-def write_vocab(output_dir, sp_model):
+def write_vocab(output_dir: str, sp_model: bytes) -> None:
     """Writes the serialized SentencePiece model beside the checkpoint (if not there yet)."""
     path = os.path.join(output_dir, VOCAB_NAME)
     if not tf.io.gfile.exists(path):
@@ -136,12 +137,12 @@ def write_vocab(output_dir, sp_model):
         tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
 
 
-def write_image_normalization(output_dir, mean, std):
+def write_image_normalization(output_dir: str, mean: Sequence[float], std: Sequence[float]) -> None:
     """Records the per-channel pixel mean and std (of [0, 1] pixels) an image model expects."""
     _write_json_atomically(os.path.join(output_dir, PREPROCESSING_NAME), {"mean": list(mean), "std": list(std)})
 
 
-def read_image_normalization(output_dir):
+def read_image_normalization(output_dir: str) -> Optional[Tuple[Tuple[float, ...], Tuple[float, ...]]]:
     """(mean, std) recorded by write_image_normalization, or None if the run recorded none."""
     path = os.path.join(output_dir, PREPROCESSING_NAME)
     if not tf.io.gfile.exists(path):
@@ -151,7 +152,7 @@ def read_image_normalization(output_dir):
     return tuple(data["mean"]), tuple(data["std"])
 
 
-def write_text_atomically(path, text):
+def write_text_atomically(path: str, text: str) -> None:
     tmp = path + ".tmp"
     with tf.io.gfile.GFile(tmp, "w") as f:
         f.write(text)

@@ -1,12 +1,19 @@
 """Picks the tf.distribute strategy: TPU first, then mirrored GPUs, one device, or the default."""
 
+from typing import Optional
+
 import tensorflow as tf
 from absl import logging
 
 STRATEGIES = ("default", "one_device", "mirrored", "tpu", "multi_worker")
 
 
-def get_strategy(strategy="default", tpu=None, tpu_zone=None, gcp_project=None):
+def get_strategy(
+    strategy: str = "default",
+    tpu: Optional[str] = None,
+    tpu_zone: Optional[str] = None,
+    gcp_project: Optional[str] = None,
+) -> tf.distribute.Strategy:
     """Returns a tf.distribute.Strategy.
 
     Args:

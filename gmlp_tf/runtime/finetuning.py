@@ -3,6 +3,7 @@
 import dataclasses
 import math
 import os
+from typing import List, Optional, Sequence, Tuple, Union
 
 import keras
 import numpy as np
@@ -28,7 +29,7 @@ class FinetuneSetup:
     attention_dropout_prob: float = 0.1
     weight_decay: float = 0.01
 
-    def schedule(self, num_examples):
+    def schedule(self, num_examples: int) -> Tuple[int, int, int]:
         """(epochs, steps_per_epoch, num_train_steps) for fit() on a repeating dataset.
 
         num_train_epochs may be fractional (BERT's 3.0, or 2.5): the run takes
@@ -45,25 +46,29 @@ class FinetuneSetup:
         steps_per_epoch = math.ceil(total / epochs)
         return epochs, steps_per_epoch, epochs * steps_per_epoch
 
-    def num_warmup_steps(self, num_train_steps):
+    def num_warmup_steps(self, num_train_steps: int) -> int:
         return int(num_train_steps * self.warmup_proportion)
 
 
-def finetuning_config(config, setup):
+def finetuning_config(config: GMLPConfig, setup: FinetuneSetup) -> GMLPConfig:
     """The pretrained model's config with the finetuning dropout."""
     return config.replace(
         hidden_dropout_prob=setup.hidden_dropout_prob, attention_dropout_prob=setup.attention_dropout_prob
     )
 
 
-def finetuning_optimizer(setup, num_train_steps, learning_rate=None):
+def finetuning_optimizer(
+    setup: FinetuneSetup, num_train_steps: int, learning_rate: Optional[float] = None
+) -> keras.optimizers.AdamW:
     lr = setup.learning_rate if learning_rate is None else learning_rate
     return create_optimizer(
         lr, num_train_steps, setup.num_warmup_steps(num_train_steps), weight_decay=setup.weight_decay
     )
 
 
-def compile_classifier(model, is_regression, optimizer, steps_per_execution=1):
+def compile_classifier(
+    model: keras.Model, is_regression: bool, optimizer: keras.optimizers.Optimizer, steps_per_execution: int = 1
+) -> None:
     """Cross-entropy (or, for STS-B, mean squared error) with example weights, BERT's losses."""
     if is_regression:
         loss, metrics = keras.losses.MeanSquaredError(), []
@@ -73,7 +78,9 @@ def compile_classifier(model, is_regression, optimizer, steps_per_execution=1):
     model.compile(optimizer=optimizer, loss=loss, weighted_metrics=metrics, steps_per_execution=steps_per_execution)
 
 
-def predictions_from_logits(logits, label_list):
+def predictions_from_logits(
+    logits: np.ndarray, label_list: Optional[Sequence[str]]
+) -> Union[List[str], List[float]]:
     """Label strings (argmax) or, for regression (label_list None), float scores."""
     logits = np.asarray(logits)
     if label_list is None:
@@ -81,7 +88,9 @@ def predictions_from_logits(logits, label_list):
     return [label_list[i] for i in np.argmax(logits, axis=-1)]
 
 
-def load_model_files(init_checkpoint=None, config_file=None, vocab_file=None):
+def load_model_files(
+    init_checkpoint: Optional[str] = None, config_file: Optional[str] = None, vocab_file: Optional[str] = None
+) -> Tuple[GMLPConfig, bytes]:
     """The model config and SentencePiece model: from the given files, else from init_checkpoint.
 
     Returns:

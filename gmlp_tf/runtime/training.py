@@ -1,14 +1,24 @@
 """Keras fit that checkpoints at every epoch end and resumes from the output directory."""
 
 import os
+from typing import Optional, Sequence, Union
 
 import keras
+import tensorflow as tf
 from absl import logging
 
 from gmlp_tf.runtime import checkpointing
 
 
-def fit_resumable(model, dataset, output_dir, epochs, steps_per_epoch=None, verbose=1, callbacks=()):
+def fit_resumable(
+    model: keras.Model,
+    dataset: Union[tf.data.Dataset, tf.distribute.DistributedDataset],
+    output_dir: str,
+    epochs: int,
+    steps_per_epoch: Optional[int] = None,
+    verbose: Union[int, str] = 1,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> keras.callbacks.History:
     """model.fit with BackupAndRestore (weights, optimizer state, epoch) and TensorBoard logs.
 
     A rerun with the same output_dir continues after the last finished epoch; a run that had
@@ -19,6 +29,7 @@ def fit_resumable(model, dataset, output_dir, epochs, steps_per_epoch=None, verb
       dataset: a tf.data.Dataset or tf.distribute.DistributedDataset (shuffled already).
       output_dir: holds checkpoints/ and logs/.
       epochs, steps_per_epoch: as for fit(); steps_per_epoch is needed for repeating datasets.
+      verbose: as for fit().
       callbacks: more callbacks.
 
     Returns:

@@ -52,7 +52,7 @@ def fetch_sentiment_file(cache_dir: Optional[str] = None,
     return path
 
 
-def install_archive(archive_path: str, path: str):
+def install_archive(archive_path: str, path: str) -> None:
     """Extracts the ratings file from the nested archives to `path`, atomically."""
     try:
         with tarfile.open(archive_path, "r:*") as outer:

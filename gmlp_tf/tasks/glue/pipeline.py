@@ -5,14 +5,16 @@ signature uses, so training and serving see identical inputs.
 """
 
 import math
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from gmlp_tf.tasks.glue.data import InputExample
 from gmlp_tf.tokenization import encode_texts
 
 
-def label_ids(examples, label_list):
+def label_ids(examples: Sequence[InputExample], label_list: Optional[Sequence[str]]) -> np.ndarray:
     """Labels as model targets: int32 indexes into label_list, or float32 scores (label_list None)."""
     if label_list is None:
         return np.array([float(e.label) for e in examples], np.float32)
@@ -20,13 +22,21 @@ def label_ids(examples, label_list):
     return np.array([index[e.label] for e in examples], np.int32)
 
 
-def padded_length(num_examples, batch_size):
+def padded_length(num_examples: int, batch_size: int) -> int:
     """Examples after padding to whole batches: TPUs need every batch at full size."""
     return int(math.ceil(num_examples / batch_size)) * batch_size
 
 
-def classifier_dataset(examples, tokenizer, max_seq_length, batch_size, label_list=None, is_training=False,
-                       with_labels=True, seed=None):
+def classifier_dataset(
+    examples: Sequence[InputExample],
+    tokenizer: Any,
+    max_seq_length: int,
+    batch_size: int,
+    label_list: Optional[Sequence[str]] = None,
+    is_training: bool = False,
+    with_labels: bool = True,
+    seed: Optional[int] = None,
+) -> tf.data.Dataset:
     """A tf.data pipeline of BERT inputs (and labels) for sentence(-pair) classification.
 
     Training batches are shuffled and drop the last partial batch. Evaluation and prediction

@@ -14,7 +14,7 @@ Normalisation follows (imagenet_data.normalize).
 """
 
 import dataclasses
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -38,7 +38,7 @@ class AugmentConfig:
     std: Sequence[float] = imagenet_data.IMAGENET_STD
 
 
-def smooth_one_hot(labels, num_classes, label_smoothing):
+def smooth_one_hot(labels: tf.Tensor, num_classes: int, label_smoothing: float) -> tf.Tensor:
     """int labels [B] -> float32 [B, num_classes], (1 - eps) on the label plus eps / num_classes."""
     one_hot = tf.one_hot(tf.cast(labels, tf.int32), num_classes, dtype=tf.float32)
     return one_hot * (1.0 - label_smoothing) + label_smoothing / num_classes
@@ -63,7 +63,7 @@ class BatchAugmenter:
         self.mixup = keras_cv.layers.MixUp(alpha=config.mixup_alpha, seed=seed) if config.mixup_alpha > 0 else None
         self.cutmix = keras_cv.layers.CutMix(alpha=config.cutmix_alpha, seed=seed) if config.cutmix_alpha > 0 else None
 
-    def __call__(self, images, labels):
+    def __call__(self, images: tf.Tensor, labels: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
         cfg = self.config
         images = tf.cast(images, tf.float32)
         if self.rand_augment is not None:
@@ -89,7 +89,7 @@ class BatchAugmenter:
         return tf.cond(use_cutmix, apply(self.cutmix), apply(self.mixup))
 
 
-def augment_dataset(batches: tf.data.Dataset, config: AugmentConfig, seed: Optional[int] = None):
+def augment_dataset(batches: tf.data.Dataset, config: AugmentConfig, seed: Optional[int] = None) -> tf.data.Dataset:
     """Maps imagenet_data.train_dataset's batches to (normalised images, soft labels)."""
     augmenter = BatchAugmenter(config, seed)
     return batches.map(augmenter, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -23,7 +23,7 @@ TFDS images were decoded and checked when TFDS prepared the dataset.
 
 import dataclasses
 import os
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -52,7 +52,9 @@ class SourceInfo:
 
 
 # ------------------------------------------------------------------------------------ sources
-def tfds_source(name: str, split: str, data_dir: Optional[str] = None, shuffle_files: bool = False):
+def tfds_source(
+    name: str, split: str, data_dir: Optional[str] = None, shuffle_files: bool = False
+) -> Tuple[tf.data.Dataset, SourceInfo]:
     """(dataset of (uint8 image, int32 label), SourceInfo) from a prepared TFDS dataset.
 
     download=False: ImageNet needs the ILSVRC tars in TFDS's manual_dir and a prior
@@ -77,7 +79,9 @@ def tfds_source(name: str, split: str, data_dir: Optional[str] = None, shuffle_f
     return source, SourceInfo(num_examples, int(features["label"].num_classes), names)
 
 
-def list_image_folder(root: str, split: str, class_names: Optional[Sequence[str]] = None):
+def list_image_folder(
+    root: str, split: str, class_names: Optional[Sequence[str]] = None
+) -> Tuple[List[str], List[int], List[str]]:
     """Image paths and label ids of root/<train|val>/<class>/*.
 
     Class ids are the positions of the class folders in the sorted train folder names; pass
@@ -125,7 +129,9 @@ def find_unreadable_images(paths: Sequence[str]) -> List[str]:
     return [p for i, p in enumerate(paths) if i not in good]
 
 
-def image_folder_source(root: str, split: str, class_names=None, on_unreadable: str = "skip"):
+def image_folder_source(
+    root: str, split: str, class_names: Optional[Sequence[str]] = None, on_unreadable: str = "skip"
+) -> Tuple[tf.data.Dataset, SourceInfo]:
     """(dataset of (uint8 image, int32 label), SourceInfo) of root/<train|val>/<class>/*.
 
     Raises:
@@ -149,7 +155,7 @@ def image_folder_source(root: str, split: str, class_names=None, on_unreadable: 
     return dataset, SourceInfo(len(paths), len(class_names), class_names, bad)
 
 
-def array_source(images: np.ndarray, labels: np.ndarray, num_classes: int):
+def array_source(images: np.ndarray, labels: np.ndarray, num_classes: int) -> Tuple[tf.data.Dataset, SourceInfo]:
     """(dataset, SourceInfo) of uint8 images [N, h, w] or [N, h, w, c] and int labels [N]."""
     images = np.asarray(images, np.uint8)
     if images.ndim == 3:
@@ -159,8 +165,13 @@ def array_source(images: np.ndarray, labels: np.ndarray, num_classes: int):
 
 
 # ---------------------------------------------------------------------------------- transforms
-def random_resized_crop(image, image_size, area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3),
-                        flip=True):
+def random_resized_crop(
+    image: tf.Tensor,
+    image_size: int,
+    area_range: Tuple[float, float] = (0.08, 1.0),
+    aspect_ratio_range: Tuple[float, float] = (3 / 4, 4 / 3),
+    flip: bool = True,
+) -> tf.Tensor:
     """Inception-style random crop of uint8 image [h, w, 3], resized to float32 [s, s, 3] in [0, 255]."""
     begin, size, _ = tf.image.sample_distorted_bounding_box(
         tf.shape(image),
@@ -178,7 +189,7 @@ def random_resized_crop(image, image_size, area_range=(0.08, 1.0), aspect_ratio_
     return tf.clip_by_value(out, 0.0, 255.0)
 
 
-def center_crop(image, image_size, crop_fraction=DEFAULT_CROP_FRACTION):
+def center_crop(image: tf.Tensor, image_size: int, crop_fraction: float = DEFAULT_CROP_FRACTION) -> tf.Tensor:
     """Resizes the shorter side to image_size / crop_fraction, then crops the centre to image_size."""
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     resize_to = float(image_size) / crop_fraction
@@ -192,7 +203,9 @@ def center_crop(image, image_size, crop_fraction=DEFAULT_CROP_FRACTION):
     return tf.clip_by_value(out, 0.0, 255.0)
 
 
-def normalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+def normalize(
+    images: tf.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> tf.Tensor:
     """float pixels in [0, 255] -> (x / 255 - mean) / std per channel."""
     mean = tf.constant(mean, tf.float32) * 255.0
     std = tf.constant(std, tf.float32) * 255.0
@@ -200,8 +213,16 @@ def normalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD):
 
 
 # ---------------------------------------------------------------------------------- pipelines
-def train_dataset(source, image_size, batch_size, shuffle_buffer=10000, seed=None, area_range=(0.08, 1.0),
-                  flip=True, repeat=True):
+def train_dataset(
+    source: tf.data.Dataset,
+    image_size: int,
+    batch_size: int,
+    shuffle_buffer: int = 10000,
+    seed: Optional[int] = None,
+    area_range: Tuple[float, float] = (0.08, 1.0),
+    flip: bool = True,
+    repeat: bool = True,
+) -> tf.data.Dataset:
     """Batches (float32 images [B, s, s, 3] in [0, 255], int32 labels [B]), drop_remainder.
 
     Normalisation is left to augment.py (keras-cv layers take pixel values in [0, 255]).
@@ -216,8 +237,14 @@ def train_dataset(source, image_size, batch_size, shuffle_buffer=10000, seed=Non
     return dataset.batch(batch_size, drop_remainder=True)
 
 
-def eval_dataset(source, image_size, batch_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                 crop_fraction=DEFAULT_CROP_FRACTION):
+def eval_dataset(
+    source: tf.data.Dataset,
+    image_size: int,
+    batch_size: int,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    crop_fraction: float = DEFAULT_CROP_FRACTION,
+) -> tf.data.Dataset:
     """Batches (normalised images [B, s, s, 3], int32 labels [B], float32 weights [B]).
 
     Every batch has batch_size rows: the last one is padded with copies of its first row with

@@ -66,7 +66,9 @@ def read_digits(path: str) -> Tuple[np.ndarray, np.ndarray]:
     return pixels.reshape(-1, IMAGE_SIDE, IMAGE_SIDE).astype(np.uint8), labels.astype(np.int32)
 
 
-def split_digits(images, labels):
+def split_digits(
+    images: np.ndarray, labels: np.ndarray
+) -> Tuple[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray]]:
     """((train_images, train_labels), (held_out_images, held_out_labels)): every tenth row held out."""
     held = np.arange(len(labels)) % HELD_OUT_EVERY == HELD_OUT_EVERY - 1
     return (images[~held], labels[~held]), (images[held], labels[held])

@@ -16,7 +16,7 @@ import dataclasses
 import math
 import os
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import keras
 import numpy as np
@@ -156,7 +156,7 @@ def resolve_config(spec: JobSpec) -> GMLPConfig:
     return config
 
 
-def load_sources(spec: JobSpec, setup: Setup):
+def load_sources(spec: JobSpec, setup: Setup) -> Dict[str, Tuple[tf.data.Dataset, imagenet_data.SourceInfo]]:
     """{split: (dataset, SourceInfo)} for the splits the job needs (train, validation)."""
     splits = ([imagenet_data.TRAIN] if spec.do_train else []) + ([imagenet_data.VALIDATION] if spec.do_eval else [])
     if spec.is_demo:
@@ -173,7 +173,7 @@ def load_sources(spec: JobSpec, setup: Setup):
     return {s: imagenet_data.image_folder_source(spec.data_dir, s, class_names, spec.on_unreadable) for s in splits}
 
 
-def check_classes(sources, config):
+def check_classes(sources: Mapping[str, Tuple[tf.data.Dataset, imagenet_data.SourceInfo]], config: GMLPConfig) -> None:
     for split, (_, info) in sources.items():
         if info.num_classes != config.num_classes:
             raise ValueError(
@@ -181,7 +181,7 @@ def check_classes(sources, config):
                 f"pass --num_classes={info.num_classes} to train a new head (not with a checkpoint of another class count)")
 
 
-def schedule(spec: JobSpec, setup: Setup, num_examples: int):
+def schedule(spec: JobSpec, setup: Setup, num_examples: int) -> Tuple[int, int, int, int]:
     """(epochs, steps_per_epoch, num_steps, warmup_steps)."""
     steps_per_epoch = num_examples // setup.train_batch_size
     if steps_per_epoch < 1:
@@ -196,7 +196,7 @@ def schedule(spec: JobSpec, setup: Setup, num_examples: int):
     return epochs, steps_per_epoch, num_steps, warmup
 
 
-def evaluate(model, dataset, num_classes):
+def evaluate(model: keras.Model, dataset: tf.data.Dataset, num_classes: int) -> Dict[str, float]:
     """Top-1 / top-5 accuracy over the real (weight 1) examples of an eval_dataset."""
     logits = model.predict(dataset.map(lambda x, y, w: x), verbose=0)
     labels, weights = [], []

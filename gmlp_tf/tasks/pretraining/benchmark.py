@@ -7,13 +7,14 @@ fraction of a dense float32 matmul measured in the same process.
 import dataclasses
 import resource
 import time
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from gmlp_tf import counting, tokenization
+from gmlp_tf.config import GMLPConfig
 from gmlp_tf.presets import get_preset_config
 from gmlp_tf.runtime import job as runtime
 from gmlp_tf.runtime.flags import option, shared
@@ -22,7 +23,7 @@ from gmlp_tf.tasks.pretraining import recipe as pretraining
 from gmlp_tf.tasks.pretraining.data import TextFilesSource, make_pretraining_dataset
 
 
-def matmul_flops_per_second(size=2048, repeats=20, dtype=tf.float32):
+def matmul_flops_per_second(size: int = 2048, repeats: int = 20, dtype: tf.dtypes.DType = tf.float32) -> float:
     """FLOP/s of a size x size x size matmul under XLA, as 2 size^3 / time (best of 3)."""
     a = tf.random.normal((size, size), dtype=dtype)
     b = tf.random.normal((size, size), dtype=dtype)
@@ -38,7 +39,9 @@ def matmul_flops_per_second(size=2048, repeats=20, dtype=tf.float32):
     return 2.0 * size**3 / best
 
 
-def pipeline_examples_per_second(dataset, batch_size, num_batches=50, warmup_batches=5):
+def pipeline_examples_per_second(
+    dataset: tf.data.Dataset, batch_size: int, num_batches: int = 50, warmup_batches: int = 5
+) -> float:
     """Examples per second that a tf.data pipeline produces on its own."""
     iterator = iter(dataset)
     for _ in range(warmup_batches):
@@ -49,7 +52,9 @@ def pipeline_examples_per_second(dataset, batch_size, num_batches=50, warmup_bat
     return num_batches * batch_size / (time.perf_counter() - start)
 
 
-def synthetic_batch(config, batch_size, max_seq_length, max_predictions_per_seq, seed=0):
+def synthetic_batch(
+    config: GMLPConfig, batch_size: int, max_seq_length: int, max_predictions_per_seq: int, seed: int = 0
+) -> Dict[str, np.ndarray]:
     """One batch of pretraining features with random tokens (for timing the step alone)."""
     rng = np.random.default_rng(seed)
     return {
@@ -62,7 +67,9 @@ def synthetic_batch(config, batch_size, max_seq_length, max_predictions_per_seq,
     }
 
 
-def train_step_seconds(model, batch, steps=10, warmup_steps=3):
+def train_step_seconds(
+    model: keras.Model, batch: Mapping[str, np.ndarray], steps: int = 10, warmup_steps: int = 3
+) -> float:
     """Median seconds per optimizer step of model.fit on one in-memory batch.
 
     Steps are timed one by one inside a single fit() call, after warmup steps that absorb
@@ -72,7 +79,7 @@ def train_step_seconds(model, batch, steps=10, warmup_steps=3):
     marks = []
 
     class Clock(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
+        def on_train_batch_end(self, batch: int, logs: Optional[Dict[str, Any]] = None) -> None:
             marks.append(time.perf_counter())
 
     model.fit(dataset, steps_per_epoch=warmup_steps + steps, epochs=1, shuffle=False, verbose=0, callbacks=[Clock()])
@@ -80,13 +87,13 @@ def train_step_seconds(model, batch, steps=10, warmup_steps=3):
     return float(np.median(intervals))
 
 
-def train_flops_per_example(config, max_seq_length, max_predictions_per_seq):
+def train_flops_per_example(config: GMLPConfig, max_seq_length: int, max_predictions_per_seq: int) -> int:
     """Forward FLOPs x 3 (forward, and backward at twice the forward), the usual estimate."""
     forward = counting.count_flops(config.replace(max_seq_length=max_seq_length), max_predictions_per_seq)
     return 3 * forward
 
 
-def peak_memory_bytes():
+def peak_memory_bytes() -> int:
     """Peak resident memory of this process (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 

@@ -238,8 +238,8 @@ def make_pretraining_dataset(
 
 
 # ------------------------------------------------------------------------------- text -> sequences
-def sequences_from_documents(documents: tf.data.Dataset, tokenizer, max_seq_length: int,
-                             pack: bool = True) -> tf.data.Dataset:
+def sequences_from_documents(documents: tf.data.Dataset, tokenizer: tf_text.SentencepieceTokenizer,
+                             max_seq_length: int, pack: bool = True) -> tf.data.Dataset:
     """Scalar string documents -> int32 sequences [length <= max_seq_length], [CLS] ... [SEP].
 
     Consecutive documents are packed together (pack=True) or each is trimmed (pack=False); see
@@ -402,8 +402,8 @@ def text_lines(source: Union[TextFilesSource, TfdsSource],
 class _Masker:
     """(ragged sequences [batch, (length)] int32, example indices [batch]) -> padded feature dict."""
 
-    def __init__(self, vocab_size, max_seq_length, max_predictions_per_seq, seed, pipeline_id,
-                 batch_size):
+    def __init__(self, vocab_size: int, max_seq_length: int, max_predictions_per_seq: int, seed: int,
+                 pipeline_id: int, batch_size: Optional[int]):
         self.vocab_size = vocab_size
         self.max_seq_length = max_seq_length
         self.max_predictions_per_seq = max_predictions_per_seq
@@ -411,7 +411,7 @@ class _Masker:
         self.pipeline_id = pipeline_id
         self.batch_size = batch_size  # static batch dimension, None if the last batch is smaller
 
-    def __call__(self, sequences, example_ids):
+    def __call__(self, sequences: tf.RaggedTensor, example_ids: tf.Tensor) -> Dict[str, tf.Tensor]:
         # Every token's example index and position in its example: what the random draws hash.
         lengths = sequences.row_lengths()
         token_example = tf.repeat(example_ids, lengths)
@@ -471,8 +471,8 @@ class HashedMaskValuesChooser(tf_text.MaskValuesChooser):
       example_ids: int64 [batch], the index of each row's example in the stream.
     """
 
-    def __init__(self, vocab_size, mask_token, mask_token_rate=0.8, random_token_rate=0.1, *,
-                 seed, example_ids):
+    def __init__(self, vocab_size: int, mask_token: int, mask_token_rate: float = 0.8,
+                 random_token_rate: float = 0.1, *, seed: Sequence[int], example_ids: tf.Tensor):
         if mask_token_rate + random_token_rate > 1.0:
             raise ValueError("mask_token_rate + random_token_rate must be <= 1")
         if vocab_size <= NUM_SPECIAL_TOKENS:
@@ -482,7 +482,7 @@ class HashedMaskValuesChooser(tf_text.MaskValuesChooser):
         self._seed = tuple(seed)
         self._example_ids = example_ids
 
-    def get_mask_values(self, masked_lm_ids):
+    def get_mask_values(self, masked_lm_ids: tf.RaggedTensor) -> tf.RaggedTensor:
         ids = masked_lm_ids.flat_values
         rows = masked_lm_ids.value_rowids()
         slot = tf.range(tf.size(ids, out_type=tf.int64)) - tf.gather(masked_lm_ids.row_starts(), rows)
@@ -500,7 +500,7 @@ class HashedMaskValuesChooser(tf_text.MaskValuesChooser):
 _SELECT_STREAM, _VALUE_STREAM, _TOKEN_STREAM = 1, 2, 3
 
 
-def hash_uint64(*parts) -> tf.Tensor:
+def hash_uint64(*parts: Union[tf.Tensor, int]) -> tf.Tensor:
     """A well-mixed uint64 hash of integer tensors (broadcast together) and Python ints.
 
     Chains SplitMix64's finaliser (Steele et al., 2014) over the parts; TensorFlow's uint64 ops

@@ -2,9 +2,12 @@
 
 import dataclasses
 import warnings
+from typing import Dict, Mapping, Optional, Tuple, Union
 
 import keras
+import tensorflow as tf
 
+from gmlp_tf.config import GMLPConfig
 from gmlp_tf.models.task_models import build_model
 from gmlp_tf.runtime import training
 from gmlp_tf.runtime.optimization import create_optimizer
@@ -35,13 +38,19 @@ SETUPS = {
 }
 
 
-def split_features(features):
+def split_features(features: Mapping[str, tf.Tensor]) -> Tuple[Dict[str, tf.Tensor], tf.Tensor, tf.Tensor]:
     """BERT features -> (inputs, masked_lm_ids, masked_lm_weights) for Keras fit and evaluate."""
     inputs = {k: v for k, v in features.items() if k not in LABEL_FEATURES}
     return inputs, features["masked_lm_ids"], features["masked_lm_weights"]
 
 
-def build_pretraining_model(config, setup, steps_per_execution=1, weight_decay=0.01, jit_compile="auto"):
+def build_pretraining_model(
+    config: GMLPConfig,
+    setup: PretrainingSetup,
+    steps_per_execution: int = 1,
+    weight_decay: float = 0.01,
+    jit_compile: Union[bool, str] = "auto",
+) -> keras.Model:
     """Builds and compiles the masked-LM model (call inside strategy.scope())."""
     model = build_model(config, "pretraining")
     model.compile(
@@ -56,7 +65,14 @@ def build_pretraining_model(config, setup, steps_per_execution=1, weight_decay=0
     return model
 
 
-def train(model, train_dataset, output_dir, num_train_steps, save_checkpoints_steps, verbose=1):
+def train(
+    model: keras.Model,
+    train_dataset: Union[tf.data.Dataset, tf.distribute.DistributedDataset],
+    output_dir: str,
+    num_train_steps: int,
+    save_checkpoints_steps: int,
+    verbose: Union[int, str] = 1,
+) -> keras.callbacks.History:
     """Runs fit() with a checkpoint every save_checkpoints_steps steps; resumes from output_dir.
 
     An "epoch" is one checkpoint interval, so that a resumed run restarts exactly at the last
@@ -68,6 +84,7 @@ def train(model, train_dataset, output_dir, num_train_steps, save_checkpoints_st
       output_dir: where checkpoints and TensorBoard logs go.
       num_train_steps: total optimizer steps; a multiple of save_checkpoints_steps.
       save_checkpoints_steps: steps between checkpoints.
+      verbose: as for fit().
 
     Returns:
       The keras History of this call (empty when the run was already complete).
@@ -82,7 +99,12 @@ def train(model, train_dataset, output_dir, num_train_steps, save_checkpoints_st
     )
 
 
-def evaluate(model, eval_dataset, max_eval_steps=None, verbose=0):
+def evaluate(
+    model: keras.Model,
+    eval_dataset: Union[tf.data.Dataset, tf.distribute.DistributedDataset],
+    max_eval_steps: Optional[int] = None,
+    verbose: Union[int, str] = 0,
+) -> Dict[str, float]:
     """Evaluates on held-out data: loss, masked-LM accuracy and perplexity, and the step."""
     with warnings.catch_warnings():
         # A held-out set is read to its end; Keras warns that it "ran out of data".
@@ -93,6 +115,6 @@ def evaluate(model, eval_dataset, max_eval_steps=None, verbose=0):
     return results
 
 
-def current_step(model):
+def current_step(model: keras.Model) -> int:
     """The optimizer's step count (also under a strategy, where it is a mirrored variable)."""
     return int(keras.ops.convert_to_numpy(model.optimizer.iterations.value))

@@ -39,7 +39,7 @@ import dataclasses
 import json
 import math
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -504,7 +504,8 @@ _Candidate = collections.namedtuple(
 def compute_predictions(examples: Sequence[SquadExample], features: Sequence[SquadFeature],
                         start_logits: np.ndarray, end_logits: np.ndarray, n_best_size: int = 20,
                         max_answer_length: int = 30, version_2_with_negative: bool = False,
-                        null_score_diff_threshold: float = 0.0):
+                        null_score_diff_threshold: float = 0.0
+                        ) -> Tuple[Dict[str, str], Dict[str, List[Dict[str, Union[str, float]]]], Dict[str, float]]:
     """Decodes the model's span logits into answer texts, as BERT's write_predictions.
 
     For each window, the n_best_size best start positions (context tokens whose

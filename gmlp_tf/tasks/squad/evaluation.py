@@ -33,7 +33,7 @@ import json
 import os
 import re
 import string
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from absl import logging
 
@@ -69,8 +69,8 @@ def f1_score(prediction: str, ground_truth: str, version_2_with_negative: bool =
     return 2 * precision * recall / (precision + recall)
 
 
-def max_over_ground_truths(metric, prediction: str, ground_truths: Sequence[str],
-                           **kwargs) -> float:
+def max_over_ground_truths(metric: Callable[..., float], prediction: str, ground_truths: Sequence[str],
+                           **kwargs: Any) -> float:
     """The best score of prediction against any gold answer."""
     return max(metric(prediction, truth, **kwargs) for truth in ground_truths)
 

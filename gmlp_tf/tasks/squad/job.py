@@ -2,7 +2,7 @@
 
 import dataclasses
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import keras
 import numpy as np
@@ -68,7 +68,7 @@ def demo_spec(spec: JobSpec) -> JobSpec:
     )
 
 
-def read_examples(spec, is_training):
+def read_examples(spec: JobSpec, is_training: bool) -> Tuple[List[squad.SquadExample], int]:
     """SQuAD examples for training or prediction, from JSON files or TFDS; logs skipped answers."""
     path = spec.train_file if is_training else spec.predict_file
     if path:
@@ -99,7 +99,8 @@ def _check(spec: JobSpec, config: GMLPConfig) -> None:
     runtime.check_checkpoint_interval(spec.num_train_steps, spec.save_checkpoints_steps)
 
 
-def compile_squad_model(model, setup, num_train_steps, learning_rate, steps_per_execution):
+def compile_squad_model(model: keras.Model, setup: FinetuneSetup, num_train_steps: int, learning_rate: float,
+                        steps_per_execution: int) -> None:
     """BERT's SQuAD loss: the mean of the start and end cross-entropies."""
     cross_entropy = keras.losses.SparseCategoricalCrossentropy
     model.compile(
