@@ -101,3 +101,10 @@ def test_helpshort_of_a_script_lists_the_shared_flags():
     assert "Traceback" not in result.stderr  # absl exits 1 after printing the help.
     for name in list(flags.SHARED) + ["train_file", "doc_stride"]:
         assert f"--{name}" in result.stdout, name
+
+
+def test_benchmark_refuses_non_positive_sizes_before_timing():
+    from gmlp_tf.tasks.pretraining import benchmark
+
+    with pytest.raises(ValueError, match="--steps must be positive, got 0"):
+        benchmark.run(BenchmarkSpec(steps=0))
