@@ -1,4 +1,4 @@
-"""gmlp_tf.glue (GLUE tasks, TSV and TFDS readers, submission files) and gmlp_tf.glue_metrics.
+"""gmlp_tf.tasks.glue.data (GLUE tasks, TSV and TFDS readers, submission files) and its metrics.
 
 The TSV fixtures under fixtures/glue/ are small hand-written files in the real GLUE layouts
 (headers, column counts, label vocabularies, MRPC's byte order mark, CoLA's missing header).

@@ -1,4 +1,4 @@
-"""gmlp_tf.pretraining_data (the masked-LM pipeline) and gmlp_tf.demo_corpus, on small fixtures."""
+"""gmlp_tf.tasks.pretraining.data (the masked-LM pipeline) and its demo corpus, on small fixtures."""
 
 import io
 import math

@@ -1,4 +1,4 @@
-"""gmlp_tf.squad: reading SQuAD, windowing with character offsets, span decoding, prediction files."""
+"""gmlp_tf.tasks.squad.data: reading SQuAD, windowing with character offsets, span decoding, prediction files."""
 
 import json
 import os

@@ -1,4 +1,4 @@
-"""gmlp_tf.squad_evaluation: exact match and F1 as the official SQuAD v1.1 / v2.0 scripts."""
+"""gmlp_tf.tasks.squad.evaluation: exact match and F1 as the official SQuAD v1.1 / v2.0 scripts."""
 
 import json
 import os

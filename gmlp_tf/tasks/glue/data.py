@@ -126,7 +126,7 @@ class GlueTask:
       display_name: GLUE's name, e.g. "SST-2".
       label_list: the label strings in class-id order (TFDS's order); None for regression.
       is_pair: whether examples are sentence pairs (text_b set).
-      metric_names: what glue_metrics.compute_metrics reports for the task.
+      metric_names: what metrics.compute_metrics reports for the task.
       score_metric: the one of metric_names that is the task's GLUE score (the mean of F1 and
         accuracy for MRPC and QQP, of Pearson and Spearman for STS-B, R3 = MCC for AX).
       dir_names: folder name(s) of the task under the GLUE data directory.

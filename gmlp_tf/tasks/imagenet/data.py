@@ -6,7 +6,7 @@ Every source becomes a dataset of (uint8 image [h, w, 3], int label); one pipeli
     (augment.py then applies RandAugment, label smoothing and MixUp / CutMix, and normalises);
   evaluation batches: shorter side resized to image_size / crop_fraction (0.875, timm's
     default), centre crop to image_size, normalised; the last batch padded with weight-0 copies
-    so that every batch has a static shape (as classifier_data.py does for text; TPUs need it).
+    so that every batch has a static shape (as the GLUE pipeline does for text; TPUs need it).
 
 Normalisation: (pixel / 255 - mean) / std per channel. IMAGENET_MEAN / IMAGENET_STD are the
 default (training from scratch, as DeiT and timm's recipe); timm's gMLP checkpoints were

