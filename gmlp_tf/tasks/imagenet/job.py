@@ -19,7 +19,6 @@ import time
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -34,6 +33,7 @@ from gmlp_tf.runtime.optimization import create_optimizer
 from gmlp_tf.tasks.imagenet import augment
 from gmlp_tf.tasks.imagenet import data as imagenet_data
 from gmlp_tf.tasks.imagenet import demo_data as digits_demo
+from gmlp_tf.tasks.imagenet import metrics
 
 BASE_BATCH_SIZE = 4096
 BASE_LEARNING_RATE = 1e-3
@@ -196,24 +196,6 @@ def schedule(spec: JobSpec, setup: Setup, num_examples: int) -> Tuple[int, int, 
     return epochs, steps_per_epoch, num_steps, warmup
 
 
-def evaluate(model: keras.Model, dataset: tf.data.Dataset, num_classes: int) -> Dict[str, float]:
-    """Top-1 / top-5 accuracy over the real (weight 1) examples of an eval_dataset."""
-    logits = model.predict(dataset.map(lambda x, y, w: x), verbose=0)
-    labels, weights = [], []
-    for _, y, w in dataset.as_numpy_iterator():
-        labels.append(y)
-        weights.append(w)
-    labels, weights = np.concatenate(labels), np.concatenate(weights)
-    logits = logits[: len(labels)]
-    k = min(5, num_classes)
-    top1 = keras.metrics.SparseTopKCategoricalAccuracy(k=1)
-    top5 = keras.metrics.SparseTopKCategoricalAccuracy(k=k)
-    top1.update_state(labels, logits, sample_weight=weights)
-    top5.update_state(labels, logits, sample_weight=weights)
-    return {"top_1_accuracy": float(top1.result()), "top_5_accuracy": float(top5.result()),
-            "eval_examples": int(weights.sum())}
-
-
 def run(spec: JobSpec) -> Dict[str, Any]:
     """Trains and / or evaluates; returns the results dict (also written to eval_results.txt / .json)."""
     start = time.time()
@@ -239,7 +221,7 @@ def run(spec: JobSpec) -> Dict[str, Any]:
         source, info = sources[imagenet_data.VALIDATION]
         data = imagenet_data.eval_dataset(source, config.image_size, setup.eval_batch_size, mean, std,
                                           setup.crop_fraction)
-        results.update(evaluate(model, data, config.num_classes))
+        results.update(metrics.evaluate(model, data, config.num_classes))
         results["chance_top_1_accuracy"] = 1.0 / config.num_classes
         results["skipped_unreadable_eval_images"] = len(info.skipped)
     results["wall_time_s"] = round(time.time() - start, 1)
