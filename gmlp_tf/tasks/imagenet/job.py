@@ -122,8 +122,7 @@ def resolve_setup(spec: JobSpec) -> Setup:
         setup.learning_rate = BASE_LEARNING_RATE * setup.train_batch_size / BASE_BATCH_SIZE
     if setup.normalization not in NORMALIZATIONS:
         raise ValueError(f"--normalization must be one of {', '.join(NORMALIZATIONS)}, got {setup.normalization!r}")
-    if setup.train_batch_size < 1 or setup.eval_batch_size < 1:
-        raise ValueError("batch sizes must be positive")
+    runtime.check_positive(train_batch_size=setup.train_batch_size, eval_batch_size=setup.eval_batch_size)
     if not 0 < setup.crop_fraction <= 1:
         raise ValueError(f"--crop_fraction must be in (0, 1], got {setup.crop_fraction}")
     return setup

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.models.task_models import build_model
+from gmlp_tf.runtime import job as runtime
 from gmlp_tf.runtime import training
 from gmlp_tf.runtime.optimization import create_optimizer
 from gmlp_tf.tasks.pretraining.metrics import masked_lm_loss, masked_lm_metrics
@@ -89,11 +90,7 @@ def train(
     Returns:
       The keras History of this call (empty when the run was already complete).
     """
-    if num_train_steps % save_checkpoints_steps:
-        raise ValueError(
-            f"num_train_steps ({num_train_steps}) must be a multiple of save_checkpoints_steps "
-            f"({save_checkpoints_steps})"
-        )
+    runtime.check_checkpoint_interval(num_train_steps, save_checkpoints_steps)
     return training.fit_resumable(
         model, train_dataset, output_dir, num_train_steps // save_checkpoints_steps, save_checkpoints_steps, verbose
     )
