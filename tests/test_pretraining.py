@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gmlp_tf.runtime import checkpointing
+from gmlp_tf.runtime import checkpointing, training
 from gmlp_tf.runtime import job as runtime
 from gmlp_tf.tasks.pretraining import metrics
 from gmlp_tf.tasks.pretraining import recipe as pretraining
@@ -90,7 +90,8 @@ def test_tiny_run_loss_goes_down_and_writes_results(tmp_path):
     model = pretraining.build_pretraining_model(CONFIG, SETUP)
     eval_ds = dataset(counting_features(64, seed=1), repeat=False)
     before = pretraining.evaluate(model, eval_ds)
-    history = pretraining.train(model, dataset(counting_features(256)), output_dir, 40, 10, verbose=0)
+    history = pretraining.train(model, dataset(counting_features(256)), output_dir, 40, 10, verbose=0,
+                                log_every_steps=5, evaluate_fn=lambda m: pretraining.evaluate(m, eval_ds))
     losses = history.history["loss"]
     after = pretraining.evaluate(model, eval_ds)
     assert losses[-1] < losses[0] * 0.9
@@ -99,7 +100,35 @@ def test_tiny_run_loss_goes_down_and_writes_results(tmp_path):
     path = runtime.write_results(output_dir, after)
     assert "perplexity = " in open(path).read()
     assert checkpointing.latest_weights(output_dir)
-    assert os.listdir(os.path.join(output_dir, "logs"))  # TensorBoard events.
+    # TensorBoard: training scalars every 5 global steps, held-out ones at every checkpoint.
+    train_logs = training.read_scalars(os.path.join(output_dir, "logs", "train"))
+    eval_logs = training.read_scalars(os.path.join(output_dir, "logs", "eval"))
+    assert [step for step, _ in train_logs["loss"]] == list(range(5, 45, 5))
+    assert {"learning_rate", "masked_lm_accuracy", "perplexity"} <= set(train_logs)
+    schedule = learning_rate_schedule(SETUP.learning_rate, 40, SETUP.num_warmup_steps)
+    for step, value in train_logs["learning_rate"]:
+        assert value == pytest.approx(float(schedule(step)), rel=1e-5, abs=1e-9)
+    assert [step for step, _ in eval_logs["perplexity"]] == [10, 20, 30, 40]
+    assert eval_logs["perplexity"][-1][1] == pytest.approx(after["perplexity"], rel=1e-5)
+    assert "global_step" not in eval_logs
+
+
+def test_evaluation_loss_is_the_log_of_its_perplexity_over_exactly_the_batches_read():
+    model = pretraining.build_pretraining_model(CONFIG, SETUP)
+    # Batches with different numbers of real predictions: a mean of per-batch means would differ.
+    features = counting_features(40, seed=3)
+    features["masked_lm_weights"][:16] = 0.0
+    features["masked_lm_weights"][:16, 0] = 1.0
+    eval_ds = dataset(features, repeat=False)  # 5 batches of 8.
+    whole = pretraining.evaluate(model, eval_ds)
+    assert whole["eval_batches"] == 5
+    assert whole["loss"] == pytest.approx(np.log(whole["perplexity"]), rel=1e-5)
+    logits = model.predict(eval_ds.map(lambda x, y, w: x), verbose=0)
+    ce = keras.losses.sparse_categorical_crossentropy(features["masked_lm_ids"], logits, from_logits=True).numpy()
+    weights = features["masked_lm_weights"]
+    assert whole["loss"] == pytest.approx(float((ce * weights).sum() / weights.sum()), rel=1e-4)
+    assert pretraining.evaluate(model, eval_ds, max_eval_steps=2)["eval_batches"] == 2
+    assert pretraining.evaluate(model, eval_ds, max_eval_steps=50)["eval_batches"] == 5
 
 
 class _Interrupt(keras.callbacks.Callback):
@@ -119,7 +148,7 @@ def test_interrupted_run_resumes_at_the_saved_step(tmp_path, monkeypatch):
     original_fit = model.fit
     monkeypatch.setattr(model, "fit", lambda *a, **k: original_fit(*a, **dict(k, callbacks=k["callbacks"] + [_Interrupt(15)])))
     with pytest.raises(KeyboardInterrupt):
-        pretraining.train(model, dataset(counting_features(128)), output_dir, 40, 10, verbose=0)
+        pretraining.train(model, dataset(counting_features(128)), output_dir, 40, 10, verbose=0, log_every_steps=5)
     saved = build_model(CONFIG, "pretraining")
     saved.load_weights(checkpointing.latest_weights(output_dir))
     # A fresh process: new model and optimizer, same output_dir.
@@ -137,9 +166,13 @@ def test_interrupted_run_resumes_at_the_saved_step(tmp_path, monkeypatch):
 
     original_resumed_fit = resumed.fit
     monkeypatch.setattr(resumed, "fit", lambda *a, **k: original_resumed_fit(*a, **dict(k, callbacks=k["callbacks"] + [Record()])))
-    history = pretraining.train(resumed, dataset(counting_features(128)), output_dir, 40, 10, verbose=0)
+    history = pretraining.train(resumed, dataset(counting_features(128)), output_dir, 40, 10, verbose=0,
+                                log_every_steps=5)
     assert starts == [10]  # The checkpoint of step 10; step 15 was never saved.
     assert len(history.history["loss"]) == 3 and int(resumed.optimizer.iterations) == 40
+    # The resumed run continues the same TensorBoard curve by global step, each step once.
+    steps = [step for step, _ in training.read_scalars(os.path.join(output_dir, "logs", "train"))["loss"]]
+    assert steps == list(range(5, 45, 5))
 
 
 def test_warm_start_restores_encoder_and_reports_new_head(tmp_path):

@@ -3,7 +3,7 @@
 A job's spec is a dataclass whose fields carry their flag help (`option`); `define_flags` turns
 the fields into absl flags and `spec_from_flags` turns parsed flags back into the spec, so the
 flags and the spec cannot drift apart. The flags every job shares (`SHARED`: strategy, TPU,
-precision, output directory, warm start, seed) are defined by this module, once, and adopted as
+precision, output directory, warm start, logging, seed) are defined by this module, once, and adopted as
 key flags of the script, so that `--helpshort` lists them with the script's own.
 """
 
@@ -39,6 +39,9 @@ SHARED = {
     "init_checkpoint": (Optional[str], option(
         None, "An output directory of another run to warm-start from; used only when --output_dir holds no "
         "checkpoint yet.")),
+    "log_every_steps": (int, option(
+        100, "Steps between TensorBoard training scalars (loss, learning rate, metrics) in OUTPUT_DIR/logs/train; "
+        "held-out scalars go to logs/eval at every checkpoint. Both are indexed by the global step.")),
     "random_seed": (int, option(12345, "Seed of initialisation, shuffling and masking (sweeps: run i uses "
                                        "random_seed + i).")),
 }
@@ -61,6 +64,7 @@ class CommonSpec:
     precision: str = shared("precision")
     output_dir: Optional[str] = shared("output_dir")
     init_checkpoint: Optional[str] = shared("init_checkpoint")
+    log_every_steps: int = shared("log_every_steps")
     random_seed: int = shared("random_seed")
 
 

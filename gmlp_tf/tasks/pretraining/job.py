@@ -63,6 +63,9 @@ class JobSpec(CommonSpec):
     max_eval_steps: Optional[int] = option(None, "Evaluation batches at most (default: the whole held-out set).")
     do_train: bool = option(True, "Train.")
     do_eval: bool = option(True, "Evaluate on the held-out data and write eval_results.txt.")
+    eval_at_checkpoints: bool = option(
+        True, "With --do_train and --do_eval, also evaluate at every checkpoint (TensorBoard logs/eval; large "
+        "held-out sets want --max_eval_steps).")
 
     @property
     def is_demo(self) -> bool:
@@ -112,8 +115,8 @@ def resolve(spec: JobSpec) -> ResolvedJob:
     if spec.is_demo:
         spec = demo_spec(spec)
     runtime.require_output_dir(spec.output_dir)
-    config = _model_config(spec)
-    setup = _setup(spec)
+    config = model_config(spec)
+    setup = pretraining_setup(spec)
     runtime.check_max_seq_length(setup.max_seq_length, config)
     if config.modality != "text":
         raise ValueError("masked-LM pretraining needs a text model config, got an image one")
@@ -125,10 +128,12 @@ def resolve(spec: JobSpec) -> ResolvedJob:
     train_source, eval_source = _sources(spec)
     steps = spec.save_checkpoints_steps or min(1000, setup.num_train_steps)
     runtime.check_checkpoint_interval(setup.num_train_steps, steps)
+    runtime.check_positive(log_every_steps=spec.log_every_steps)  # Before the vocabulary and data are read.
     return ResolvedJob(spec, config, setup, steps, train_source, eval_source, sp_model)
 
 
-def _model_config(spec: JobSpec) -> GMLPConfig:
+def model_config(spec: JobSpec) -> GMLPConfig:
+    """The model config named by --gmlp_config_file or --preset."""
     if spec.gmlp_config_file:
         return GMLPConfig.from_json_file(spec.gmlp_config_file)
     if spec.preset:
@@ -136,7 +141,8 @@ def _model_config(spec: JobSpec) -> GMLPConfig:
     raise ValueError("give the model: --gmlp_config_file or --preset")
 
 
-def _setup(spec: JobSpec) -> recipe.PretrainingSetup:
+def pretraining_setup(spec: JobSpec) -> recipe.PretrainingSetup:
+    """The --setup recipe (ablation by default) with the flags that override it, checked."""
     base = recipe.SETUPS[spec.setup or "ablation"]
     overrides = {
         name: getattr(spec, name)
@@ -220,7 +226,11 @@ def run(spec: JobSpec) -> Optional[Dict[str, Any]]:
         )
     runtime.warm_start_unless_resuming(model, spec.init_checkpoint, spec.output_dir, job.config)
     if spec.do_train:
-        recipe.train(model, train_data, spec.output_dir, job.setup.num_train_steps, job.save_checkpoints_steps)
+        evaluate_fn = None
+        if spec.do_eval and spec.eval_at_checkpoints:
+            evaluate_fn = lambda m: recipe.evaluate(m, eval_data, spec.max_eval_steps)  # noqa: E731
+        recipe.train(model, train_data, spec.output_dir, job.setup.num_train_steps, job.save_checkpoints_steps,
+                     log_every_steps=spec.log_every_steps, evaluate_fn=evaluate_fn)
     if not spec.do_eval:
         return None
     results = recipe.evaluate(model, eval_data, spec.max_eval_steps)

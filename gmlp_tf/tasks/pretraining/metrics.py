@@ -6,6 +6,10 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+# The weighted mean cross-entropy over masked tokens, tracked as a metric so that evaluation can
+# report the loss whose exponential is the perplexity.
+MASKED_LM_LOSS = "masked_lm_loss"
+
 
 @keras.saving.register_keras_serializable(package="gmlp_tf")
 class MaskedLMPerplexity(keras.metrics.Metric):
@@ -40,8 +44,10 @@ def masked_lm_loss() -> keras.losses.SparseCategoricalCrossentropy:
 
 
 def masked_lm_metrics() -> List[keras.metrics.Metric]:
+    """Accuracy, mean cross-entropy and perplexity over masked tokens (use as weighted_metrics)."""
     return [
         keras.metrics.SparseCategoricalAccuracy(name="masked_lm_accuracy"),
+        keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name=MASKED_LM_LOSS),
         MaskedLMPerplexity(name="perplexity"),
     ]
 

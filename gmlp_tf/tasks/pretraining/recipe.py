@@ -6,13 +6,14 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 
 import keras
 import tensorflow as tf
+from absl import logging
 
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.models.task_models import build_model
 from gmlp_tf.runtime import job as runtime
 from gmlp_tf.runtime import training
 from gmlp_tf.runtime.optimization import create_optimizer
-from gmlp_tf.tasks.pretraining.metrics import masked_lm_loss, masked_lm_metrics
+from gmlp_tf.tasks.pretraining.metrics import MASKED_LM_LOSS, masked_lm_loss, masked_lm_metrics
 
 LABEL_FEATURES = ("masked_lm_ids", "masked_lm_weights")
 
@@ -73,6 +74,8 @@ def train(
     num_train_steps: int,
     save_checkpoints_steps: int,
     verbose: Union[int, str] = 1,
+    log_every_steps: int = 100,
+    evaluate_fn: Optional[training.EvaluateFn] = None,
 ) -> keras.callbacks.History:
     """Runs fit() with a checkpoint every save_checkpoints_steps steps; resumes from output_dir.
 
@@ -86,13 +89,16 @@ def train(
       num_train_steps: total optimizer steps; a multiple of save_checkpoints_steps.
       save_checkpoints_steps: steps between checkpoints.
       verbose: as for fit().
+      log_every_steps: steps between the TensorBoard training scalars.
+      evaluate_fn: model -> held-out metrics, run at every checkpoint (TensorBoard eval/).
 
     Returns:
       The keras History of this call (empty when the run was already complete).
     """
     runtime.check_checkpoint_interval(num_train_steps, save_checkpoints_steps)
     return training.fit_resumable(
-        model, train_dataset, output_dir, num_train_steps // save_checkpoints_steps, save_checkpoints_steps, verbose
+        model, train_dataset, output_dir, num_train_steps // save_checkpoints_steps, save_checkpoints_steps, verbose,
+        log_every_steps=log_every_steps, evaluate_fn=evaluate_fn,
     )
 
 
@@ -102,16 +108,41 @@ def evaluate(
     max_eval_steps: Optional[int] = None,
     verbose: Union[int, str] = 0,
 ) -> Dict[str, float]:
-    """Evaluates on held-out data: loss, masked-LM accuracy and perplexity, and the step."""
+    """Evaluates on held-out data: one pass over all of it, or over exactly max_eval_steps batches.
+
+    Returns:
+      dict with "loss" (the mean masked-LM cross-entropy over every masked token, so that
+      perplexity = exp(loss)), "masked_lm_accuracy", "perplexity", "eval_batches" (batches read)
+      and "global_step". When the held-out set ends before max_eval_steps batches, all of it is
+      evaluated and a warning says how much that was.
+    """
+    counter = _BatchCounter()
     with warnings.catch_warnings():
         # A held-out set is read to its end; Keras warns that it "ran out of data".
         warnings.filterwarnings("ignore", message="Your input ran out of data")
-        results = model.evaluate(eval_dataset, steps=max_eval_steps, return_dict=True, verbose=verbose)
+        results = model.evaluate(
+            eval_dataset, steps=max_eval_steps, return_dict=True, verbose=verbose, callbacks=[counter]
+        )
     results = {k: float(v) for k, v in results.items()}
-    results["global_step"] = current_step(model)
+    # Keras' "loss" averages per-batch means; the token-weighted mean is the one exp() turns into perplexity.
+    results["loss"] = results.pop(MASKED_LM_LOSS)
+    results["eval_batches"] = counter.batches
+    if max_eval_steps and counter.batches < max_eval_steps:
+        logging.warning("The held-out set has %d batches, fewer than --max_eval_steps=%d: evaluated all of them",
+                        counter.batches, max_eval_steps)
+    results["global_step"] = training.global_step(model)
     return results
 
 
-def current_step(model: keras.Model) -> int:
-    """The optimizer's step count (also under a strategy, where it is a mirrored variable)."""
-    return int(keras.ops.convert_to_numpy(model.optimizer.iterations.value))
+class _BatchCounter(keras.callbacks.Callback):
+    """Counts the evaluation batches actually read (a callback sees the last step of each execution)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches = 0
+
+    def on_test_batch_end(self, batch: int, logs: Optional[Dict[str, float]] = None) -> None:
+        self.batches = batch + 1
+
+
+current_step = training.global_step
