@@ -2,7 +2,8 @@
 
 Where things are (the README has the whole map):
   config.py, presets.py   GMLPConfig (JSON like bert_config.json) and the paper's models by name
-  layers/                 the spatial projection, the SGU, tiny attention, drop path, the gMLP block
+  layers/                 the spatial projection, the SGU, tiny attention, drop path, the gMLP block,
+                          the Table 3 baseline blocks (transformer, MLP-Mixer)
   models/                 the token encoder, heads, task models, the vision model, timm import
   tokenization.py         SentencePiece vocabularies and BERT's input framing
   counting.py, summary.py parameter and FLOP counts, beside the paper's
@@ -12,6 +13,7 @@ Where things are (the README has the whole map):
 """
 
 from gmlp_tf.config import GMLPConfig
+from gmlp_tf.layers.baseline_blocks import MixerBlock, SelfAttention, TransformerBlock
 from gmlp_tf.layers.drop_path import DropPath
 from gmlp_tf.layers.gmlp_block import GMLPBlock
 from gmlp_tf.layers.spatial_gating import SpatialGatingUnit
@@ -34,5 +36,6 @@ __all__ = [
     "GMLPConfig", "GMLPEncoder", "GMLPBlock", "ClassificationHead", "MaskedLMHead", "SpanHead",
     "GMLPForPretraining", "GMLPForQuestionAnswering", "GMLPForSequenceClassification", "build_model",
     "build_preset", "get_preset_config", "list_presets", "SpatialGatingUnit", "SpatialProjection",
-    "toeplitz_matrix", "TinyAttention", "DropPath", "GMLPVisionClassifier",
+    "toeplitz_matrix", "TinyAttention", "DropPath", "GMLPVisionClassifier", "SelfAttention",
+    "TransformerBlock", "MixerBlock",
 ]

@@ -10,11 +10,15 @@ MODALITIES = ("text", "image")
 SPATIAL_KINDS = ("dense", "toeplitz")
 GATINGS = ("split", "multiplicative", "additive", "linear")
 DROP_PATH_SCHEDULES = ("uniform", "linear")
+# The Table 3 baselines share the encoder, task models and jobs with gMLP; aMLP is gMLP with
+# attention_size > 0.
+ARCHITECTURES = ("gmlp", "transformer", "mlp_mixer")
+POSITION_ENCODINGS = ("none", "absolute", "relative")
 
 
 @dataclasses.dataclass
 class GMLPConfig:
-    """Hyperparameters of a gMLP or aMLP model.
+    """Hyperparameters of a gMLP or aMLP model, or of one of the Table 3 baselines.
 
     One class serves the token models (BERT-style encoder, masked-LM, classifier, SQuAD) and the
     vision classifier; `modality` says which. Fields that do not apply to a modality are ignored
@@ -51,6 +55,21 @@ class GMLPConfig:
         block starts as a plain FFN.
       layer_norm_eps: epsilon of the block, final and head LayerNorms (timm: 1e-6).
       sgu_layer_norm_eps: epsilon of the LayerNorm inside the SGU (timm: 1e-5).
+      architecture: the blocks: "gmlp" (gMLP, or aMLP with attention_size > 0), "transformer"
+        (pre-LayerNorm BERT blocks) or "mlp_mixer" (MLP-Mixer blocks). The baselines are for
+        text only and ignore the gMLP-only fields (spatial_kind, gating, spatial_init_stddev,
+        sgu_layer_norm_eps); attention_size must stay 0 for them.
+      num_attention_heads: heads of the transformer's self-attention; d_model must be divisible
+        by it. Ignored by the other architectures.
+      position_encoding: "none", "absolute" (BERT's learned position embeddings, max_seq_length
+        of them, added to the token and segment embeddings) or "relative" (a learned scalar
+        bias per layer, head and offset j - i in the attention logits, 2n - 1 offsets,
+        unbucketed). Only the transformer may use one: gMLP and MLP-Mixer have none.
+      attention_content: whether the transformer's attention logits include the content term
+        q k^T. False is the paper's "rel pos - attn" baseline: no query and key projections,
+        the logits are the relative position bias alone (needs position_encoding "relative").
+      d_spatial: hidden width of MLP-Mixer's token-mixing MLP; must be positive for
+        "mlp_mixer", ignored by the other architectures.
     """
 
     modality: str = "text"
@@ -77,6 +96,12 @@ class GMLPConfig:
     spatial_init_stddev: float = 1e-6
     layer_norm_eps: float = 1e-6
     sgu_layer_norm_eps: float = 1e-5
+    # Last, so that the fields above keep their positions.
+    architecture: str = "gmlp"
+    num_attention_heads: int = 1
+    position_encoding: str = "none"
+    attention_content: bool = True
+    d_spatial: int = 0
 
     def __post_init__(self):
         self.validate()
@@ -124,6 +149,7 @@ class GMLPConfig:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
         if not 0.0 < self.survival_prob <= 1.0:
             raise ValueError(f"survival_prob must be in (0, 1], got {self.survival_prob}")
+        self._validate_architecture()
         if self.modality == "text":
             for name in ("vocab_size", "type_vocab_size", "max_seq_length"):
                 _check_positive(name, getattr(self, name))
@@ -134,6 +160,39 @@ class GMLPConfig:
                 raise ValueError(
                     f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}"
                 )
+
+    def _validate_architecture(self) -> None:
+        """The checks of architecture, num_attention_heads, position_encoding,
+        attention_content and d_spatial."""
+        _check_choice("architecture", self.architecture, ARCHITECTURES)
+        _check_choice("position_encoding", self.position_encoding, POSITION_ENCODINGS)
+        _check_positive("num_attention_heads", self.num_attention_heads)
+        if not isinstance(self.d_spatial, int) or isinstance(self.d_spatial, bool) or self.d_spatial < 0:
+            raise ValueError(f"d_spatial must be a non-negative integer, got {self.d_spatial!r}")
+        arch = self.architecture
+        if self.modality == "image" and arch != "gmlp":
+            raise ValueError(f"architecture must be 'gmlp' for image models, got {arch!r}")
+        if arch != "gmlp" and self.attention_size:
+            raise ValueError(f"attention_size (aMLP's tiny attention) needs architecture 'gmlp', got {arch!r}")
+        if arch == "transformer" and self.d_model % self.num_attention_heads:
+            raise ValueError(
+                f"num_attention_heads {self.num_attention_heads} does not divide d_model {self.d_model}"
+            )
+        if arch != "transformer" and self.position_encoding != "none":
+            # The paper's gMLP and Mixer have no position encoding: their token mixing is positional.
+            raise ValueError(
+                f"position_encoding must be 'none' for architecture {arch!r}, got {self.position_encoding!r}"
+            )
+        if not self.attention_content and (arch != "transformer" or self.position_encoding != "relative"):
+            raise ValueError(
+                "attention_content False (the 'rel pos - attn' baseline) needs architecture "
+                "'transformer' and position_encoding 'relative'"
+            )
+        if arch == "mlp_mixer":
+            if self.d_spatial <= 0:
+                raise ValueError(f"d_spatial must be positive for architecture 'mlp_mixer', got {self.d_spatial}")
+            if self.causal:
+                raise ValueError("causal is not supported by architecture 'mlp_mixer'")
 
     # ------------------------------------------------------------------ JSON, as BertConfig
     @classmethod

@@ -12,7 +12,11 @@ from gmlp_tf.config import GMLPConfig, as_config
 
 
 def block_parameters(config: GMLPConfig) -> int:
-    """Parameters of one gMLP / aMLP block."""
+    """Parameters of one block of the config's architecture (gMLP / aMLP, transformer, Mixer)."""
+    if config.architecture == "transformer":
+        return _transformer_block_parameters(config)
+    if config.architecture == "mlp_mixer":
+        return _mixer_block_parameters(config)
     d, e, n, g = config.d_model, config.d_ffn, config.seq_length, config.gate_width
     count = 2 * d  # Block LayerNorm.
     count += d * e + e  # U.
@@ -23,6 +27,26 @@ def block_parameters(config: GMLPConfig) -> int:
     if a:
         count += 3 * (d * a + a) + a * g + g  # Tiny attention: q, k, v, output projection.
     return count
+
+
+def _channel_mlp_parameters(config: GMLPConfig) -> int:
+    """Two LayerNorms (one per branch) and the d -> d_ffn -> d MLP of a baseline block."""
+    d, e = config.d_model, config.d_ffn
+    return 2 * 2 * d + d * e + e + e * d + d
+
+
+def _transformer_block_parameters(config: GMLPConfig) -> int:
+    d, n = config.d_model, config.seq_length
+    projections = 4 if config.attention_content else 2  # q, k, v, output; no q, k without content.
+    count = projections * (d * d + d)
+    if config.position_encoding == "relative":
+        count += config.num_attention_heads * (2 * n - 1)  # One bias per head and offset.
+    return count + _channel_mlp_parameters(config)
+
+
+def _mixer_block_parameters(config: GMLPConfig) -> int:
+    n, s = config.seq_length, config.d_spatial
+    return n * s + s + s * n + n + _channel_mlp_parameters(config)  # Token MLP, then channels.
 
 
 def head_parameters(config: GMLPConfig, task: str, num_labels: int = 2) -> int:
@@ -56,6 +80,8 @@ def count_parameters(
         return stem + blocks + 2 * d + d * config.num_classes + config.num_classes
     task = task or "pretraining"
     embeddings = (config.vocab_size + config.type_vocab_size) * d
+    if config.position_encoding == "absolute":
+        embeddings += config.max_seq_length * d
     return embeddings + blocks + 2 * d + head_parameters(config, task, num_labels)
 
 
@@ -63,6 +89,14 @@ def block_multiply_adds(config: GMLPConfig, n: Optional[int] = None) -> int:
     """Multiply-adds of one block over n tokens (default: the config's length)."""
     n = config.seq_length if n is None else n
     d, e, g, a = config.d_model, config.d_ffn, config.gate_width, config.attention_size
+    if config.architecture == "transformer":
+        per_token = 2 * d * e + 2 * d * d + n * d  # FFN; v and output; (softmax) v over all heads.
+        if config.attention_content:
+            per_token += 2 * d * d + n * d  # q and k; q k^T over all heads.
+        return n * per_token
+    if config.architecture == "mlp_mixer":
+        # Token MLP: n -> d_spatial -> n for each of the d channels; then the channel MLP.
+        return 2 * n * config.d_spatial * d + n * 2 * d * e
     per_token = d * e + n * g + g * d  # U, the spatial projection (n^2 g / n), V.
     if a:
         per_token += 3 * d * a + 2 * n * a + a * g  # q, k, v; q k^T and (softmax) v; output.

@@ -20,6 +20,25 @@ def test_closed_form_matches_keras_for_text_models(spatial_kind, gating, attenti
     assert model.count_params() == counting.count_parameters(config, task, num_labels=3)
 
 
+# The Table 3 baselines: absolute position embeddings, relative biases (with and without the
+# content term, whose q / k projections then go) and the Mixer's token MLP.
+BASELINES = {
+    "transformer_absolute": dict(architecture="transformer", num_attention_heads=2, position_encoding="absolute"),
+    "transformer_relative": dict(architecture="transformer", num_attention_heads=2, position_encoding="relative"),
+    "transformer_relative_no_content": dict(
+        architecture="transformer", num_attention_heads=2, position_encoding="relative", attention_content=False
+    ),
+    "mlp_mixer": dict(architecture="mlp_mixer", d_spatial=3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+@pytest.mark.parametrize("task", ["pretraining", "encoder"])
+def test_closed_form_matches_keras_for_baselines(name, task):
+    config = GMLPConfig(vocab_size=37, d_model=8, d_ffn=12, num_layers=2, max_seq_length=5, **BASELINES[name])
+    assert build_model(config, task).count_params() == counting.count_parameters(config, task)
+
+
 def test_closed_form_matches_keras_for_vision(tiny_image_config):
     assert build_model(tiny_image_config).count_params() == counting.count_parameters(tiny_image_config)
 
@@ -56,6 +75,21 @@ def test_flops_hand_count():
     assert counting.count_flops(config, num_predictions=1) == 136
     # Tiny attention a=1 adds per token 3*2*1 + 2*3*1 + 1*2 = 14 MACs: 42 more, 84 FLOPs.
     assert counting.count_flops(config.replace(attention_size=1), num_predictions=1) == 136 + 84
+
+
+def test_flops_hand_count_for_baselines():
+    # L=1, d=2, e=4, n=3, vocab 5, 1 prediction (head: 14 MACs), one head.
+    base = dict(vocab_size=5, d_model=2, d_ffn=4, num_layers=1, max_seq_length=3, architecture="transformer")
+    # Per token: FFN 2*2*4 = 16; q, k, v, output 4*2*2 = 16; q k^T and (softmax) v 2*3*2 = 12:
+    # 44 MACs, 3 tokens -> 132, with the head 146 MACs = 292 FLOPs.
+    assert counting.count_flops(GMLPConfig(**base), num_predictions=1) == 292
+    # Without content: no q, k (8 MACs) and no q k^T (6 MACs) per token: 30 * 3 + 14 = 104 MACs.
+    no_content = GMLPConfig(**base, position_encoding="relative", attention_content=False)
+    assert counting.count_flops(no_content, num_predictions=1) == 208
+    # Mixer, d_spatial 2: token MLP 2 channels * (3*2 + 2*3) = 24; channel MLP 3 * 2*2*4 = 48;
+    # 72 + 14 = 86 MACs.
+    mixer = GMLPConfig(**dict(base, architecture="mlp_mixer"), d_spatial=2)
+    assert counting.count_flops(mixer, num_predictions=1) == 172
 
 
 def test_paper_order_puts_table_1_first():

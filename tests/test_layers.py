@@ -1,6 +1,7 @@
 """Every layer through the shared generic checks of tests/test_case.py, tiny shapes throughout.
 
-Layer semantics live in test_spatial_projection.py, test_gmlp_block.py and test_models.py.
+Layer semantics live in test_spatial_projection.py, test_gmlp_block.py, test_baselines.py and
+test_models.py.
 """
 
 import keras
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from gmlp_tf.config import GMLPConfig
+from gmlp_tf.layers.baseline_blocks import MixerBlock, SelfAttention, TransformerBlock
 from gmlp_tf.layers.drop_path import DropPath
 from gmlp_tf.layers.gmlp_block import GMLPBlock
 from gmlp_tf.layers.spatial_gating import SpatialGatingUnit
@@ -123,6 +125,71 @@ def test_gmlp_block(block_kwargs, masked):
     run_layer_test(
         GMLPBlock,
         {"d_model": D_MODEL, "d_ffn": D_FFN, "max_length": N, **block_kwargs},
+        _floats(BATCH, N, D_MODEL),
+        (BATCH, N, D_MODEL),
+        call_kwargs=kwargs,
+        shorter_input_data=_floats(BATCH, SHORT, D_MODEL),
+        shorter_call_kwargs=short_kwargs,
+        expected_shorter_output_shape=(BATCH, SHORT, D_MODEL),
+    )
+
+
+@pytest.mark.parametrize(
+    "attention_kwargs, masked",
+    [
+        # Content only, padding mask and probability dropout.
+        ({"num_heads": 2, "dropout": 0.1}, True),
+        # Content plus relative position bias, causal.
+        ({"num_heads": 2, "relative_positions": True, "causal": True}, False),
+        # The "rel pos - attn" baseline: relative bias alone, no q / k.
+        ({"num_heads": 1, "relative_positions": True, "content": False}, True),
+    ],
+    ids=["content", "relative", "relative_no_content"],
+)
+def test_self_attention(attention_kwargs, masked):
+    kwargs, short_kwargs = _mask_kwargs(masked)
+    run_layer_test(
+        SelfAttention,
+        {"max_length": N, **attention_kwargs},
+        _floats(BATCH, N, D_MODEL),
+        (BATCH, N, D_MODEL),
+        call_kwargs=kwargs,
+        shorter_input_data=_floats(BATCH, SHORT, D_MODEL),
+        shorter_call_kwargs=short_kwargs,
+        expected_shorter_output_shape=(BATCH, SHORT, D_MODEL),
+    )
+
+
+@pytest.mark.parametrize(
+    "block_kwargs, masked",
+    [
+        # Absolute positions live in the encoder: the block has only content attention.
+        ({"num_heads": 2, "dropout": 0.1, "attention_dropout": 0.1, "survival_prob": 0.9}, True),
+        ({"num_heads": 2, "relative_positions": True, "causal": True}, False),
+        ({"num_heads": 2, "relative_positions": True, "attention_content": False}, True),
+    ],
+    ids=["content", "relative_causal", "relative_no_content"],
+)
+def test_transformer_block(block_kwargs, masked):
+    kwargs, short_kwargs = _mask_kwargs(masked)
+    run_layer_test(
+        TransformerBlock,
+        {"d_model": D_MODEL, "d_ffn": D_FFN, "max_length": N, **block_kwargs},
+        _floats(BATCH, N, D_MODEL),
+        (BATCH, N, D_MODEL),
+        call_kwargs=kwargs,
+        shorter_input_data=_floats(BATCH, SHORT, D_MODEL),
+        shorter_call_kwargs=short_kwargs,
+        expected_shorter_output_shape=(BATCH, SHORT, D_MODEL),
+    )
+
+
+@pytest.mark.parametrize("masked", [True, False], ids=["masked", "unmasked"])
+def test_mixer_block(masked):
+    kwargs, short_kwargs = _mask_kwargs(masked)
+    run_layer_test(
+        MixerBlock,
+        {"d_model": D_MODEL, "d_ffn": D_FFN, "d_spatial": 5, "max_length": N, "dropout": 0.1, "survival_prob": 0.9},
         _floats(BATCH, N, D_MODEL),
         (BATCH, N, D_MODEL),
         call_kwargs=kwargs,

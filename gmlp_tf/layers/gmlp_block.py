@@ -1,11 +1,10 @@
 """The gMLP block (paper, Figure 1): pre-LayerNorm, U, GELU, SGU, V, residual."""
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import keras
 from keras import ops
 
-from gmlp_tf.config import GMLPConfig
 from gmlp_tf.layers import InitializerLike, Shape, Tensor
 from gmlp_tf.layers.drop_path import DropPath
 from gmlp_tf.layers.spatial_gating import SpatialGatingUnit
@@ -170,45 +169,3 @@ class GMLPBlock(keras.layers.Layer):
         )
         return config
 
-
-def blocks_from_config(
-    config: GMLPConfig,
-    kernel_initializer: InitializerLike,
-    bias_initializer: InitializerLike,
-    name_prefix: str = "block",
-    dtype: Any = None,
-) -> List[GMLPBlock]:
-    """Builds the config's L blocks, each with its stochastic-depth survival probability.
-
-    Args:
-      config: a GMLPConfig.
-      kernel_initializer, bias_initializer: Keras initializer names or configs for U, V and
-        the tiny attention (each block gets fresh instances).
-      name_prefix: blocks are named f"{name_prefix}_{i}".
-      dtype: the blocks' dtype policy (None: the global policy).
-
-    Returns:
-      A list of config.num_layers GMLPBlock layers.
-    """
-    return [
-        GMLPBlock(
-            config.d_model,
-            config.d_ffn,
-            config.seq_length,
-            spatial_kind=config.spatial_kind,
-            gating=config.gating,
-            attention_size=config.attention_size,
-            causal=config.causal,
-            dropout=config.hidden_dropout_prob,
-            attention_dropout=config.attention_dropout_prob,
-            survival_prob=survival_prob,
-            layer_norm_eps=config.layer_norm_eps,
-            sgu_layer_norm_eps=config.sgu_layer_norm_eps,
-            spatial_init_stddev=config.spatial_init_stddev,
-            kernel_initializer=kernel_initializer,
-            bias_initializer=bias_initializer,
-            name=f"{name_prefix}_{i}",
-            dtype=dtype,
-        )
-        for i, survival_prob in enumerate(config.block_survival_probs())
-    ]

@@ -34,6 +34,43 @@ def toeplitz_matrix(weights: Tensor, n: Union[int, Tensor]) -> Tensor:
     return t[:, r : r + n]
 
 
+def checked_length(inputs: Tensor, max_length: int, owner: str = "the spatial projection") -> Union[int, Tensor]:
+    """The token count n of `inputs` [batch, n, ...], checked against max_length.
+
+    A static n > max_length raises a ValueError naming both lengths; a dynamic n (traced with an
+    unknown length) comes back as a scalar tensor that asserts n <= max_length when it runs.
+
+    Args:
+      inputs: [batch, n, ...].
+      max_length: the most tokens the weights of `owner` are sized for.
+      owner: what the messages name, e.g. "the self-attention".
+
+    Returns:
+      n: an int, or a scalar int tensor when the length is dynamic.
+    """
+    n = inputs.shape[1]
+    if n is None:
+        # Unknown when traced with a dynamic length: check when it runs.
+        n = ops.shape(inputs)[1]
+        import tensorflow as tf  # Only the TensorFlow backend traces dynamic lengths here.
+
+        check = tf.debugging.assert_less_equal(
+            n,
+            max_length,
+            message=f"sequence length exceeds {owner}'s max_length {max_length}",
+        )
+        # Everything downstream reads n, so the check runs before any slicing with it.
+        with tf.control_dependencies([check]):
+            return tf.identity(n)
+    if n > max_length:
+        raise ValueError(
+            f"input has {n} tokens but {owner} is sized for at most "
+            f"{max_length} (max_seq_length); trim the input or use a config with "
+            f"max_seq_length >= {n}"
+        )
+    return n
+
+
 @keras.saving.register_keras_serializable(package="gmlp_tf")
 class SpatialProjection(keras.layers.Layer):
     """Linear projection across tokens, shared by all channels: out[b, i, c] = sum_j W[i, j] z[b, j, c] + b[i].
@@ -103,35 +140,12 @@ class SpatialProjection(keras.layers.Layer):
         return w
 
     def call(self, inputs: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
-        n = self._checked_length(inputs)
+        n = checked_length(inputs, self.max_length)
         if padding_mask is not None:
             inputs = inputs * ops.cast(padding_mask, inputs.dtype)[:, :, None]
         w = ops.cast(self.spatial_matrix(n), inputs.dtype)
         b = ops.cast(self.bias[:n], inputs.dtype)
         return ops.einsum("ij,bjc->bic", w, inputs) + b[None, :, None]
-
-    def _checked_length(self, inputs: Tensor) -> Union[int, Tensor]:
-        n = inputs.shape[1]
-        if n is None:
-            # Unknown when traced with a dynamic length: check when it runs.
-            n = ops.shape(inputs)[1]
-            import tensorflow as tf  # Only the TensorFlow backend traces dynamic lengths here.
-
-            check = tf.debugging.assert_less_equal(
-                n,
-                self.max_length,
-                message=f"sequence length exceeds the spatial projection's max_length {self.max_length}",
-            )
-            # Everything downstream reads n, so the check runs before any slicing with it.
-            with tf.control_dependencies([check]):
-                return tf.identity(n)
-        if n > self.max_length:
-            raise ValueError(
-                f"input has {n} tokens but the spatial projection is sized for at most "
-                f"{self.max_length} (max_seq_length); trim the input or use a config with "
-                f"max_seq_length >= {n}"
-            )
-        return n
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape

@@ -1,4 +1,4 @@
-"""The token encoder: BERT's input protocol, no position embeddings, L gMLP blocks."""
+"""The token encoder: BERT's input protocol, L gMLP blocks (or Table 3 baseline blocks)."""
 
 from typing import Any, Dict, Mapping, Optional, Union
 
@@ -7,7 +7,8 @@ from keras import ops
 
 from gmlp_tf.config import GMLPConfig, as_config
 from gmlp_tf.layers import Shape, Tensor
-from gmlp_tf.layers.gmlp_block import blocks_from_config
+from gmlp_tf.layers.blocks import blocks_from_config
+from gmlp_tf.layers.spatial_projection import checked_length
 
 
 def text_initializer(config: GMLPConfig) -> keras.initializers.Initializer:
@@ -17,10 +18,13 @@ def text_initializer(config: GMLPConfig) -> keras.initializers.Initializer:
 
 @keras.saving.register_keras_serializable(package="gmlp_tf")
 class GMLPEncoder(keras.layers.Layer):
-    """gMLP / aMLP token encoder.
+    """gMLP / aMLP token encoder, and that of the Table 3 baselines (config.architecture).
 
-    Token embeddings plus segment embeddings (no position embeddings: the spatial projections
-    carry position), dropout, config.num_layers blocks, a final LayerNorm. Inputs follow BERT:
+    Token embeddings plus segment embeddings, dropout, config.num_layers blocks, a final
+    LayerNorm. gMLP and MLP-Mixer have no position embeddings (their token mixing carries
+    position); a transformer with position_encoding "absolute" adds BERT's learned position
+    embeddings (one per position up to max_seq_length) to the token and segment embeddings,
+    one with "relative" has the position bias in its attention. Inputs follow BERT:
     `[CLS] a [SEP] b [SEP]` then padding, with segment ids 0 / 1.
 
     The token embedding is a ReversibleEmbedding so that the masked-LM head can reuse it as
@@ -33,8 +37,9 @@ class GMLPEncoder(keras.layers.Layer):
       inputs: dict with
         "input_ids": int [batch, n], n <= config.max_seq_length;
         "segment_ids": optional int [batch, n] (zeros if absent);
-        "input_mask": optional [batch, n], 1 for real tokens. Used only when
-          config.use_padding_mask is true: the paper lets the model learn to ignore padding.
+        "input_mask": optional [batch, n], 1 for real tokens. gMLP and MLP-Mixer use it only
+          when config.use_padding_mask is true (the paper lets the model learn to ignore
+          padding); the transformer, as BERT, always masks padded keys with it when given.
       training: enables dropout and stochastic depth.
 
     Returns:
@@ -61,6 +66,15 @@ class GMLPEncoder(keras.layers.Layer):
             embeddings_initializer=text_initializer(cfg),
             name="segment_embedding", dtype=self.dtype_policy,
         )
+        # Only when used, so that the variables of the other models stay as they were.
+        self.position_embedding = None
+        if cfg.position_encoding == "absolute":
+            self.position_embedding = keras.layers.Embedding(
+                cfg.max_seq_length,
+                cfg.d_model,
+                embeddings_initializer=text_initializer(cfg),
+                name="position_embedding", dtype=self.dtype_policy,
+            )
         self.embedding_dropout = keras.layers.Dropout(
             cfg.hidden_dropout_prob, name="embedding_dropout", dtype=self.dtype_policy)
         self.blocks = blocks_from_config(
@@ -77,6 +91,8 @@ class GMLPEncoder(keras.layers.Layer):
         hidden_shape = tuple(ids_shape) + (self.config.d_model,)
         self.token_embedding.build(ids_shape)
         self.segment_embedding.build(ids_shape)
+        if self.position_embedding is not None:
+            self.position_embedding.build((self.config.max_seq_length,))
         for block in self.blocks:
             block.build(hidden_shape)
         self.final_norm.build(hidden_shape)
@@ -90,9 +106,14 @@ class GMLPEncoder(keras.layers.Layer):
         segment_ids = inputs.get("segment_ids")
         if segment_ids is None:
             segment_ids = ops.zeros_like(input_ids)
-        padding_mask = inputs.get("input_mask") if self.config.use_padding_mask else None
+        # BERT masks padded keys whatever use_padding_mask says; gMLP and Mixer follow the flag.
+        always_masks = self.config.architecture == "transformer"
+        padding_mask = inputs.get("input_mask") if self.config.use_padding_mask or always_masks else None
 
         x = self.token_embedding(input_ids) + self.segment_embedding(segment_ids)
+        if self.position_embedding is not None:
+            n = checked_length(input_ids, self.config.max_seq_length, "the position embedding")
+            x = x + self.position_embedding(ops.arange(n))[None]
         x = self.embedding_dropout(x, training=training)
         for block in self.blocks:
             x = block(x, padding_mask=padding_mask, training=training)

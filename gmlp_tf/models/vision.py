@@ -7,7 +7,7 @@ from keras import ops
 
 from gmlp_tf.config import GMLPConfig, as_config
 from gmlp_tf.layers import Shape, Tensor
-from gmlp_tf.layers.gmlp_block import blocks_from_config
+from gmlp_tf.layers.blocks import blocks_from_config
 
 
 @keras.saving.register_keras_serializable(package="gmlp_tf")
