@@ -23,7 +23,9 @@ import os
 import re
 import shutil
 import tempfile
-from typing import TYPE_CHECKING, Dict, Iterable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, Optional, Sequence, Tuple, Union
+
+from gmlp_tf.runtime import progress
 
 if TYPE_CHECKING:  # Annotations only: tensorflow and tensorflow_text are imported where they are used.
     import tensorflow as tf
@@ -94,14 +96,22 @@ def train_sentencepiece(
         tmp_prefix = os.path.join(tmp_dir, "spm")
         options = _trainer_options(tmp_prefix, vocab_size, model_type, character_coverage, input_sentence_size,
                                    max_sentence_length, num_threads, seed_sentencepiece_size)
+        counter = _SentenceCounter(sentence_iterator)
         if input_files is not None:
             options["input"] = ",".join(input_files)
+            source, size = _describe_files(input_files)
         else:
-            options["sentence_iterator"] = iter(sentence_iterator)
-        try:
-            spm.SentencePieceTrainer.train(**options)
-        except RuntimeError as err:
-            raise ValueError(f"SentencePiece training failed: {_sp_message(err)}") from None
+            options["sentence_iterator"] = progress.log_every(counter, "Reading vocabulary sentences")
+            source, size = "the given sentences", None
+        description = (f"Training a {vocab_size}-piece {model_type} SentencePiece vocabulary on {source} "
+                       f"({size + '; ' if size else ''}at most {input_sentence_size:,} sentences sampled)")
+        with progress.stage(description) as step:
+            try:
+                spm.SentencePieceTrainer.train(**options)
+            except RuntimeError as err:
+                raise ValueError(f"SentencePiece training failed: {_sp_message(err)}") from None
+            if input_files is None:
+                step.result = f"read {counter.sentences:,} sentences, {progress.format_bytes(counter.bytes)}"
         check_special_ids(load_sp_model(tmp_prefix + ".model"))
         # .vocab first: once the .model is in place the vocabulary is complete.
         os.replace(tmp_prefix + ".vocab", model_prefix + ".vocab")
@@ -287,6 +297,26 @@ def _processor(sp_model: bytes, source: Optional[str] = None):
         what = f"file {source}" if source else "bytes"
         raise ValueError(f"SentencePiece model {what} is not a valid SentencePiece model") from None
     return processor
+
+
+class _SentenceCounter:
+    """Iterates over sentences (None: none), counting them and their UTF-8 bytes."""
+
+    def __init__(self, sentences: Optional[Iterable[str]]) -> None:
+        self.source = sentences
+        self.sentences = self.bytes = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for sentence in self.source if self.source is not None else ():
+            self.sentences += 1
+            self.bytes += len(sentence.encode("utf-8")) if isinstance(sentence, str) else len(sentence)
+            yield sentence
+
+
+def _describe_files(paths: Sequence[str]) -> Tuple[str, str]:
+    """("corpus.txt", "5.2 MB") or ("3 files", "5.2 MB"): what the training line names."""
+    size = progress.format_bytes(sum(os.path.getsize(p) for p in paths))
+    return (os.path.basename(paths[0]) if len(paths) == 1 else f"{len(paths)} files"), size
 
 
 def _check_nonempty_file(path: str):

@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app  # noqa: E402
 
 from gmlp_tf.models import timm_convert  # noqa: E402
-from gmlp_tf.runtime import checkpointing, flags, job  # noqa: E402
+from gmlp_tf.runtime import checkpointing, flags, job, progress  # noqa: E402
 
 PROG = "convert_timm_checkpoint.py"
 WEIGHTS_SUFFIX = ".weights.h5"
@@ -86,7 +86,7 @@ def _write_output_dir(output: str, converted: timm_convert.TimmModel) -> str:
         # Export and evaluation normalise images as timm's weights expect.
         checkpointing.write_image_normalization(output, timm_convert.IMAGE_MEAN, timm_convert.IMAGE_STD)
         os.makedirs(checkpointing.checkpoint_dir(output), exist_ok=True)
-        return timm_convert.save_keras_weights(converted.model, _weights_path(output))
+        return _save(converted, _weights_path(output))
     except BaseException:
         _remove([output] if created else ours)
         raise
@@ -99,10 +99,16 @@ def convert(spec: ConvertSpec) -> Tuple[timm_convert.TimmModel, str]:
     if not spec.output:
         raise ValueError("--output is required (a .weights.h5 file or an output directory)")
     _check_output(spec.output)
-    converted = timm_convert.load_timm_model(spec.checkpoint, spec.preset)
+    converted = timm_convert.load_timm_model(spec.checkpoint, spec.preset, stage=progress.stage)
     if spec.output.endswith(WEIGHTS_SUFFIX):
-        return converted, timm_convert.save_keras_weights(converted.model, spec.output)
+        return converted, _save(converted, spec.output)
     return converted, _write_output_dir(spec.output, converted)
+
+
+def _save(converted: timm_convert.TimmModel, path: str) -> str:
+    """save_keras_weights between stage lines; returns the path."""
+    with progress.stage(f"Saving the Keras weights to {path}"):
+        return timm_convert.save_keras_weights(converted.model, path)
 
 
 def report(converted: timm_convert.TimmModel, path: str, spec: ConvertSpec) -> str:

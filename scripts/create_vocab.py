@@ -48,6 +48,7 @@ def main(argv):
 
 def create_vocab() -> str:
     from gmlp_tf import tokenization
+    from gmlp_tf.runtime import progress
     from gmlp_tf.tasks.pretraining import demo_data as demo_corpus
     from gmlp_tf.tasks.pretraining import data as pretraining_data
 
@@ -70,7 +71,8 @@ def create_vocab() -> str:
             FLAGS.tfds_name, FLAGS.tfds_split, FLAGS.tfds_data_dir, FLAGS.tfds_text_key,
             download=FLAGS.tfds_download)
         lines = pretraining_data.text_lines(source, FLAGS.max_sentences)
-        first = next(lines, None)  # surfaces a bad dataset name before training starts
+        with progress.stage(f"Opening TFDS {FLAGS.tfds_name} split {FLAGS.tfds_split}"):
+            first = next(lines, None)  # surfaces a bad dataset name before training starts
         if first is None:
             raise ValueError(f"TFDS dataset {FLAGS.tfds_name} split {FLAGS.tfds_split} has no text")
         return tokenization.train_sentencepiece(

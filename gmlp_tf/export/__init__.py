@@ -94,6 +94,7 @@ from gmlp_tf.export.common import (
 )
 from gmlp_tf.export.image import IMAGE_MEAN, IMAGE_STD
 from gmlp_tf.export.squad import NO_SPAN_SCORE
+from gmlp_tf.runtime import progress
 from gmlp_tf.runtime.flags import option
 
 
@@ -135,18 +136,21 @@ def build_export_module(model_dir: str, max_seq_length: Optional[int] = None, ta
     if top_k is None or top_k < 1:
         raise ValueError(f"--top_k must be >= 1, got {top_k!r}")
 
-    model = common.load_model(config, task, num_labels, weights)
+    with progress.stage(f"Loading the {task} model from {weights}"):
+        model = common.load_model(config, task, num_labels, weights)
     tokenizer = tokenization.make_tokenizer(sp_model) if sp_model is not None else None
     export_info = {"task": task, "num_labels": num_labels if task == "classification" else None,
                    "max_seq_length": max_seq_length, "task_name": task_name, "label_list": label_list}
-    if task == "classification":
-        built = text_classification.build(model, config, max_seq_length, tokenizer, num_labels, label_list, is_pair)
-    elif task == "squad":
-        built = squad.build(model, config, max_seq_length, tokenizer, max_query_length, max_answer_length)
-    elif task == "pretraining":
-        built = masked_lm.build(model, config, max_seq_length, tokenizer, top_k)
-    else:
-        built = image.build(model, config, model_dir)
+    with progress.stage(f"Building the {task} serving module"):
+        if task == "classification":
+            built = text_classification.build(model, config, max_seq_length, tokenizer, num_labels, label_list,
+                                              is_pair)
+        elif task == "squad":
+            built = squad.build(model, config, max_seq_length, tokenizer, max_query_length, max_answer_length)
+        elif task == "pretraining":
+            built = masked_lm.build(model, config, max_seq_length, tokenizer, top_k)
+        else:
+            built = image.build(model, config, model_dir)
     module, signatures, task_info = built
     export_info.update(task_info)
     export_info["signatures"] = sorted(signatures)

@@ -18,7 +18,7 @@ import tensorflow as tf
 from gmlp_tf import tokenization
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.models.task_models import build_model
-from gmlp_tf.runtime import checkpointing
+from gmlp_tf.runtime import checkpointing, progress
 from gmlp_tf.tokenization import CLS_ID, PAD_ID, SEP_ID
 
 # Raw strings are cut to this many bytes per token position before tokenizing.
@@ -171,7 +171,11 @@ def write_saved_model(module: ExportModule, signatures: Signatures, export_info:
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}.tmp-", dir=parent)
     try:
         target = os.path.join(tmp, "saved_model")
-        tf.saved_model.save(module, target, signatures=signatures)
+        # save traces the signatures itself (a trace made before it, outside its save context, is not
+        # reused), so one stage covers both.
+        description = f"Tracing the signatures {', '.join(sorted(signatures))} and writing the SavedModel to {export_dir}"
+        with progress.stage(description):
+            tf.saved_model.save(module, target, signatures=signatures)
         extra = os.path.join(target, EXTRA_DIR)
         os.makedirs(extra, exist_ok=True)
         config.to_json_file(os.path.join(extra, checkpointing.CONFIG_NAME))

@@ -36,12 +36,13 @@ unpickler that rebuilds tensors as NumPy arrays and never calls any function of 
 """
 
 import collections
+import contextlib
 import dataclasses
 import os
 import pickle
 import re
 import zipfile
-from typing import IO, Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union
+from typing import IO, Any, Callable, ContextManager, Dict, Iterable, Mapping, Optional, Tuple, Union
 
 import keras
 import ml_dtypes  # Registers NumPy's "bfloat16", without which safetensors' NumPy API cannot read BF16.
@@ -616,12 +617,16 @@ class TimmModel:
     preset: Optional[str]  # None: no preset has the checkpoint's shapes; config was inferred from them.
 
 
-def load_timm_model(path: PathLike, preset: Optional[str] = None) -> TimmModel:
+def load_timm_model(path: PathLike, preset: Optional[str] = None,
+                    stage: Callable[[str], ContextManager[Any]] = contextlib.nullcontext) -> TimmModel:
     """Reads a timm gMLP checkpoint and builds the Keras model holding its weights.
 
     Args:
       path: a .safetensors file or a torch.save state dict (read_checkpoint).
       preset: the preset to build; by default the one with the checkpoint's shapes (resolve_config).
+      stage: wraps each step, called with its description ("Reading the checkpoint x.pth (78.1 MB)",
+        "Building ...", "Converting ...", "Assigning ..."): a context manager factory such as
+        gmlp_tf.runtime.progress.stage, which logs the steps; by default nothing is logged.
 
     Returns:
       The model (NHWC images normalised with IMAGE_MEAN / IMAGE_STD -> logits [batch, K]), its
@@ -630,10 +635,17 @@ def load_timm_model(path: PathLike, preset: Optional[str] = None) -> TimmModel:
     Raises:
       ValueError: an unreadable checkpoint, or one that does not fit the preset.
     """
-    state_dict = read_checkpoint(path)
+    size = os.path.getsize(path) if os.path.isfile(path) else None
+    size_text = "" if size is None else f" ({size / 1e6:.1f} MB)" if size >= 1e5 else f" ({size / 1e3:.1f} kB)"
+    with stage(f"Reading the checkpoint {os.fspath(path)}{size_text}"):
+        state_dict = read_checkpoint(path)
     config, preset = resolve_config(state_dict, preset)
-    model = build_model(config, "vision")
-    convert_state_dict(state_dict, model, preset)
+    with stage(f"Building the Keras model ({preset or 'a config inferred from the checkpoint'})"):
+        model = build_model(config, "vision")
+    with stage(f"Converting {len(state_dict)} tensors to the Keras layout"):
+        weights = to_keras_weights(state_dict, model, preset)
+    with stage(f"Assigning {len(weights)} weights to the Keras model"):
+        assign_weights(model, weights)
     return TimmModel(model=model, config=config, preset=preset)
 
 

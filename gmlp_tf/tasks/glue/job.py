@@ -19,7 +19,7 @@ from gmlp_tf.config import GMLPConfig
 from gmlp_tf.models.task_models import build_model
 from gmlp_tf.runtime import checkpointing
 from gmlp_tf.runtime import job as runtime
-from gmlp_tf.runtime import training
+from gmlp_tf.runtime import progress, training
 from gmlp_tf.runtime.finetuning import (
     FinetuneSetup,
     compile_classifier,
@@ -196,7 +196,8 @@ def run_once(job: Job, strategy: tf.distribute.Strategy, learning_rate: float, s
         checkpointing.warm_start(model, job.spec.init_checkpoint, config)
     scores = evaluate(job, model, tokenizer)
     for (task_name, split), examples in job.tests.items():
-        predicted = predict(model, examples, tokenizer, job.setup, job.spec.eval_batch_size, job.task.label_list)
+        predicted = predict(model, examples, tokenizer, job.setup, job.spec.eval_batch_size, job.task.label_list,
+                            what=f"{task_name} {split} examples")
         path = glue.write_submission(task_name, split, list(zip([e.index for e in examples], predicted)), run_dir)
         logging.info("Wrote %s", path)
     if scores:
@@ -221,7 +222,8 @@ def evaluate(job: Job, model: keras.Model, tokenizer: Any) -> Dict[str, float]:
     """The task's metrics on each dev split (prefixed by the split when there are several)."""
     scores = {}
     for split, examples in job.evals.items():
-        predicted = predict(model, examples, tokenizer, job.setup, job.spec.eval_batch_size, job.task.label_list)
+        predicted = predict(model, examples, tokenizer, job.setup, job.spec.eval_batch_size, job.task.label_list,
+                            what=f"{split} examples")
         values = metrics.compute_metrics(job.task, [e.label for e in examples], predicted)
         prefix = "" if len(job.evals) == 1 else f"{split}_"
         scores.update({prefix + k: v for k, v in values.items()})
@@ -231,10 +233,10 @@ def evaluate(job: Job, model: keras.Model, tokenizer: Any) -> Dict[str, float]:
 
 
 def predict(model: keras.Model, examples: Sequence[glue.InputExample], tokenizer: Any, setup: FinetuneSetup,
-            batch_size: int, label_list: Optional[Sequence[str]]) -> list:
-    """Predicted labels (or scores) of examples, in order."""
+            batch_size: int, label_list: Optional[Sequence[str]], what: str = "examples") -> list:
+    """Predicted labels (or scores) of examples, in order; logs progress ("Predicting 9,815 <what>")."""
     dataset = classifier_dataset(examples, tokenizer, setup.max_seq_length, batch_size, label_list, with_labels=False)
-    logits = model.predict(dataset, verbose=0)[: len(examples)]
+    logits = progress.predict(model, dataset, f"Predicting {len(examples):,} {what}")[: len(examples)]
     return predictions_from_logits(logits, label_list)
 
 

@@ -27,7 +27,7 @@ from gmlp_tf.models.task_models import build_model
 from gmlp_tf.presets import get_preset_config
 from gmlp_tf.runtime import checkpointing
 from gmlp_tf.runtime import job as runtime
-from gmlp_tf.runtime import training
+from gmlp_tf.runtime import progress, training
 from gmlp_tf.runtime.flags import CommonSpec, option
 from gmlp_tf.runtime.optimization import create_optimizer
 from gmlp_tf.tasks.imagenet import augment
@@ -220,7 +220,9 @@ def run(spec: JobSpec) -> Dict[str, Any]:
         source, info = sources[imagenet_data.VALIDATION]
         data = imagenet_data.eval_dataset(source, config.image_size, setup.eval_batch_size, mean, std,
                                           setup.crop_fraction)
-        results.update(metrics.evaluate(model, data, config.num_classes))
+        with progress.stage(f"Evaluating top-1 / top-5 on {info.num_examples:,} validation images") as step:
+            results.update(metrics.evaluate(model, data, config.num_classes))
+            step.result = f"top-1 {100 * results['top_1_accuracy']:.2f}%"
         results["chance_top_1_accuracy"] = 1.0 / config.num_classes
         results["skipped_unreadable_eval_images"] = len(info.skipped)
     results["wall_time_s"] = round(time.time() - start, 1)

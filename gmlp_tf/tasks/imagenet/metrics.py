@@ -6,10 +6,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from gmlp_tf.runtime import progress
+
 
 def evaluate(model: keras.Model, dataset: tf.data.Dataset, num_classes: int) -> Dict[str, float]:
     """Top-1 / top-5 accuracy over the real (weight 1) examples of an eval_dataset."""
-    logits = model.predict(dataset.map(lambda x, y, w: x), verbose=0)
+    logits = progress.predict(model, dataset.map(lambda x, y, w: x), "Predicting the validation images")
     labels, weights = [], []
     for _, y, w in dataset.as_numpy_iterator():
         labels.append(y)

@@ -46,6 +46,7 @@ import tensorflow as tf
 from absl import logging
 
 from gmlp_tf import tokenization
+from gmlp_tf.runtime import progress
 from gmlp_tf.tokenization import CLS_ID, PAD_ID, SEP_ID
 
 # TFDS names of SQuAD and whether they hold v2.0 unanswerable questions ("squad" is v1.1).
@@ -321,7 +322,7 @@ def convert_examples_to_features(examples: Sequence[SquadExample], sp_model: byt
 
     features = []
     context_cache = (None, None)  # consecutive questions usually share their context
-    for example_index, example in enumerate(examples):
+    for example_index, example in enumerate(progress.log_every(examples, "Windowing questions")):
         query_ids = processor.encode(example.question_text)[:max_query_length]
         if context_cache[0] != example.context_text:
             context_cache = (example.context_text,
@@ -556,7 +557,7 @@ def compute_predictions(examples: Sequence[SquadExample], features: Sequence[Squ
         by_example[feature.example_index].append(index)
 
     predictions, nbest, null_odds = {}, {}, {}
-    for example_index, example in enumerate(examples):
+    for example_index, example in enumerate(progress.log_every(examples, "Decoding answers")):
         if not by_example.get(example_index):
             raise ValueError(f"example {example_index} ({example.qas_id}) has no features")
         candidates, null = [], None

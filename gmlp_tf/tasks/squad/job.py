@@ -2,7 +2,7 @@
 
 import dataclasses
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import keras
 import numpy as np
@@ -11,7 +11,7 @@ from absl import logging
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.models.task_models import build_model
 from gmlp_tf.runtime import job as runtime
-from gmlp_tf.runtime import training
+from gmlp_tf.runtime import progress, training
 from gmlp_tf.runtime.finetuning import FinetuneSetup, finetuning_config, finetuning_optimizer, load_model_files
 from gmlp_tf.runtime.flags import CommonSpec, option
 from gmlp_tf.tasks.squad import data as squad
@@ -129,10 +129,10 @@ def run(spec: JobSpec) -> Dict[str, float]:
                    max_query_length=spec.max_query_length)
     train_features = predict_examples = predict_features = None
     if spec.do_train:
-        train_features = squad.convert_examples_to_features(read_examples(spec, True)[0], is_training=True, **convert)
+        train_features = _windows(read_examples(spec, True)[0], "training", is_training=True, **convert)
     if spec.do_predict:
         predict_examples = read_examples(spec, False)[0]
-        predict_features = squad.convert_examples_to_features(predict_examples, is_training=False, **convert)
+        predict_features = _windows(predict_examples, "prediction", is_training=False, **convert)
 
     strategy = runtime.start(spec)
     model_config = finetuning_config(config, setup)
@@ -150,16 +150,29 @@ def run(spec: JobSpec) -> Dict[str, float]:
     return predict_and_score(spec, model, predict_examples, predict_features) if spec.do_predict else {}
 
 
+def _windows(examples: List[squad.SquadExample], what: str, **convert: Any) -> List[squad.SquadFeature]:
+    """convert_examples_to_features with stage lines: "Cutting 10,570 prediction questions into windows"."""
+    with progress.stage(f"Cutting {len(examples):,} {what} questions into windows") as step:
+        features = squad.convert_examples_to_features(examples, **convert)
+        step.result = f"{len(features):,} windows"
+    return features
+
+
 def predict_and_score(spec: JobSpec, model: keras.Model, examples: List[squad.SquadExample],
                       features: List[squad.SquadFeature]) -> Dict[str, float]:
     """Writes the prediction files; scores them (eval_results) when the questions have gold answers."""
-    outputs = model.predict(squad.features_to_dataset(features, False, spec.predict_batch_size), verbose=0)
-    predictions, nbest, null_odds = squad.compute_predictions(
-        examples, features, np.asarray(outputs["start_logits"]), np.asarray(outputs["end_logits"]),
-        n_best_size=spec.n_best_size, max_answer_length=spec.max_answer_length,
-        version_2_with_negative=spec.version_2_with_negative, null_score_diff_threshold=spec.null_score_diff_threshold,
-    )
-    squad.write_predictions(spec.output_dir, predictions, nbest, null_odds if spec.version_2_with_negative else None)
+    outputs = progress.predict(model, squad.features_to_dataset(features, False, spec.predict_batch_size),
+                               f"Predicting {len(features):,} windows of {len(examples):,} questions")
+    with progress.stage(f"Decoding the {spec.n_best_size}-best answers of {len(examples):,} questions"):
+        predictions, nbest, null_odds = squad.compute_predictions(
+            examples, features, np.asarray(outputs["start_logits"]), np.asarray(outputs["end_logits"]),
+            n_best_size=spec.n_best_size, max_answer_length=spec.max_answer_length,
+            version_2_with_negative=spec.version_2_with_negative,
+            null_score_diff_threshold=spec.null_score_diff_threshold,
+        )
+    with progress.stage(f"Writing the prediction files to {spec.output_dir}"):
+        squad.write_predictions(spec.output_dir, predictions, nbest,
+                                null_odds if spec.version_2_with_negative else None)
     if not any(e.answers or e.is_impossible for e in examples):
         return {}  # A test file without gold answers: predictions only.
     scores = evaluation.evaluate(examples, predictions, spec.version_2_with_negative)
