@@ -1,6 +1,6 @@
 """Tiny attention of aMLP (paper section 4.3, Figure 6 and its pseudo-code)."""
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple, Union
 
 import keras
 from keras import ops
@@ -28,9 +28,12 @@ class TinyAttention(keras.layers.Layer):
       inputs: [batch, n, d_model].
       padding_mask: optional [batch, n], 1 for real tokens; padded tokens are never attended to.
       training: enables attention dropout.
+      return_attention_scores: also return the attention probabilities (as
+        keras.layers.MultiHeadAttention's argument of that name).
 
     Returns:
-      [batch, n, output_size].
+      [batch, n, output_size]; with return_attention_scores, the tuple (that output, the
+      attention probabilities [batch, n, n], queries by keys, before dropout).
     """
 
     def __init__(
@@ -63,22 +66,46 @@ class TinyAttention(keras.layers.Layer):
         self.attention.build(input_shape, input_shape)
 
     def call(
-        self, inputs: Tensor, padding_mask: Optional[Tensor] = None, training: Optional[bool] = None
-    ) -> Tensor:
+        self,
+        inputs: Tensor,
+        padding_mask: Optional[Tensor] = None,
+        training: Optional[bool] = None,
+        return_attention_scores: bool = False,
+    ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         attention_mask = None
         if padding_mask is not None:
             # [batch, 1, n]: every query may read only the real keys.
             attention_mask = ops.cast(padding_mask, "bool")[:, None, :]
-        return self.attention(
+        outputs = self.attention(
             inputs,
             inputs,
             attention_mask=attention_mask,
             use_causal_mask=self.causal,
             training=training,
+            return_attention_scores=return_attention_scores,
         )
+        if not return_attention_scores:
+            return outputs
+        output, scores = outputs
+        return output, scores[:, 0]  # The one head: [batch, 1, n, n] -> [batch, n, n].
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return tuple(input_shape[:-1]) + (self.output_size,)
+
+    def compute_output_spec(
+        self,
+        inputs: keras.KerasTensor,
+        padding_mask: Optional[keras.KerasTensor] = None,
+        training: Optional[bool] = None,
+        return_attention_scores: bool = False,
+    ) -> Union[keras.KerasTensor, Tuple[keras.KerasTensor, keras.KerasTensor]]:
+        # Keras would otherwise derive the symbolic output from compute_output_shape alone and
+        # miss the probabilities.
+        output = keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
+        if not return_attention_scores:
+            return output
+        n = inputs.shape[1]
+        return output, keras.KerasTensor((inputs.shape[0], n, n), dtype=self.compute_dtype)
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()

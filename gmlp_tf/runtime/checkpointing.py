@@ -128,6 +128,38 @@ def warm_start(model: keras.Model, init_dir: str, config: GMLPConfig) -> Tuple[L
     return restored, new
 
 
+def load_run_model(model_dir: str) -> Tuple[GMLPConfig, str, keras.Model]:
+    """(config, task, model) of an output directory: its config, run info task and latest weights.
+
+    The model is build_model(config, task) (num_labels from run_info.json) with
+    checkpoints/latest.weights.h5 loaded.
+
+    Raises:
+      ValueError: model_dir is empty or not a directory, lacks gmlp_config.json, run_info.json or
+        the checkpoint, or its checkpoint does not fit its config; the message names the path.
+    """
+    if not model_dir:
+        raise ValueError("a model directory is required")
+    if not tf.io.gfile.isdir(model_dir):
+        raise ValueError(f"model directory not found: {model_dir}")
+    for name in (CONFIG_NAME, RUN_INFO_NAME):
+        if not tf.io.gfile.exists(os.path.join(model_dir, name)):
+            raise ValueError(f"{model_dir} has no {name}; is it an output directory of a training script?")
+    weights = latest_weights(model_dir)
+    if weights is None:
+        raise ValueError(f"{model_dir} holds no checkpoint {CHECKPOINT_DIR}/{WEIGHTS_NAME}")
+    config = GMLPConfig.from_json_file(os.path.join(model_dir, CONFIG_NAME))
+    with tf.io.gfile.GFile(os.path.join(model_dir, RUN_INFO_NAME)) as f:
+        info = json.load(f)
+    task = info.get("task")
+    model = build_model(config, task, num_labels=info.get("num_labels") or 2)
+    try:
+        model.load_weights(weights)
+    except ValueError as err:
+        raise ValueError(f"cannot load {weights}: {err}") from None
+    return config, task, model
+
+
 def write_vocab(output_dir: str, sp_model: bytes) -> None:
     """Writes the serialized SentencePiece model beside the checkpoint (if not there yet)."""
     path = os.path.join(output_dir, VOCAB_NAME)
