@@ -14,6 +14,8 @@ INSTALL_REQUIRES = [
     "sentencepiece>=0.2.0",
     # Reads timm's .safetensors checkpoints (its NumPy API; no torch needed).
     "safetensors>=0.4",
+    # Figures: ablation.png and the spatial-weight plots.
+    "matplotlib>=3.7",
     # tensorflow-datasets imports it on Python 3.11 without declaring it.
     "importlib_resources",
 ]

@@ -1,6 +1,7 @@
 """run_pretraining.py end to end on small fixtures: a real run, resume, TFDS c4/en, bad input."""
 
 import dataclasses
+import math
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from gmlp_tf import tokenization
-from gmlp_tf.runtime import checkpointing
+from gmlp_tf.runtime import checkpointing, training
 from gmlp_tf.tasks.pretraining import job as pretraining_job
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.models.task_models import build_model
@@ -50,6 +51,7 @@ def spec(fixture_dir, output_dir=None, **changes):
         num_train_steps=30,
         num_warmup_steps=3,
         save_checkpoints_steps=10,
+        log_every_steps=5,
     )
     values.update(changes)
     return pretraining_job.JobSpec(**values)
@@ -68,6 +70,13 @@ def test_tiny_run_learns_and_resumes(fixture_dir, tmp_path):
     assert results["perplexity"] < VOCAB / 1.3
     assert results["unigram_perplexity"] < VOCAB
     assert read_results(tmp_path)["perplexity"] == pytest.approx(results["perplexity"])
+    assert read_results(tmp_path)["loss"] == pytest.approx(math.log(results["perplexity"]), rel=1e-5)
+    # TensorBoard by global step: training scalars every 5 steps, held-out ones at each checkpoint.
+    train_logs = training.read_scalars(os.path.join(tmp_path, "logs", "train"))
+    eval_logs = training.read_scalars(os.path.join(tmp_path, "logs", "eval"))
+    assert [step for step, _ in train_logs["masked_lm_accuracy"]] == [5, 10, 15, 20, 25, 30]
+    assert [step for step, _ in eval_logs["perplexity"]] == [10, 20, 30]
+    assert eval_logs["perplexity"][-1][1] == pytest.approx(results["perplexity"], rel=1e-5)
     for name in ("gmlp_config.json", "run_info.json", "vocab.model", "checkpoints/latest.weights.h5"):
         assert os.path.exists(tmp_path / name), name
     # Rerunning with a longer schedule continues from step 30 rather than starting again.

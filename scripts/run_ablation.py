@@ -1,0 +1,27 @@
+"""The paper's Table 3: gMLP's gating variants against Transformer and MLP-Mixer baselines.
+
+Pretrains every variant on the same data, vocabulary, steps, batch, sequence length and seed
+(each an ordinary run_pretraining.py output directory, OUTPUT_DIR/<variant>/) and writes
+OUTPUT_DIR/ablation.md, ablation.json and ablation.png (held-out perplexity against step).
+
+With no flags it runs the embedded demo: the ten variants of configs/gmlp_demo.json's size on the
+cached Shakespeare corpus, 400 steps each, under an hour on a 2-core CPU. A rerun with the same
+--output_dir skips finished variants and resumes an interrupted one.
+
+At the paper's scale (Table 8's ablation setup, C4 through TFDS on a TPU):
+
+  python scripts/run_ablation.py --tpu=local --precision=mixed_bfloat16 \
+    --preset=gmlp_36l --setup=ablation --vocab_file=gs://BUCKET/spm32k.model \
+    --tfds_name=c4/realnewslike --tfds_data_dir=gs://BUCKET/tensorflow_datasets \
+    --max_eval_steps=100 --output_dir=gs://BUCKET/ablation --steps_per_execution=1000
+"""
+
+from absl import app
+
+from gmlp_tf.runtime import flags, job
+from gmlp_tf.tasks.pretraining.ablation import AblationSpec, report_lines, run
+
+flags.define_flags(AblationSpec)
+
+if __name__ == "__main__":
+    app.run(job.script_main(AblationSpec, run, report_lines))
