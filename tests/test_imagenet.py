@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from gmlp_tf.tasks.imagenet import augment
-from gmlp_tf.runtime import checkpointing
+from gmlp_tf.runtime import checkpointing, training
 from gmlp_tf.tasks.imagenet import demo_data as digits_demo
 from gmlp_tf.tasks.imagenet import data as imagenet_data
 from gmlp_tf.tasks.imagenet import job as imagenet_job
@@ -128,6 +128,8 @@ def test_job_trains_evaluates_and_resumes(tmp_path):
     text = (out / "eval_results.txt").read_text()
     assert "top_1_accuracy" in text and "top_5_accuracy" in text
     assert checkpointing.latest_weights(str(out))
+    top1 = training.read_scalars(os.path.join(out, "logs", "eval"))["top_1_accuracy"]
+    assert top1 == [(3, pytest.approx(results["top_1_accuracy"]))]  # One epoch, one checkpoint.
     # The default (ImageNet) normalisation is recorded for export_saved_model.py.
     assert checkpointing.read_image_normalization(str(out)) == (imagenet_data.IMAGENET_MEAN, imagenet_data.IMAGENET_STD)
     again = imagenet_job.run(_job_spec(root, config_file, out, num_train_epochs=2.0))

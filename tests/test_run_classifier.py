@@ -21,6 +21,7 @@ from gmlp_tf.tasks.glue.pipeline import classifier_dataset
 from gmlp_tf.tokenization import encode_texts
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.tokenization import CLS_ID, PAD_ID, SEP_ID
+from gmlp_tf.runtime import training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GLUE_DIR = os.path.join(ROOT, "tests", "fixtures", "glue")
@@ -97,6 +98,12 @@ def test_tiny_finetune_evaluate_and_predict(pretrained, tmp_path, task_name):
         assert rows[0] == "index\tprediction"
         assert len(rows) - 1 == len(glue.read_tsv_examples(task, GLUE_DIR, "test"))
     assert "eval_results.txt" in os.listdir(tmp_path)
+    # The dev metrics at every checkpoint (epoch), by global step; the last one is the final result.
+    curves = training.read_scalars(os.path.join(tmp_path, "logs", "eval"))
+    key = "dev_matched_accuracy" if task_name == "mnli" else task.metric_names[0]
+    assert len(curves[key]) == 2 and curves[key][0][0] < curves[key][1][0]
+    assert curves[key][-1][1] == pytest.approx(summary[key], rel=1e-5)
+    assert training.read_scalars(os.path.join(tmp_path, "logs", "train"))["learning_rate"]
 
 
 def test_sweep_reports_medians_and_best_rate(pretrained, tmp_path):

@@ -12,6 +12,7 @@ from text_fixtures import fake_sentences
 from gmlp_tf import tokenization
 from gmlp_tf.tasks.squad import job as squad_job
 from gmlp_tf.config import GMLPConfig
+from gmlp_tf.runtime import training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SQUAD_DIR = os.path.join(ROOT, "tests", "fixtures", "squad")
@@ -59,6 +60,9 @@ def test_v1_finetune_predict_and_score(model_files, tmp_path):
     assert all(len(v) >= 1 and abs(sum(e["probability"] for e in v) - 1) < 1e-4 for v in nbest.values())
     assert not os.path.exists(tmp_path / "null_odds.json")
     assert "f1 = " in open(tmp_path / "eval_results.txt").read()
+    # EM / F1 of the prediction file at both checkpoints (steps 20 and 40); the last is the result.
+    f1 = training.read_scalars(os.path.join(tmp_path, "logs", "eval"))["f1"]
+    assert [step for step, _ in f1] == [20, 40] and f1[-1][1] == pytest.approx(scores["f1"], rel=1e-5)
     # Rerunning resumes the finished run: no more training, the same predictions.
     again = squad_job.run(spec(model_files, tmp_path))
     assert again == scores

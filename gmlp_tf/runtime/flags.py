@@ -42,6 +42,9 @@ SHARED = {
     "log_every_steps": (int, option(
         100, "Steps between TensorBoard training scalars (loss, learning rate, metrics) in OUTPUT_DIR/logs/train; "
         "held-out scalars go to logs/eval at every checkpoint. Both are indexed by the global step.")),
+    "eval_at_checkpoints": (bool, option(
+        True, "When training with held-out data, also evaluate it at every checkpoint (TensorBoard logs/eval); "
+        "turn off, or bound the evaluation, for large held-out sets.")),
     "random_seed": (int, option(12345, "Seed of initialisation, shuffling and masking (sweeps: run i uses "
                                        "random_seed + i).")),
 }
@@ -65,6 +68,7 @@ class CommonSpec:
     output_dir: Optional[str] = shared("output_dir")
     init_checkpoint: Optional[str] = shared("init_checkpoint")
     log_every_steps: int = shared("log_every_steps")
+    eval_at_checkpoints: bool = shared("eval_at_checkpoints")
     random_seed: int = shared("random_seed")
 
 

@@ -164,7 +164,7 @@ def predict(model: Any, data: Any, description: str, interval_s: float = DEFAULT
 
 
 def logging_callback(description: str, interval_s: float = DEFAULT_INTERVAL_S, clock: Clock = time.monotonic) -> Any:
-    """A keras.callbacks.Callback that logs prediction progress through a Throttle (batches of predict)."""
+    """A keras.callbacks.Callback that logs the progress of predict or evaluate through a Throttle (batches)."""
     import keras
 
     class _LogPredictProgress(keras.callbacks.Callback):
@@ -178,5 +178,8 @@ def logging_callback(description: str, interval_s: float = DEFAULT_INTERVAL_S, c
 
         def on_predict_end(self, logs: Optional[dict] = None) -> None:
             self.throttle.finish(self.batches)
+
+        # evaluate() reports its batches through the test hooks.
+        on_test_begin, on_test_batch_end, on_test_end = on_predict_begin, on_predict_batch_end, on_predict_end
 
     return _LogPredictProgress()

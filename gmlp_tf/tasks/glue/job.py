@@ -215,7 +215,9 @@ def _train(job: Job, model: keras.Model, strategy: tf.distribute.Strategy, token
     runtime.warm_start_unless_resuming(model, job.spec.init_checkpoint, run_dir, finetuning_config(job.config, setup))
     train_data = classifier_dataset(job.train, tokenizer, setup.max_seq_length, setup.train_batch_size,
                                     job.task.label_list, is_training=True, seed=seed).repeat()
-    training.fit_resumable(model, train_data, run_dir, epochs, steps_per_epoch)
+    evaluate_fn = (lambda m: evaluate(job, m, tokenizer)) if job.evals and job.spec.eval_at_checkpoints else None
+    training.fit_resumable(model, train_data, run_dir, epochs, steps_per_epoch,
+                           log_every_steps=job.spec.log_every_steps, evaluate_fn=evaluate_fn)
 
 
 def evaluate(job: Job, model: keras.Model, tokenizer: Any) -> Dict[str, float]:

@@ -211,15 +211,20 @@ def run(spec: JobSpec) -> Dict[str, Any]:
     checkpointing.write_image_normalization(output_dir, mean, std)  # For export_saved_model.py.
     with strategy.scope():
         model = build_model(config, "vision")
-    results = {}
-    if spec.do_train:
-        results.update(train(spec, setup, config, model, strategy, sources[imagenet_data.TRAIN], output_dir))
-    elif spec.init_checkpoint or checkpointing.latest_weights(output_dir):
-        _load_for_eval(model, output_dir, spec.init_checkpoint, config)
+    results, data = {}, None
     if spec.do_eval:
         source, info = sources[imagenet_data.VALIDATION]
         data = imagenet_data.eval_dataset(source, config.image_size, setup.eval_batch_size, mean, std,
                                           setup.crop_fraction)
+    if spec.do_train:
+        evaluate_fn = None
+        if data is not None and spec.eval_at_checkpoints:
+            evaluate_fn = lambda m: metrics.evaluate(m, data, config.num_classes)  # noqa: E731
+        results.update(train(spec, setup, config, model, strategy, sources[imagenet_data.TRAIN], output_dir,
+                             evaluate_fn))
+    elif spec.init_checkpoint or checkpointing.latest_weights(output_dir):
+        _load_for_eval(model, output_dir, spec.init_checkpoint, config)
+    if spec.do_eval:
         with progress.stage(f"Evaluating top-1 / top-5 on {info.num_examples:,} validation images") as step:
             results.update(metrics.evaluate(model, data, config.num_classes))
             step.result = f"top-1 {100 * results['top_1_accuracy']:.2f}%"
@@ -231,7 +236,8 @@ def run(spec: JobSpec) -> Dict[str, Any]:
 
 
 def train(spec: JobSpec, setup: Setup, config: GMLPConfig, model: keras.Model, strategy: tf.distribute.Strategy,
-          train_source: Tuple[tf.data.Dataset, Any], output_dir: str) -> Dict[str, int]:
+          train_source: Tuple[tf.data.Dataset, Any], output_dir: str,
+          evaluate_fn: Optional[training.EvaluateFn] = None) -> Dict[str, int]:
     """Compiles with the Table 7 optimizer, warm-starts unless resuming, fits with augmentation."""
     source, info = train_source
     epochs, steps_per_epoch, num_steps, warmup = schedule(spec, setup, info.num_examples)
@@ -251,7 +257,8 @@ def train(spec: JobSpec, setup: Setup, config: GMLPConfig, model: keras.Model, s
                                 rand_augment=setup.rand_augment, mixup_alpha=spec.mixup_alpha,
                                 cutmix_alpha=spec.cutmix_alpha, switch_prob=spec.mix_switch_prob, mean=mean, std=std)
     training.fit_resumable(model, augment.augment_dataset(batches, aug, seed=spec.random_seed), output_dir,
-                           epochs, steps_per_epoch, verbose=2)
+                           epochs, steps_per_epoch, verbose=2, log_every_steps=spec.log_every_steps,
+                           evaluate_fn=evaluate_fn)
     return {"skipped_unreadable_train_images": len(info.skipped),
             "global_step": int(model.optimizer.iterations.numpy())}
 

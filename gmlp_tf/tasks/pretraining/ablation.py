@@ -19,7 +19,6 @@ How sizes are matched (the paper's way, from the base gMLP config, the `gmlp_spl
 
 import dataclasses
 import json
-import math
 import os
 import statistics
 import time

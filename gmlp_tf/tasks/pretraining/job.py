@@ -63,9 +63,6 @@ class JobSpec(CommonSpec):
     max_eval_steps: Optional[int] = option(None, "Evaluation batches at most (default: the whole held-out set).")
     do_train: bool = option(True, "Train.")
     do_eval: bool = option(True, "Evaluate on the held-out data and write eval_results.txt.")
-    eval_at_checkpoints: bool = option(
-        True, "With --do_train and --do_eval, also evaluate at every checkpoint (TensorBoard logs/eval; large "
-        "held-out sets want --max_eval_steps).")
 
     @property
     def is_demo(self) -> bool:

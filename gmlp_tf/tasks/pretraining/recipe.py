@@ -11,7 +11,7 @@ from absl import logging
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.models.task_models import build_model
 from gmlp_tf.runtime import job as runtime
-from gmlp_tf.runtime import training
+from gmlp_tf.runtime import progress, training
 from gmlp_tf.runtime.optimization import create_optimizer
 from gmlp_tf.tasks.pretraining.metrics import MASKED_LM_LOSS, masked_lm_loss, masked_lm_metrics
 
@@ -117,12 +117,14 @@ def evaluate(
       evaluated and a warning says how much that was.
     """
     counter = _BatchCounter()
-    with warnings.catch_warnings():
+    callbacks = [counter] + ([] if verbose else [progress.logging_callback("Evaluating the held-out data")])
+    with warnings.catch_warnings(), progress.stage("Evaluating the held-out data") as step:
         # A held-out set is read to its end; Keras warns that it "ran out of data".
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         results = model.evaluate(
-            eval_dataset, steps=max_eval_steps, return_dict=True, verbose=verbose, callbacks=[counter]
+            eval_dataset, steps=max_eval_steps, return_dict=True, verbose=verbose, callbacks=callbacks
         )
+        step.result = f"{counter.batches} batches"
     results = {k: float(v) for k, v in results.items()}
     # Keras' "loss" averages per-batch means; the token-weighted mean is the one exp() turns into perplexity.
     results["loss"] = results.pop(MASKED_LM_LOSS)

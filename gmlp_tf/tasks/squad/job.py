@@ -146,7 +146,8 @@ def run(spec: JobSpec) -> Dict[str, float]:
             train_features, is_training=True, batch_size=spec.train_batch_size, drop_remainder=True, seed=spec.random_seed
         ).repeat().map(_as_targets)
         training.fit_resumable(model, dataset, spec.output_dir, spec.num_train_steps // spec.save_checkpoints_steps,
-                               spec.save_checkpoints_steps)
+                               spec.save_checkpoints_steps, log_every_steps=spec.log_every_steps,
+                               evaluate_fn=_checkpoint_scorer(spec, predict_examples, predict_features))
     return predict_and_score(spec, model, predict_examples, predict_features) if spec.do_predict else {}
 
 
@@ -158,9 +159,22 @@ def _windows(examples: List[squad.SquadExample], what: str, **convert: Any) -> L
     return features
 
 
-def predict_and_score(spec: JobSpec, model: keras.Model, examples: List[squad.SquadExample],
-                      features: List[squad.SquadFeature]) -> Dict[str, float]:
-    """Writes the prediction files; scores them (eval_results) when the questions have gold answers."""
+def _has_answers(examples: Optional[List[squad.SquadExample]]) -> bool:
+    return bool(examples) and any(e.answers or e.is_impossible for e in examples)
+
+
+def _checkpoint_scorer(spec: JobSpec, examples: Optional[List[squad.SquadExample]],
+                       features: Optional[List[squad.SquadFeature]]) -> Optional[training.EvaluateFn]:
+    """EM / F1 of the prediction file at every checkpoint, when it has gold answers."""
+    if not (spec.eval_at_checkpoints and _has_answers(examples)):
+        return None
+    return lambda model: evaluation.evaluate(examples, predict(spec, model, examples, features)[0],
+                                             spec.version_2_with_negative)
+
+
+def predict(spec: JobSpec, model: keras.Model, examples: List[squad.SquadExample],
+            features: List[squad.SquadFeature]) -> Tuple[Dict[str, str], Dict[str, Any], Dict[str, float]]:
+    """(predictions, n-best lists, null odds) of the questions, as BERT's run_squad.py writes them."""
     outputs = progress.predict(model, squad.features_to_dataset(features, False, spec.predict_batch_size),
                                f"Predicting {len(features):,} windows of {len(examples):,} questions")
     with progress.stage(f"Decoding the {spec.n_best_size}-best answers of {len(examples):,} questions"):
@@ -170,10 +184,17 @@ def predict_and_score(spec: JobSpec, model: keras.Model, examples: List[squad.Sq
             version_2_with_negative=spec.version_2_with_negative,
             null_score_diff_threshold=spec.null_score_diff_threshold,
         )
+    return predictions, nbest, null_odds
+
+
+def predict_and_score(spec: JobSpec, model: keras.Model, examples: List[squad.SquadExample],
+                      features: List[squad.SquadFeature]) -> Dict[str, float]:
+    """Writes the prediction files; scores them (eval_results) when the questions have gold answers."""
+    predictions, nbest, null_odds = predict(spec, model, examples, features)
     with progress.stage(f"Writing the prediction files to {spec.output_dir}"):
         squad.write_predictions(spec.output_dir, predictions, nbest,
                                 null_odds if spec.version_2_with_negative else None)
-    if not any(e.answers or e.is_impossible for e in examples):
+    if not _has_answers(examples):
         return {}  # A test file without gold answers: predictions only.
     scores = evaluation.evaluate(examples, predictions, spec.version_2_with_negative)
     runtime.write_results(spec.output_dir, scores)
