@@ -51,7 +51,7 @@ def pretrained(tmp_path_factory):
 def spec(pretrained, output_dir, **changes):
     values = dict(task_name="sst2", data_dir=GLUE_DIR, init_checkpoint=str(pretrained), output_dir=str(output_dir),
                   max_seq_length=32, train_batch_size=2, eval_batch_size=3, learning_rate=1e-3,
-                  num_train_epochs=2.0, do_predict=True)
+                  num_train_epochs=2.0, do_predict=True, log_every_steps=1)
     values.update(changes)
     return classifier_job.JobSpec(**values)
 
@@ -103,7 +103,8 @@ def test_tiny_finetune_evaluate_and_predict(pretrained, tmp_path, task_name):
     key = "dev_matched_accuracy" if task_name == "mnli" else task.metric_names[0]
     assert len(curves[key]) == 2 and curves[key][0][0] < curves[key][1][0]
     assert curves[key][-1][1] == pytest.approx(summary[key], rel=1e-5)
-    assert training.read_scalars(os.path.join(tmp_path, "logs", "train"))["learning_rate"]
+    train_steps = [step for step, _ in training.read_scalars(os.path.join(tmp_path, "logs", "train"))["loss"]]
+    assert train_steps == list(range(1, curves[key][-1][0] + 1))  # Every step (--log_every_steps=1).
 
 
 def test_sweep_reports_medians_and_best_rate(pretrained, tmp_path):
