@@ -24,6 +24,7 @@ import statistics
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import tensorflow as tf
 from absl import logging
 
 from gmlp_tf import counting
@@ -173,7 +174,7 @@ def run(spec: AblationSpec) -> Dict[str, Any]:
     spec, names = resolve(spec)
     configs = variant_configs(_base_config(spec), names)
     config_dir = os.path.join(spec.output_dir, "configs")
-    os.makedirs(config_dir, exist_ok=True)
+    tf.io.gfile.makedirs(config_dir)  # gfile: the output directory may be a gs:// bucket.
     rows = []
     for name in names:
         config_file = os.path.join(config_dir, f"{name}.json")
@@ -194,8 +195,8 @@ def _run_variant(spec: AblationSpec, name: str, config_file: str, index: int) ->
     """One pretraining run of a variant; a finished one is read back instead of rerun."""
     run_dir = _run_dir(spec, name, index)
     record_path = os.path.join(run_dir, RUN_RECORD)
-    if os.path.exists(record_path):
-        with open(record_path, encoding="utf-8") as f:
+    if tf.io.gfile.exists(record_path):
+        with tf.io.gfile.GFile(record_path) as f:
             record = json.load(f)
         if record.get("config") != GMLPConfig.from_json_file(config_file).to_dict():
             raise ValueError(f"{run_dir} holds a run of another {name} config; use another --output_dir")
@@ -213,6 +214,7 @@ def _run_variant(spec: AblationSpec, name: str, config_file: str, index: int) ->
               "results": results,
               "curve": training.read_scalars(os.path.join(run_dir, training.LOGS_DIR, training.EVAL_RUN)).get(
                   "perplexity", [])}
+    tf.io.gfile.makedirs(run_dir)
     checkpointing.write_text_atomically(record_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record
 
@@ -302,9 +304,9 @@ def write_outputs(output_dir: str, summary: Dict[str, Any]) -> None:
     checkpointing.write_text_atomically(os.path.join(output_dir, "ablation.md"), markdown_table(summary))
     series = {}
     for row in summary["variants"]:
-        curve = row["runs"][0]["curve"]
-        if curve:
-            series[row["variant"]] = ([step for step, _ in curve], [value for _, value in curve])
+        # Without held-out points at checkpoints (--noeval_at_checkpoints) the final result is the one point.
+        curve = row["runs"][0]["curve"] or [(row["steps"], row["runs"][0]["perplexity"])]
+        series[row["variant"]] = ([step for step, _ in curve], [value for _, value in curve])
     figures.line_plot(os.path.join(output_dir, "ablation.png"), series, xlabel="training step",
                       ylabel="held-out masked-LM perplexity", title="Table 3 variants (first seed)", logy=True)
 
