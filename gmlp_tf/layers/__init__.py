@@ -11,3 +11,8 @@ Tensor = Any
 Shape = Tuple[Optional[int], ...]
 # What keras.initializers.get() accepts: a name, a serialized config or an instance.
 InitializerLike = Union[str, Dict[str, Any], keras.initializers.Initializer]
+
+
+def fresh_initializer(initializer: InitializerLike) -> keras.initializers.Initializer:
+    """A new instance of an initializer for each weight: Keras warns when one instance is reused."""
+    return keras.initializers.get(keras.initializers.serialize(keras.initializers.get(initializer)))

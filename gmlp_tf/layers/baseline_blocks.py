@@ -10,6 +10,7 @@ import keras
 from keras import ops
 
 from gmlp_tf.layers import InitializerLike, Shape, Tensor
+from gmlp_tf.layers import fresh_initializer as _fresh
 from gmlp_tf.layers.drop_path import DropPath
 from gmlp_tf.layers.spatial_projection import checked_length, toeplitz_matrix
 
@@ -18,9 +19,6 @@ from gmlp_tf.layers.spatial_projection import checked_length, toeplitz_matrix
 _MASKED_LOGIT = -1e9
 
 
-def _fresh(initializer: InitializerLike) -> keras.initializers.Initializer:
-    # A new instance per weight: Keras warns when one instance is reused.
-    return keras.initializers.get(keras.initializers.serialize(keras.initializers.get(initializer)))
 
 
 @keras.saving.register_keras_serializable(package="gmlp_tf")

@@ -5,7 +5,7 @@ from typing import Any, Dict, Optional
 import keras
 from keras import ops
 
-from gmlp_tf.layers import InitializerLike, Shape, Tensor
+from gmlp_tf.layers import InitializerLike, Shape, Tensor, fresh_initializer
 from gmlp_tf.layers.drop_path import DropPath
 from gmlp_tf.layers.spatial_gating import SpatialGatingUnit
 from gmlp_tf.layers.tiny_attention import TinyAttention
@@ -112,15 +112,8 @@ class GMLPBlock(keras.layers.Layer):
         self.drop_path = DropPath(rate=1.0 - self.survival_prob, name="drop_path", dtype=self.dtype_policy)
 
     def _dense_args(self) -> Dict[str, keras.initializers.Initializer]:
-        # Fresh initializer objects per layer: Keras warns when one instance is reused.
-        return dict(
-            kernel_initializer=keras.initializers.get(
-                keras.initializers.serialize(self.kernel_initializer)
-            ),
-            bias_initializer=keras.initializers.get(
-                keras.initializers.serialize(self.bias_initializer)
-            ),
-        )
+        return dict(kernel_initializer=fresh_initializer(self.kernel_initializer),
+                    bias_initializer=fresh_initializer(self.bias_initializer))
 
     def build(self, input_shape: Shape) -> None:
         if input_shape[-1] != self.d_model:
