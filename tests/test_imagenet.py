@@ -1,6 +1,8 @@
 """The image pipeline, keras-cv augmentation, run_imagenet's job and the digits demo (offline)."""
 
+import dataclasses
 import gzip
+import io
 import os
 import zipfile
 
@@ -39,13 +41,21 @@ def _image_folder(root, per_class=4, val_per_class=2, corrupt=True):
     return str(root)
 
 
+def _flagged(root, split, info):
+    """The files a source has flagged unreadable, as class/name."""
+    paths, _, _ = imagenet_data.list_image_folder(root, split)
+    return [os.path.relpath(p, os.path.dirname(os.path.dirname(p)))
+            for p, bad in zip(paths, info.unreadable.numpy()) if bad]
+
+
 def test_image_folder_pipeline(tmp_path):
     root = _image_folder(tmp_path / "images")
     source, info = imagenet_data.image_folder_source(root, "train")
     assert info.class_names == list(CLASSES) and info.num_classes == 3
-    assert info.num_examples == 12 and [os.path.basename(p) for p in info.skipped] == ["broken.jpg"]
+    assert info.num_examples == 13 and info.num_unreadable == 0  # Files listed; none read yet.
     labels = sorted(int(y) for _, y in source.as_numpy_iterator())
     assert labels == [0] * 4 + [1] * 4 + [2] * 4
+    assert _flagged(root, "train", info) == ["dog/broken.jpg"]
     train = imagenet_data.train_dataset(source, 16, 5, shuffle_buffer=20, seed=1)
     images, batch_labels = next(iter(train))
     assert images.shape == (5, 16, 16, 3) and batch_labels.shape == (5,)
@@ -55,14 +65,93 @@ def test_image_folder_pipeline(tmp_path):
     batches = list(imagenet_data.eval_dataset(val, 16, 4).as_numpy_iterator())
     assert len(batches) == 2 and all(b[0].shape == (4, 16, 16, 3) for b in batches)
     weights = np.concatenate([b[2] for b in batches])
-    assert weights.tolist() == [1, 1, 1, 1, 1, 1, 0, 0] and val_info.skipped == []
+    assert weights.tolist() == [1, 1, 1, 1, 1, 1, 0, 0] and val_info.num_unreadable == 0
     assert sorted(np.concatenate([b[1] for b in batches])[:6].tolist()) == [0, 0, 1, 1, 2, 2]
+
+
+def _encoded_images():
+    """{name: bytes} of small valid images as TF and (if installed) PIL write them."""
+    pixels = np.random.default_rng(3).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    files = {"tf.jpg": tf.io.encode_jpeg(pixels).numpy(), "tf.png": tf.io.encode_png(pixels).numpy()}
+    try:
+        from PIL import Image
+    except ImportError:
+        return files
+    image = Image.fromarray(pixels)
+    for name, mode, fmt, options in (("pil.jpg", "RGB", "JPEG", {}), ("progressive.jpg", "RGB", "JPEG",
+                                     {"progressive": True, "optimize": True}), ("gray.jpg", "L", "JPEG", {}),
+                                     ("pil.png", "RGBA", "PNG", {}), ("palette.png", "P", "PNG", {}),
+                                     ("pil.gif", "P", "GIF", {}), ("pil.bmp", "RGB", "BMP", {})):
+        out = io.BytesIO()
+        image.convert(mode).save(out, fmt, **options)
+        files[name] = out.getvalue()
+    return files
+
+
+def test_image_bytes_check_accepts_written_images_and_rejects_broken_ones():
+    jpeg = tf.io.encode_jpeg(tf.zeros([8, 8, 3], tf.uint8)).numpy()
+    png = tf.io.encode_png(tf.zeros([8, 8, 3], tf.uint8)).numpy()
+    for name, data in _encoded_images().items():
+        assert imagenet_data.image_bytes_problem(tf.constant(data)).numpy() == b"", name
+        assert imagenet_data.image_bytes_problem(tf.constant(data + b"\0" * 64)).numpy() == b"", name  # Padded.
+    problems = {b"": "empty", b"hello": "not a JPEG", jpeg[:len(jpeg) // 2]: "truncated JPEG",
+                jpeg[:-2]: "truncated JPEG", png[:-12]: "truncated PNG"}
+    for data, problem in problems.items():
+        assert imagenet_data.image_bytes_problem(tf.constant(data)).numpy().decode().startswith(problem)
+    with pytest.raises(tf.errors.InvalidArgumentError):  # What the check rejects, TF cannot decode either.
+        tf.io.decode_image(jpeg[:-2])
+
+
+def _mixed_folder(root):
+    """train/<class>/ with readable images (TF's, and PIL's if installed) and 4 broken files; returns their labels."""
+    good = _encoded_images()
+    for name in CLASSES:
+        os.makedirs(os.path.join(root, "train", name))
+    labels = []
+    for i, (name, data) in enumerate(sorted(good.items())):
+        with open(os.path.join(root, "train", CLASSES[i % 3], name), "wb") as f:
+            f.write(data)
+        labels.append(i % 3)
+    jpeg = good["tf.jpg"]
+    broken = {"empty.png": b"", "notes.jpg": b"not an image at all\n", "truncated.jpg": jpeg[:len(jpeg) // 2],
+              # Passes the cheap check (signature and end marker) but cannot be decoded.
+              "corrupt_middle.jpg": b"\xff\xd8\xff\xe0" + b"garbage " * 20 + b"\xff\xd9"}
+    for i, (name, data) in enumerate(sorted(broken.items())):
+        with open(os.path.join(root, "train", CLASSES[i % 3], name), "wb") as f:
+            f.write(data)
+    return str(root), sorted(labels)
+
+
+def test_image_folder_skips_unreadable_files(tmp_path):
+    root, labels = _mixed_folder(tmp_path / "images")
+    source, info = imagenet_data.image_folder_source(root, "train")
+    for _ in range(2):  # Each file counts once, however often it is read.
+        images = list(source.as_numpy_iterator())
+        assert sorted(int(y) for _, y in images) == labels
+        assert all(x.dtype == np.uint8 and x.shape == (12, 10, 3) for x, _ in images)
+        assert _flagged(root, "train", info) == ["cat/truncated.jpg", "dog/empty.png", "fox/notes.jpg"]
+        assert info.num_unreadable == 3  # corrupt_middle.jpg is dropped by ignore_errors, not counted.
+
+
+def test_image_folder_reads_files_only_when_iterated(tmp_path):
+    root = _image_folder(tmp_path / "images", corrupt=False)
+    source, info = imagenet_data.image_folder_source(root, "validation")
+    # Changed after the source was made: what iteration sees is the files as they are then.
+    _write_image(os.path.join(root, "val", "cat", "0.png"), 1, size=(9, 7))
+    open(os.path.join(root, "val", "dog", "0.png"), "wb").close()
+    shapes = sorted(x.shape for x, _ in source.as_numpy_iterator())
+    assert len(shapes) == 5 and (9, 7, 3) in shapes
+    assert _flagged(root, "validation", info) == ["dog/0.png"] and info.num_unreadable == 1
 
 
 def test_unreadable_image_fails_clearly(tmp_path):
     root = _image_folder(tmp_path / "images")
-    with pytest.raises(ValueError, match="unreadable image file .*broken.jpg"):
-        imagenet_data.image_folder_source(root, "train", on_unreadable="fail")
+    source, _ = imagenet_data.image_folder_source(root, "train", on_unreadable="fail")  # Reads nothing yet.
+    with pytest.raises(tf.errors.InvalidArgumentError, match="unreadable image file .*broken.jpg") as raised:
+        list(source.as_numpy_iterator())
+    message = imagenet_data.unreadable_file_message(raised.value)
+    assert message.startswith("unreadable image file ") and message.endswith("broken.jpg (truncated JPEG: no end "
+                                                                             "marker FF D9)")
 
 
 def test_validation_classes_must_be_known(tmp_path):
@@ -134,6 +223,23 @@ def test_job_trains_evaluates_and_resumes(tmp_path):
     assert checkpointing.read_image_normalization(str(out)) == (imagenet_data.IMAGENET_MEAN, imagenet_data.IMAGENET_STD)
     again = imagenet_job.run(_job_spec(root, config_file, out, num_train_epochs=2.0))
     assert again["global_step"] == 6  # Resumed after epoch 1, not restarted.
+
+
+def test_job_unreadable_files_fail_as_one_clear_error_or_are_counted(tmp_path):
+    root = _image_folder(tmp_path / "images", corrupt=False)
+    empty, corrupt = (os.path.join(root, "val", "fox", name) for name in ("empty.jpg", "corrupt.jpg"))
+    open(empty, "wb").close()
+    spec = _job_spec(root, _tiny_config(tmp_path / "config.json"), tmp_path / "run", do_train=False,
+                     on_unreadable="fail")
+    with pytest.raises(ValueError, match=r"^unreadable image file .*val/fox/empty.jpg \(empty file\); "):
+        imagenet_job.run(spec)
+    with open(corrupt, "wb") as f:  # Passes the cheap check, fails to decode.
+        f.write(b"\xff\xd8\xff\xe0" + b"garbage " * 20 + b"\xff\xd9")
+    skipped = imagenet_job.run(dataclasses.replace(spec, on_unreadable="skip", output_dir=str(tmp_path / "run2")))
+    assert skipped["skipped_unreadable_eval_images"] == 1 and skipped["eval_examples"] == 6  # Both dropped.
+    os.remove(empty)
+    with pytest.raises(ValueError, match="^an image file that passed the check could not be decoded .*JPEG"):
+        imagenet_job.run(spec)
 
 
 def test_class_count_contradicting_config_fails(tmp_path):

@@ -15,19 +15,23 @@ trained with mean = std = 0.5 (TIMM_GMLP_MEAN / TIMM_GMLP_STD): use those with i
 Grayscale sources (MNIST, grayscale JPEGs) are converted to 3 channels (decode_image with
 channels=3, or grayscale_to_rgb), so one stem layout serves all.
 
-Unreadable image files in an image folder: image_folder_source decodes every file once up front
-(in parallel, through tf.data) and either skips them, returning them in SourceInfo.skipped (the
-job reports the count), or, with on_unreadable="fail", raises a ValueError naming the first one.
+Unreadable image files in an image folder: nothing is read or decoded up front (ImageNet's 1.28M
+files would take hours); each file is read in the tf.data pipeline and its bytes get a cheap
+check before decoding (image_bytes_problem: empty, no image signature, a JPEG or PNG cut short).
+A file that fails is skipped, logged with its path and flagged in SourceInfo.unreadable (the job
+logs and reports the count), or, with on_unreadable="fail", stops the iteration with an error
+naming it. A file that passes but is corrupt inside is dropped by ignore_errors ("skip").
 TFDS images were decoded and checked when TFDS prepared the dataset.
 """
 
 import dataclasses
 import os
+import re
+import sys
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 AUTOTUNE = tf.data.AUTOTUNE
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -39,16 +43,32 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 TRAIN, VALIDATION = "train", "validation"
 FOLDER_SPLITS = {TRAIN: "train", VALIDATION: "val"}  # root/train/<class>/..., root/val/<class>/...
 ON_UNREADABLE = ("skip", "fail")
+UNREADABLE_FILE = "unreadable image file"  # Starts the message of on_unreadable="fail"'s error.
+DECODE_SCOPE = "decode_image_file"  # Names the decode ops, so that their errors can be told apart.
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+OTHER_SIGNATURES = (b"GIF8", b"BM")  # GIF87a / GIF89a, BMP.
+# Where the JPEG end marker or PNG IEND chunk is looked for: writers may pad or append data after it.
+TAIL_BYTES = 4096
 
 
 @dataclasses.dataclass
 class SourceInfo:
-    """What a source holds: examples, classes, and the files skipped as unreadable."""
+    """What a source holds: examples (image folder: files listed), classes, and unreadable files.
+
+    unreadable: for an image folder, one flag per listed file (in list_image_folder's order), set
+    as the dataset reads a file that fails image_bytes_problem; None for other sources.
+    """
 
     num_examples: int
     num_classes: int
     class_names: Optional[List[str]] = None
-    skipped: List[str] = dataclasses.field(default_factory=list)
+    unreadable: Optional[tf.Variable] = None
+
+    @property
+    def num_unreadable(self) -> int:
+        """Distinct files found unreadable so far (each counts once however often it is read)."""
+        return 0 if self.unreadable is None else int(tf.math.count_nonzero(self.unreadable))
 
 
 # ------------------------------------------------------------------------------------ sources
@@ -114,45 +134,86 @@ def list_image_folder(
     return paths, labels, list(class_names)
 
 
-def find_unreadable_images(paths: Sequence[str]) -> List[str]:
-    """The paths among `paths` that cannot be read and decoded as images (one parallel pass)."""
-    if not paths:
-        return []
-    path_tensor = tf.constant(list(paths))
-
-    def check(i):
-        image = _decode(tf.io.read_file(path_tensor[i]))
-        return i, tf.shape(image)  # Returning the shape keeps the decode from being pruned.
-
-    checked = tf.data.Dataset.range(len(paths)).map(check, num_parallel_calls=AUTOTUNE).ignore_errors()
-    good = {int(i) for i, _ in checked.as_numpy_iterator()}
-    return [p for i, p in enumerate(paths) if i not in good]
-
-
 def image_folder_source(
     root: str, split: str, class_names: Optional[Sequence[str]] = None, on_unreadable: str = "skip"
 ) -> Tuple[tf.data.Dataset, SourceInfo]:
     """(dataset of (uint8 image, int32 label), SourceInfo) of root/<train|val>/<class>/*.
 
+    Only the folder listing happens here; each file is read, checked (image_bytes_problem) and
+    decoded as the dataset is iterated. A file failing the check is not decoded: with "skip" it
+    is dropped, logged to stderr the first time and flagged in SourceInfo.unreadable; with
+    "fail" reading it raises tf.errors.InvalidArgumentError naming it (unreadable_file_message
+    extracts the line). A file that passes the check but still fails to decode: with "skip" it is
+    dropped by ignore_errors, which logs TF's decode error (without the path; it is not counted);
+    with "fail" TF's decode error stops the iteration (it cannot name the file; unreadable_file_message
+    still makes a line of it).
+
     Raises:
-      ValueError: on_unreadable="fail" and a file cannot be decoded (the message names it).
+      ValueError: on_unreadable is neither "skip" nor "fail".
     """
     if on_unreadable not in ON_UNREADABLE:
         raise ValueError(f"on_unreadable must be one of {ON_UNREADABLE}, got {on_unreadable!r}")
     paths, labels, class_names = list_image_folder(root, split, class_names)
-    bad = find_unreadable_images(paths)
-    if bad and on_unreadable == "fail":
-        raise ValueError(f"unreadable image file {bad[0]}: {_decode_error(bad[0])}"
-                         + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
-    for path in bad:
-        logging.warning("Skipping unreadable image file %s", path)
-    keep = [i for i, p in enumerate(paths) if p not in set(bad)]
-    paths = [paths[i] for i in keep]
-    labels = [labels[i] for i in keep]
-    dataset = tf.data.Dataset.from_tensor_slices((paths, np.array(labels, np.int32)))
-    dataset = dataset.map(lambda p, y: (_decode(tf.io.read_file(p)), y), num_parallel_calls=AUTOTUNE)
-    dataset = dataset.ignore_errors()  # A file changed since the check: skip it rather than stop.
-    return dataset, SourceInfo(len(paths), len(class_names), class_names, bad)
+    with tf.device("/cpu:0"):  # tf.data functions run on the host: they cannot reach a variable on an accelerator.
+        unreadable = tf.Variable(tf.zeros([len(paths)], tf.bool), trainable=False, name="unreadable_files")
+    dataset = tf.data.Dataset.from_tensor_slices((tf.range(len(paths)), paths, np.array(labels, np.int32)))
+
+    def read(index, path, label):
+        data = tf.io.read_file(path)
+        return data, label, _readable(data, path, index, unreadable, on_unreadable == "fail")
+
+    dataset = dataset.map(read, num_parallel_calls=AUTOTUNE)
+    dataset = dataset.filter(lambda data, label, readable: readable)
+
+    def decode(data, label, readable):
+        with tf.name_scope(DECODE_SCOPE):
+            return _decode(data), label
+
+    dataset = dataset.map(decode, num_parallel_calls=AUTOTUNE)
+    if on_unreadable == "skip":
+        # Last resort for a file that passes the check but is corrupt inside. Not with "fail":
+        # it would swallow the check's error too.
+        dataset = dataset.ignore_errors(log_warning=True)
+    return dataset, SourceInfo(len(paths), len(class_names), class_names, unreadable)
+
+
+def image_bytes_problem(data: tf.Tensor) -> tf.Tensor:
+    """Why the bytes of an image file cannot be a whole image, or "" if they may be (no decoding).
+
+    Empty; no JPEG, PNG, GIF or BMP signature; a JPEG without its end marker (FF D9) or a PNG
+    without its IEND chunk among the last TAIL_BYTES bytes (truncated). GIF and BMP get the
+    signature check only. TF cannot decode a JPEG or PNG that really lacks its end either; only one
+    with more than TAIL_BYTES appended after its end would be rejected wrongly. A file that passes
+    may still be corrupt inside.
+    """
+    size = tf.strings.length(data)
+    head = tf.strings.substr(data, 0, 8)
+    tail = tf.io.decode_raw(tf.strings.substr(data, tf.maximum(size - TAIL_BYTES, 0), TAIL_BYTES), tf.uint8)
+    is_jpeg = tf.equal(tf.strings.substr(head, 0, 3), JPEG_SIGNATURE)
+    is_png = tf.equal(head, PNG_SIGNATURE)
+    is_other = tf.reduce_any([tf.equal(tf.strings.substr(head, 0, len(s)), s) for s in OTHER_SIGNATURES])
+    problem = tf.constant("")
+    problem = tf.where(is_png & ~_contains(tail, b"IEND"), "truncated PNG: no IEND chunk at the end", problem)
+    problem = tf.where(is_jpeg & ~_contains(tail, b"\xff\xd9"), "truncated JPEG: no end marker FF D9", problem)
+    problem = tf.where(is_jpeg | is_png | is_other, problem, "not a JPEG, PNG, GIF or BMP file")
+    return tf.where(size > 0, problem, "empty file")
+
+
+def unreadable_file_message(error: tf.errors.OpError) -> Optional[str]:
+    """One line for an error of an on_unreadable="fail" image folder source; None for other errors.
+
+    "unreadable image file PATH (why)" for a file that failed the check, or a line with TF's
+    reason for one that passed it but could not be decoded.
+    """
+    text = str(getattr(error, "message", error))
+    found = re.search(UNREADABLE_FILE + r" .*? \([^()]*\)(?=\])", text)
+    if found:
+        return found.group(0)
+    if "{{node " + DECODE_SCOPE + "/" not in text:
+        return None
+    reason = re.search(r"Iterator::[\w:]+: (.+)", text)
+    return ("an image file that passed the check could not be decoded (TF does not say which)"
+            + (f": {reason.group(1).strip().rstrip('.')}" if reason else ""))
 
 
 def array_source(images: np.ndarray, labels: np.ndarray, num_classes: int) -> Tuple[tf.data.Dataset, SourceInfo]:
@@ -279,9 +340,27 @@ def _to_rgb(image):
     return tf.cast(image, tf.uint8)
 
 
-def _decode_error(path) -> str:
-    try:
-        _decode(tf.io.read_file(path))
-    except (tf.errors.OpError, ValueError) as err:
-        return getattr(err, "message", str(err)).strip().splitlines()[0]
-    return "could not be decoded"
+def _contains(haystack, needle: bytes):
+    """Whether uint8 vector haystack holds the byte string needle."""
+    starts = tf.maximum(tf.size(haystack) - len(needle) + 1, 0)
+    found = tf.ones([starts], tf.bool)
+    for k, byte in enumerate(needle):
+        found &= tf.equal(haystack[k:k + starts], byte)
+    return tf.reduce_any(found)
+
+
+def _readable(data, path, index, unreadable, fail):
+    """Whether a file's bytes pass image_bytes_problem; notes (or, with fail, raises on) one that does not."""
+    problem = image_bytes_problem(data)
+    readable = tf.equal(problem, "")
+    message = tf.strings.join([UNREADABLE_FILE, " ", path, " (", problem, ")"])
+    if fail:
+        tf.debugging.Assert(readable, [message])
+        return readable
+
+    def note():  # Once per file, not once per epoch (two parallel reads of one file may both print).
+        tf.print("Skipping", message, output_stream=sys.stderr)
+        unreadable[index].assign(True)
+
+    tf.cond(readable | unreadable[index], lambda: None, note)
+    return readable

@@ -12,11 +12,12 @@ the preset, 300 epochs. Evaluation: top-1 and top-5 on the validation split (cen
 written to eval_results.txt and eval_results.json.
 """
 
+import contextlib
 import dataclasses
 import math
 import os
 import time
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -80,8 +81,9 @@ class JobSpec(CommonSpec):
         None, "Pixel mean / std: imagenet (default, training from scratch) or timm_gmlp (0.5 / 0.5, timm's gMLP "
         "weights).", ("imagenet", "timm_gmlp"))
     crop_fraction: Optional[float] = option(None, "Evaluation centre crop fraction (default 0.875; demo 1.0).")
-    on_unreadable: str = option("skip", "Image folder files that cannot be decoded: skip and count them, or fail "
-                                        "naming the file.", ("skip", "fail"))
+    on_unreadable: str = option("skip", "Image folder files found unreadable as they are read (empty, not an image, "
+                                        "truncated): skip, log and count them, or fail naming the file.",
+                                ("skip", "fail"))
     shuffle_buffer: int = option(10000, "Training shuffle buffer (examples).")
 
     @property
@@ -216,20 +218,21 @@ def run(spec: JobSpec) -> Dict[str, Any]:
         source, info = sources[imagenet_data.VALIDATION]
         data = imagenet_data.eval_dataset(source, config.image_size, setup.eval_batch_size, mean, std,
                                           setup.crop_fraction)
-    if spec.do_train:
-        evaluate_fn = None
-        if data is not None and spec.eval_at_checkpoints:
-            evaluate_fn = lambda m: metrics.evaluate(m, data, config.num_classes)  # noqa: E731
-        results.update(train(spec, setup, config, model, strategy, sources[imagenet_data.TRAIN], output_dir,
-                             evaluate_fn))
-    elif spec.init_checkpoint or checkpointing.latest_weights(output_dir):
-        _load_for_eval(model, output_dir, spec.init_checkpoint, config)
-    if spec.do_eval:
-        with progress.stage(f"Evaluating top-1 / top-5 on {info.num_examples:,} validation images") as step:
-            results.update(metrics.evaluate(model, data, config.num_classes))
-            step.result = f"top-1 {100 * results['top_1_accuracy']:.2f}%"
-        results["chance_top_1_accuracy"] = 1.0 / config.num_classes
-        results["skipped_unreadable_eval_images"] = len(info.skipped)
+    evaluate_fn = None
+    if data is not None and spec.eval_at_checkpoints:
+        evaluate_fn = lambda m: metrics.evaluate(m, data, config.num_classes)  # noqa: E731
+    with unreadable_files_as_errors():  # Image files are read (and found unreadable) from here on.
+        if spec.do_train:
+            results.update(train(spec, setup, config, model, strategy, sources[imagenet_data.TRAIN], output_dir,
+                                 evaluate_fn))
+        elif spec.init_checkpoint or checkpointing.latest_weights(output_dir):
+            _load_for_eval(model, output_dir, spec.init_checkpoint, config)
+        if spec.do_eval:
+            with progress.stage(f"Evaluating top-1 / top-5 on {info.num_examples:,} validation images") as step:
+                results.update(metrics.evaluate(model, data, config.num_classes))
+                step.result = f"top-1 {100 * results['top_1_accuracy']:.2f}%"
+            results["chance_top_1_accuracy"] = 1.0 / config.num_classes
+            results["skipped_unreadable_eval_images"] = _log_unreadable(info, "validation")
     results["wall_time_s"] = round(time.time() - start, 1)
     runtime.write_results(output_dir, results)
     return results
@@ -256,11 +259,46 @@ def train(spec: JobSpec, setup: Setup, config: GMLPConfig, model: keras.Model, s
     aug = augment.AugmentConfig(num_classes=config.num_classes, label_smoothing=spec.label_smoothing,
                                 rand_augment=setup.rand_augment, mixup_alpha=spec.mixup_alpha,
                                 cutmix_alpha=spec.cutmix_alpha, switch_prob=spec.mix_switch_prob, mean=mean, std=std)
+    callbacks = [UnreadableFilesLog(info, "training")] if info.unreadable is not None else []
     training.fit_resumable(model, augment.augment_dataset(batches, aug, seed=spec.random_seed), output_dir,
-                           epochs, steps_per_epoch, verbose=2, log_every_steps=spec.log_every_steps,
-                           evaluate_fn=evaluate_fn)
-    return {"skipped_unreadable_train_images": len(info.skipped),
+                           epochs, steps_per_epoch, verbose=2, callbacks=callbacks,
+                           log_every_steps=spec.log_every_steps, evaluate_fn=evaluate_fn)
+    return {"skipped_unreadable_train_images": info.num_unreadable,
             "global_step": int(model.optimizer.iterations.numpy())}
+
+
+class UnreadableFilesLog(keras.callbacks.Callback):
+    """Logs at each epoch end how many image files the training data has skipped so far."""
+
+    def __init__(self, info: imagenet_data.SourceInfo, split: str) -> None:
+        super().__init__()
+        self.info, self.split = info, split
+
+    def on_epoch_end(self, epoch: int, logs: Optional[Dict[str, Any]] = None) -> None:
+        _log_unreadable(self.info, self.split, " so far")
+
+
+def _log_unreadable(info: imagenet_data.SourceInfo, split: str, when: str = "") -> int:
+    """Logs the count of unreadable files of a source (if any); returns it."""
+    count = info.num_unreadable
+    if count:
+        logging.warning("Unreadable %s image files skipped%s: %d (named in the log above)", split, when, count)
+    return count
+
+
+@contextlib.contextmanager
+def unreadable_files_as_errors() -> Iterator[None]:
+    """--on_unreadable=fail's error (a TF error from the input pipeline) -> ValueError naming the file.
+
+    The script prints a ValueError as one line instead of a traceback.
+    """
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as err:
+        message = imagenet_data.unreadable_file_message(err)
+        if message is None:
+            raise
+        raise ValueError(f"{message}; --on_unreadable=skip skips such files") from None
 
 
 def _load_for_eval(model: keras.Model, output_dir: str, init_checkpoint: Optional[str], config: GMLPConfig) -> None:
