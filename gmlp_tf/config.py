@@ -8,6 +8,8 @@ from typing import Any, List, Optional, Union
 MODALITIES = ("text", "image")
 # The spatial projection's W and the Table 3 gating variants (the layers take these names).
 SPATIAL_KINDS = ("dense", "toeplitz")
+# How a Toeplitz W is applied (the same function either way; see SpatialProjection).
+SPATIAL_IMPLEMENTATIONS = ("auto", "matmul", "fft")
 GATINGS = ("split", "multiplicative", "additive", "linear")
 DROP_PATH_SCHEDULES = ("uniform", "linear")
 # The Table 3 baselines share the encoder, task models and jobs with gMLP; aMLP is gMLP with
@@ -70,6 +72,9 @@ class GMLPConfig:
         the logits are the relative position bias alone (needs position_encoding "relative").
       d_spatial: hidden width of MLP-Mixer's token-mixing MLP; must be positive for
         "mlp_mixer", ignored by the other architectures.
+      spatial_implementation: how a Toeplitz W is computed, not what it computes: "matmul"
+        (the n x n matrix of Appendix C), "fft" (O(n log n), for long sequences) or "auto"
+        (the FFT from 512 tokens on). "fft" needs spatial_kind "toeplitz".
     """
 
     modality: str = "text"
@@ -102,6 +107,7 @@ class GMLPConfig:
     position_encoding: str = "none"
     attention_content: bool = True
     d_spatial: int = 0
+    spatial_implementation: str = "auto"
 
     def __post_init__(self):
         self.validate()
@@ -135,6 +141,9 @@ class GMLPConfig:
         """Raises ValueError naming the first field that is out of range."""
         _check_choice("modality", self.modality, MODALITIES)
         _check_choice("spatial_kind", self.spatial_kind, SPATIAL_KINDS)
+        _check_choice("spatial_implementation", self.spatial_implementation, SPATIAL_IMPLEMENTATIONS)
+        if self.spatial_implementation == "fft" and self.spatial_kind != "toeplitz":
+            raise ValueError("spatial_implementation 'fft' needs spatial_kind 'toeplitz'")
         _check_choice("gating", self.gating, GATINGS)
         _check_choice("drop_path_schedule", self.drop_path_schedule, DROP_PATH_SCHEDULES)
         for name in ("d_model", "d_ffn", "num_layers"):

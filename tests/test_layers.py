@@ -39,14 +39,15 @@ def _mask_kwargs(masked):
 
 
 @pytest.mark.parametrize(
-    "kind, causal, masked",
-    [("dense", False, True), ("toeplitz", False, False), ("toeplitz", True, False)],
+    "kind, causal, masked, implementation",
+    [("dense", False, True, "auto"), ("toeplitz", False, False, "matmul"), ("toeplitz", True, False, "auto"),
+     ("toeplitz", True, True, "fft"), ("toeplitz", False, False, "fft")],
 )
-def test_spatial_projection(kind, causal, masked):
+def test_spatial_projection(kind, causal, masked, implementation):
     kwargs, short_kwargs = _mask_kwargs(masked)
     run_layer_test(
         SpatialProjection,
-        {"max_length": N, "kind": kind, "causal": causal},
+        {"max_length": N, "kind": kind, "causal": causal, "implementation": implementation},
         _floats(BATCH, N, 3),
         (BATCH, N, 3),
         call_kwargs=kwargs,

@@ -22,6 +22,7 @@ def _gmlp_block(config: GMLPConfig, **common: Any) -> GMLPBlock:
         attention_dropout=config.attention_dropout_prob,
         sgu_layer_norm_eps=config.sgu_layer_norm_eps,
         spatial_init_stddev=config.spatial_init_stddev,
+        spatial_implementation=config.spatial_implementation,
         **common,
     )
 

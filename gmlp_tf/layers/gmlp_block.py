@@ -37,6 +37,7 @@ class GMLPBlock(keras.layers.Layer):
       layer_norm_eps: epsilon of the block's LayerNorm.
       sgu_layer_norm_eps: epsilon of the SGU's LayerNorm.
       spatial_init_stddev: stddev of the spatial weights' normal initializer.
+      spatial_implementation: "auto", "matmul" or "fft" (see SpatialProjection).
       kernel_initializer, bias_initializer: initializers of U and V (and the kernels of the
         tiny attention).
 
@@ -64,6 +65,7 @@ class GMLPBlock(keras.layers.Layer):
         layer_norm_eps: float = 1e-6,
         sgu_layer_norm_eps: float = 1e-5,
         spatial_init_stddev: float = 1e-6,
+        spatial_implementation: str = "auto",
         kernel_initializer: InitializerLike = "glorot_uniform",
         bias_initializer: InitializerLike = "zeros",
         **kwargs: Any,
@@ -82,6 +84,7 @@ class GMLPBlock(keras.layers.Layer):
         self.layer_norm_eps = float(layer_norm_eps)
         self.sgu_layer_norm_eps = float(sgu_layer_norm_eps)
         self.spatial_init_stddev = float(spatial_init_stddev)
+        self.spatial_implementation = spatial_implementation
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
 
@@ -94,6 +97,7 @@ class GMLPBlock(keras.layers.Layer):
             causal=self.causal,
             layer_norm_eps=self.sgu_layer_norm_eps,
             spatial_init_stddev=self.spatial_init_stddev,
+            spatial_implementation=spatial_implementation,
             name="sgu", dtype=self.dtype_policy,
         )
         self.gate_width = self.sgu.output_width(self.d_ffn)
@@ -157,6 +161,7 @@ class GMLPBlock(keras.layers.Layer):
             layer_norm_eps=self.layer_norm_eps,
             sgu_layer_norm_eps=self.sgu_layer_norm_eps,
             spatial_init_stddev=self.spatial_init_stddev,
+            spatial_implementation=self.spatial_implementation,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             bias_initializer=keras.initializers.serialize(self.bias_initializer),
         )

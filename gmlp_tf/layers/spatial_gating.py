@@ -29,6 +29,7 @@ class SpatialGatingUnit(keras.layers.Layer):
       causal: token i reads only tokens j <= i.
       layer_norm_eps: epsilon of the LayerNorm before f.
       spatial_init_stddev: stddev of W's normal initializer.
+      spatial_implementation: "auto", "matmul" or "fft" (see SpatialProjection).
 
     Call args:
       inputs: Z, [batch, n, d_ffn].
@@ -47,6 +48,7 @@ class SpatialGatingUnit(keras.layers.Layer):
         causal: bool = False,
         layer_norm_eps: float = 1e-5,
         spatial_init_stddev: float = 1e-6,
+        spatial_implementation: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -58,12 +60,14 @@ class SpatialGatingUnit(keras.layers.Layer):
         self.causal = bool(causal)
         self.layer_norm_eps = float(layer_norm_eps)
         self.spatial_init_stddev = float(spatial_init_stddev)
+        self.spatial_implementation = spatial_implementation
         self.norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_eps, name="norm", dtype=self.dtype_policy)
         self.proj = SpatialProjection(
             self.max_length,
             kind=spatial_kind,
             causal=self.causal,
             kernel_stddev=self.spatial_init_stddev,
+            implementation=spatial_implementation,
             name="proj", dtype=self.dtype_policy,
         )
 
@@ -110,5 +114,6 @@ class SpatialGatingUnit(keras.layers.Layer):
             causal=self.causal,
             layer_norm_eps=self.layer_norm_eps,
             spatial_init_stddev=self.spatial_init_stddev,
+            spatial_implementation=self.spatial_implementation,
         )
         return config

@@ -5,8 +5,13 @@ from typing import Any, Dict, Optional, Union
 import keras
 from keras import ops
 
-from gmlp_tf.config import SPATIAL_KINDS
+from gmlp_tf.config import SPATIAL_IMPLEMENTATIONS, SPATIAL_KINDS
 from gmlp_tf.layers import Shape, Tensor
+
+# "auto" picks the FFT for Toeplitz inputs of at least this many tokens: below it the n x n
+# matmul is faster (forward and backward, 1536 channels, float32, XLA on a 2-core CPU; see
+# scripts/benchmark_spatial_projection.py). Accelerators favour the matmul further.
+FFT_MIN_LENGTH = 512
 
 
 def toeplitz_matrix(weights: Tensor, n: Union[int, Tensor]) -> Tensor:
@@ -32,6 +37,70 @@ def toeplitz_matrix(weights: Tensor, n: Union[int, Tensor]) -> Tensor:
     t = ops.reshape(t, (n, 3 * n - 2))
     # The appendix's `t[:, r:-r]`; written with an explicit end so that n = 1 (r = 0) works.
     return t[:, r : r + n]
+
+
+def circulant_kernel(weights: Tensor, n: Union[int, Tensor], causal: bool = False) -> Tensor:
+    """The first column of the 2n x 2n circulant matrix whose leading n x n block is T.
+
+    With T = toeplitz_matrix(weights, n), out = T z is the first n entries of the circular
+    convolution of this kernel with z zero-padded to 2n: no wrapped term reaches them, because
+    every offset j - i lies in [-(n - 1), n - 1] and 2n > 2n - 1.
+
+    Args:
+      weights: [2n - 1], as toeplitz_matrix takes them.
+      n: int or scalar int tensor.
+      causal: zero the offsets j - i > 0, as the lower-triangular T does.
+
+    Returns:
+      [2n]: kernel[m] = weights[n - 1 - m] for m in [0, n), 0 at m = n, and
+      kernel[2n - m] = weights[n - 1 + m] for m in [1, n) (0 when causal).
+    """
+    past = ops.flip(weights[:n], axis=0)  # Offsets 0, -1, ..., -(n - 1).
+    future = ops.flip(weights[n:], axis=0)  # Offsets n - 1, ..., 1, wrapped to the end.
+    if causal:
+        future = ops.zeros_like(future)
+    return ops.concatenate([past, ops.zeros((1,), weights.dtype), future], axis=0)
+
+
+def toeplitz_fft_product(weights: Tensor, inputs: Tensor, causal: bool = False) -> Tensor:
+    """T z for every channel with FFTs: O(n log n) time and O(n x channels) memory, no n x n matrix.
+
+    Equal to einsum("ij,bjc->bic", T, inputs) with T = toeplitz_matrix(weights, n) (lower
+    triangle when causal) up to float32 rounding. The transforms run in float32 whatever the
+    input dtype, and the gradient is written out (two transforms instead of the four that
+    differentiating through rfft / irfft costs).
+
+    Args:
+      weights: [2n - 1].
+      inputs: [batch, n, channels]; n static or dynamic.
+
+    Returns:
+      [batch, n, channels], in the dtype of inputs.
+    """
+    import tensorflow as tf  # Complex FFTs: keras.ops has no complex dtype.
+
+    n = ops.shape(inputs)[1]
+    fft_length = [2 * n]
+    kernel = circulant_kernel(ops.cast(weights, "float32"), n, causal)
+    # rfft transforms the last axis: tokens go last.
+    tokens_last = ops.transpose(ops.cast(inputs, "float32"), (0, 2, 1))
+
+    @tf.custom_gradient
+    def convolve(kernel, signal):
+        kernel_f = tf.signal.rfft(kernel)
+        signal_f = tf.signal.rfft(signal, fft_length)  # Zero-pads to 2n.
+        out = tf.signal.irfft(signal_f * kernel_f, fft_length)[..., :n]
+
+        def grad(upstream):
+            upstream_f = tf.signal.rfft(upstream, fft_length)
+            d_signal = tf.signal.irfft(upstream_f * tf.math.conj(kernel_f), fft_length)[..., :n]
+            d_kernel = tf.signal.irfft(tf.reduce_sum(upstream_f * tf.math.conj(signal_f), axis=(0, 1)), fft_length)
+            return d_kernel, d_signal
+
+        return out, grad
+
+    out = ops.transpose(convolve(kernel, tokens_last), (0, 2, 1))
+    return ops.cast(out, inputs.dtype)
 
 
 def checked_length(inputs: Tensor, max_length: int, owner: str = "the spatial projection") -> Union[int, Tensor]:
@@ -88,6 +157,11 @@ class SpatialProjection(keras.layers.Layer):
       kind: "dense" (W [max_length, max_length]) or "toeplitz" (W from [2 * max_length - 1]).
       causal: keep only W's lower triangle, so that token i reads only tokens j <= i.
       kernel_stddev: stddev of W's normal initializer.
+      implementation: how a Toeplitz W is applied: "matmul" (build the n x n matrix with the
+        pad/tile construction: the reference), "fft" (toeplitz_fft_product: O(n log n), no
+        n x n matrix) or "auto" (the FFT from FFT_MIN_LENGTH tokens on, judged by the static
+        input length, or by max_length when the length is dynamic). A dense W is always a
+        matmul; it takes "auto" or "matmul".
 
     Call args:
       inputs: [batch, n, channels].
@@ -104,17 +178,24 @@ class SpatialProjection(keras.layers.Layer):
         kind: str = "dense",
         causal: bool = False,
         kernel_stddev: float = 1e-6,
+        implementation: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if kind not in SPATIAL_KINDS:
             raise ValueError(f"spatial kind must be one of {', '.join(SPATIAL_KINDS)}; got {kind!r}")
+        if implementation not in SPATIAL_IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {', '.join(SPATIAL_IMPLEMENTATIONS)}; "
+                             f"got {implementation!r}")
+        if kind == "dense" and implementation == "fft":
+            raise ValueError("implementation 'fft' needs kind 'toeplitz': a dense W has no FFT form")
         if int(max_length) <= 0:
             raise ValueError(f"max_length must be positive, got {max_length}")
         self.max_length = int(max_length)
         self.kind = kind
         self.causal = bool(causal)
         self.kernel_stddev = float(kernel_stddev)
+        self.implementation = implementation
 
     def build(self, input_shape: Shape) -> None:
         n = self.max_length
@@ -126,26 +207,43 @@ class SpatialProjection(keras.layers.Layer):
         )
         self.bias = self.add_weight(name="bias", shape=(n,), initializer="ones")
 
+    def toeplitz_weights(self, n: Union[int, Tensor]) -> Tensor:
+        """The 2n - 1 central weights of a Toeplitz W (offsets -(n - 1) ... n - 1), [2n - 1]."""
+        centre = self.max_length - 1  # Index of offset 0.
+        return self.kernel[centre - (n - 1) : centre + n]
+
     def spatial_matrix(self, n: Optional[Union[int, Tensor]] = None) -> Tensor:
         """Returns W for n tokens, [n, n] (n defaults to max_length), causal mask applied."""
         n = self.max_length if n is None else n
         if self.kind == "dense":
             w = self.kernel[:n, :n]
         else:
-            centre = self.max_length - 1  # Index of offset 0.
-            w = toeplitz_matrix(self.kernel[centre - (n - 1) : centre + n], n)
+            w = toeplitz_matrix(self.toeplitz_weights(n), n)
         if self.causal:
             # Token i may only read tokens j <= i: keep the lower triangle.
             w = w * ops.tril(ops.ones((n, n), dtype=w.dtype))
         return w
 
+    def uses_fft(self, n: Union[int, Tensor]) -> bool:
+        """Whether an input of n tokens goes through the FFT path."""
+        if self.kind != "toeplitz" or self.implementation == "matmul":
+            return False
+        if self.implementation == "fft":
+            return True
+        length = n if isinstance(n, int) else self.max_length  # Dynamic: judge by the longest.
+        return length >= FFT_MIN_LENGTH
+
     def call(self, inputs: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
         n = checked_length(inputs, self.max_length)
         if padding_mask is not None:
             inputs = inputs * ops.cast(padding_mask, inputs.dtype)[:, :, None]
-        w = ops.cast(self.spatial_matrix(n), inputs.dtype)
         b = ops.cast(self.bias[:n], inputs.dtype)
-        return ops.einsum("ij,bjc->bic", w, inputs) + b[None, :, None]
+        if self.uses_fft(n):
+            out = toeplitz_fft_product(self.toeplitz_weights(n), inputs, self.causal)
+        else:
+            w = ops.cast(self.spatial_matrix(n), inputs.dtype)
+            out = ops.einsum("ij,bjc->bic", w, inputs)
+        return out + b[None, :, None]
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
@@ -157,5 +255,6 @@ class SpatialProjection(keras.layers.Layer):
             kind=self.kind,
             causal=self.causal,
             kernel_stddev=self.kernel_stddev,
+            implementation=self.implementation,
         )
         return config
