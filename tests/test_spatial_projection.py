@@ -34,6 +34,25 @@ def test_toeplitz_with_dynamic_length_in_graph():
     np.testing.assert_array_equal(fn(w, tf.constant(5)).numpy(), explicit_toeplitz(w, 5))
 
 
+@pytest.mark.parametrize("n", [1, 2, 5, 16])
+def test_toeplitz_gradient_sums_the_diagonals(n):
+    """dL/dw[k] is the sum of dL/dT over the diagonal j - i = k - (n - 1), static and dynamic n."""
+    rng = np.random.default_rng(n)
+    w = tf.constant(rng.standard_normal(2 * n - 1).astype("float32"))
+    upstream = rng.standard_normal((n, n)).astype("float32")
+    expected = [sum(upstream[i, i + k] for i in range(n) if 0 <= i + k < n) for k in range(-(n - 1), n)]
+
+    def grad(weights, length):
+        with tf.GradientTape() as tape:
+            tape.watch(weights)
+            loss = tf.reduce_sum(toeplitz_matrix(weights, length) * upstream)
+        return tape.gradient(loss, weights)
+
+    np.testing.assert_allclose(grad(w, n).numpy(), expected, rtol=1e-5, atol=1e-5)
+    dynamic = tf.function(grad, input_signature=[tf.TensorSpec([None]), tf.TensorSpec([], tf.int32)])
+    np.testing.assert_allclose(dynamic(w, tf.constant(n)).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
 def _randomized(layer, n_channels=3):
     layer.build((None, None, n_channels))
     layer.kernel.assign(np.random.randn(*layer.kernel.shape).astype("float32"))
