@@ -34,5 +34,6 @@ setuptools.setup(
     package_dir={"gmlp_tf": "gmlp_tf", "gmlp_tf.configs": "configs"},
     package_data={"gmlp_tf.configs": ["*.json"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=8"]},
+    # bench: keras-hub's BERT, the peer that scripts/benchmark_pretraining.py times beside gMLP.
+    extras_require={"test": ["pytest>=8"], "bench": ["keras-hub>=0.32"]},
 )

@@ -5,15 +5,17 @@ fraction of a dense float32 matmul measured in the same process.
 """
 
 import dataclasses
-import resource
 import time
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from gmlp_tf import counting, tokenization
+from gmlp_tf.benchmarks import bert_peer
+from gmlp_tf.benchmarks.common import matmul_flops_per_second, peak_memory_bytes, processor_name
+from gmlp_tf.runtime.optimization import create_optimizer
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.presets import get_preset_config
 from gmlp_tf.runtime import job as runtime
@@ -21,22 +23,6 @@ from gmlp_tf.runtime.flags import option, shared
 from gmlp_tf.tasks.pretraining import demo_data
 from gmlp_tf.tasks.pretraining import recipe as pretraining
 from gmlp_tf.tasks.pretraining.data import TextFilesSource, make_pretraining_dataset
-
-
-def matmul_flops_per_second(size: int = 2048, repeats: int = 20, dtype: tf.dtypes.DType = tf.float32) -> float:
-    """FLOP/s of a size x size x size matmul under XLA, as 2 size^3 / time (best of 3)."""
-    a = tf.random.normal((size, size), dtype=dtype)
-    b = tf.random.normal((size, size), dtype=dtype)
-    step = tf.function(lambda x, y: tf.matmul(x, y), jit_compile=True)
-    step(a, b).numpy()
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            out = step(a, b)
-        out.numpy()
-        best = min(best, (time.perf_counter() - start) / repeats)
-    return 2.0 * size**3 / best
 
 
 def pipeline_examples_per_second(
@@ -67,15 +53,13 @@ def synthetic_batch(
     }
 
 
-def train_step_seconds(
-    model: keras.Model, batch: Mapping[str, np.ndarray], steps: int = 10, warmup_steps: int = 3
-) -> float:
-    """Median seconds per optimizer step of model.fit on one in-memory batch.
+def train_step_seconds(model: keras.Model, batch: Tuple[Any, ...], steps: int = 10, warmup_steps: int = 3) -> float:
+    """Median seconds per optimizer step of model.fit on one in-memory batch (inputs, labels, weights).
 
     Steps are timed one by one inside a single fit() call, after warmup steps that absorb
     tracing and compilation; the median resists the odd slow step of a shared machine.
     """
-    dataset = tf.data.Dataset.from_tensors(batch).repeat().map(pretraining.split_features)
+    dataset = tf.data.Dataset.from_tensors(batch).repeat()
     marks = []
 
     class Clock(keras.callbacks.Callback):
@@ -93,11 +77,6 @@ def train_flops_per_example(config: GMLPConfig, max_seq_length: int, max_predict
     return 3 * forward
 
 
-def peak_memory_bytes() -> int:
-    """Peak resident memory of this process (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 @dataclasses.dataclass
 class BenchmarkSpec:
     """The flags of benchmark_pretraining.py."""
@@ -110,6 +89,11 @@ class BenchmarkSpec:
     steps: int = option(10, "Timed train steps.")
     vocab_file: Optional[str] = option(None, "SentencePiece model for the pipeline (default: the demo vocabulary).")
     input_file: Optional[str] = option(None, "Text files for the pipeline (default: the demo corpus).")
+    jit_compile: bool = option(True, "Compile the train steps with XLA (Keras' default turns it off on CPUs).")
+    compare_bert: bool = option(True, "Also time keras-hub's BERT masked LM on the same batch (needs keras-hub: "
+                                      "pip install \".[bench]\").")
+    bert_num_heads: int = option(8, "Attention heads of the BERT peer (same depth, d_model and vocabulary).")
+    bert_intermediate_dim: int = option(2048, "FFN width of the BERT peer.")
     precision: str = shared("precision")
     steps_per_execution: int = shared("steps_per_execution")
 
@@ -136,12 +120,32 @@ def run(spec: BenchmarkSpec) -> Dict[str, float]:
     matmul = matmul_flops_per_second()
     pipeline_rate = pipeline_examples_per_second(pipeline, b)
     setup = pretraining.PretrainingSetup(n, p, b, 1e-4, 10_000, 100)
-    model = pretraining.build_pretraining_model(config, setup, steps_per_execution=spec.steps_per_execution)
-    seconds = train_step_seconds(model, synthetic_batch(config, b, n, p), spec.steps)
-    return {"num_layers": config.num_layers, "d_model": config.d_model, "d_ffn": config.d_ffn,
-            "pipeline_examples_per_second": pipeline_rate, "step_seconds": seconds,
-            "step_flops_per_second": train_flops_per_example(config, n, p) * b / seconds,
-            "matmul_flops_per_second": matmul, "peak_memory_bytes": peak_memory_bytes()}
+    model = pretraining.build_pretraining_model(config, setup, steps_per_execution=spec.steps_per_execution,
+                                                jit_compile=spec.jit_compile)
+    batch = synthetic_batch(config, b, n, p)
+    seconds = train_step_seconds(model, pretraining.split_features(batch), spec.steps)
+    figures = {"num_layers": config.num_layers, "d_model": config.d_model, "d_ffn": config.d_ffn,
+               "pipeline_examples_per_second": pipeline_rate, "step_seconds": seconds,
+               "step_flops_per_second": train_flops_per_example(config, n, p) * b / seconds,
+               "matmul_flops_per_second": matmul, "peak_memory_bytes": peak_memory_bytes()}
+    if spec.compare_bert and bert_peer.keras_hub_available():
+        figures.update(bert_figures(config, spec, batch))
+    return figures
+
+
+def bert_figures(config: GMLPConfig, spec: BenchmarkSpec, batch: Dict[str, np.ndarray]) -> Dict[str, float]:
+    """Step time and FLOP/s of keras-hub's BERT (same depth, width, vocabulary, optimizer, batch)."""
+    b, n, p = spec.batch_size, spec.max_seq_length, spec.max_predictions_per_seq
+    model = bert_peer.build_bert_masked_lm(config.vocab_size, config.num_layers, spec.bert_num_heads, config.d_model,
+                                           spec.bert_intermediate_dim, n, p, dropout=config.hidden_dropout_prob)
+    model.compile(optimizer=create_optimizer(1e-4, 10_000, 100),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  steps_per_execution=spec.steps_per_execution, jit_compile=spec.jit_compile)
+    data = (bert_peer.bert_batch(batch), batch["masked_lm_ids"], batch["masked_lm_weights"])
+    seconds = train_step_seconds(model, data, spec.steps)
+    forward = bert_peer.bert_flops_per_example(config.num_layers, config.d_model, spec.bert_intermediate_dim, n, p,
+                                               config.vocab_size)
+    return {"bert_step_seconds": seconds, "bert_step_flops_per_second": 3 * forward * b / seconds}
 
 
 def report_lines(figures: Dict[str, float], spec: BenchmarkSpec) -> List[str]:
@@ -157,7 +161,28 @@ def report_lines(figures: Dict[str, float], spec: BenchmarkSpec) -> List[str]:
         f"{figures['step_seconds'] * 1000:.1f} ms/step)",
         f"pipeline / step:            {pipeline / step_rate:10.1f}x   (target >= 5x)",
         f"train step achieves:        {step_flops / 1e9:10.1f} GFLOP/s (3 x forward FLOPs)",
-        f"float32 matmul, same run:   {matmul / 1e9:10.1f} GFLOP/s (2048^3, XLA)",
-        f"step / matmul:              {100 * step_flops / matmul:10.1f}%  (target >= 50% at base width)",
+        f"float32 matmul, same run:   {matmul / 1e9:10.1f} GFLOP/s (2048^3, XLA; {processor_name()})",
+        f"step / matmul:              {100 * step_flops / matmul:10.1f}%  (target >= 55% at base width)",
         f"peak memory (RSS):          {figures['peak_memory_bytes'] / 2**30:10.2f} GiB",
+        *bert_lines(figures, spec),
+    ]
+
+
+def bert_lines(figures: Dict[str, float], spec: BenchmarkSpec) -> List[str]:
+    """The keras-hub BERT peer's figures and the ratio of the two utilisations."""
+    if "bert_step_seconds" not in figures:
+        return ["keras-hub BERT:             not timed (--nocompare_bert, or keras-hub is not installed: "
+                "pip install \".[bench]\")"] if spec.compare_bert else []
+    matmul = figures["matmul_flops_per_second"]
+    tokens = spec.batch_size * spec.max_seq_length
+    gmlp_share = figures["step_flops_per_second"] / matmul
+    bert_share = figures["bert_step_flops_per_second"] / matmul
+    return [
+        f"keras-hub BERT, same batch: {figures['num_layers']} layers, {spec.bert_num_heads} heads, intermediate "
+        f"{spec.bert_intermediate_dim}",
+        f"  train step:               {tokens / figures['bert_step_seconds']:10.0f} tokens/s "
+        f"({figures['bert_step_seconds'] * 1000:.1f} ms/step)",
+        f"  achieves:                 {figures['bert_step_flops_per_second'] / 1e9:10.1f} GFLOP/s "
+        f"({100 * bert_share:.1f}% of the matmul)",
+        f"gMLP / BERT utilisation:    {gmlp_share / bert_share:10.2f}x   (target >= 1.3x)",
     ]

@@ -1,0 +1,19 @@
+"""Prints image inference speed: Keras predict and the exported SavedModel, beside a same-run matmul and timm.
+
+  python scripts/benchmark_inference.py                                   # gMLP-S/16, batch 32
+  python scripts/benchmark_inference.py --presets=gmlp_ti16_224,gmlp_s16_224,gmlp_b16_224 \\
+      --timm_python=/path/to/venv-with-timm/bin/python
+
+Figures, not a test: the targets (at least 1.2x timm's images/s and 65% of the matmul's FLOP/s)
+are for reading, and the README records a run.
+"""
+
+from absl import app
+
+from gmlp_tf.benchmarks.inference import InferenceBenchmarkSpec, report_lines, run
+from gmlp_tf.runtime import flags, job
+
+flags.define_flags(InferenceBenchmarkSpec)
+
+if __name__ == "__main__":
+    app.run(job.script_main(InferenceBenchmarkSpec, run, report_lines))

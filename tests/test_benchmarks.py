@@ -1,0 +1,44 @@
+"""The benchmark modules run and count FLOPs correctly (their figures are printed, never asserted here)."""
+
+import numpy as np
+import pytest
+
+from gmlp_tf.benchmarks import bert_peer, common, inference, spatial_projection
+from gmlp_tf.models.vision import GMLPVisionClassifier
+
+
+def test_spatial_projection_benchmark_measures_both_paths_in_process():
+    for implementation in spatial_projection.IMPLEMENTATIONS:
+        figures = spatial_projection.measure(implementation, 32, 8, 1, jit_compile=False, causal=True)
+        assert figures["seconds"] > 0 and figures["peak_bytes"] >= 0
+    row = {"n": 32, "matmul": {"seconds": 0.02, "peak_bytes": 2**20}, "fft": {"seconds": 0.01, "peak_bytes": 2**20}}
+    assert spatial_projection.format_row(row).endswith("2.00x")
+    with pytest.raises(ValueError, match="comma-separated integers"):
+        spatial_projection.run(spatial_projection.SpatialBenchmarkSpec(lengths="128,long"))
+
+
+def test_peak_memory_reset_sees_a_new_allocation():
+    before = common.reset_peak_memory()
+    block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched.
+    assert common.current_peak_memory() - before >= 60 * 2**20
+    del block
+
+
+def test_inference_benchmark_times_predict_and_the_saved_model(tiny_image_config):
+    model = GMLPVisionClassifier(tiny_image_config)
+    assert model.jit_compile  # predict compiles with XLA, also on CPUs.
+    images = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype("float32")
+    model.predict(images, verbose=0)
+    assert inference.keras_predict_seconds(model, images, repeats=1) > 0
+    assert inference.saved_model_seconds(model, images, repeats=1) > 0
+
+
+def test_bert_flops_are_counted_per_layer_and_head():
+    # One layer, d 4, d_ff 8, n 3, 2 predictions, vocabulary 10, by hand:
+    # per token 4*16 + 2*4*8 + 2*3*4 = 152 multiply-adds; 3 tokens; head 2 * (16 + 40) = 112.
+    assert bert_peer.bert_flops_per_example(1, 4, 8, 3, 2, 10) == 2 * (3 * 152 + 112)
+    batch = {"input_ids": np.ones((1, 3), "int32"), "segment_ids": np.zeros((1, 3), "int32"),
+             "input_mask": np.array([[1, 1, 0]], "int32"), "masked_lm_positions": np.ones((1, 2), "int32")}
+    renamed = bert_peer.bert_batch(batch)
+    assert renamed["padding_mask"].dtype == bool and renamed["padding_mask"].tolist() == [[True, True, False]]
+    assert set(renamed) == {"token_ids", "segment_ids", "padding_mask", "mask_positions"}
