@@ -84,6 +84,42 @@ def test_tiny_run_learns_and_resumes(fixture_dir, tmp_path):
     assert more["global_step"] == 40
 
 
+def test_long_sequences_train_through_the_fft_path(fixture_dir, tmp_path):
+    """1024-token packed sequences (the auto implementation takes the FFT from 512 tokens on) train and evaluate."""
+    long_config = CONFIG_OF_FIXTURE.replace(max_seq_length=1024)
+    long_config.to_json_file(str(tmp_path / "long.json"))
+    long_spec = spec(fixture_dir, tmp_path / "run", gmlp_config_file=str(tmp_path / "long.json"), max_seq_length=1024,
+                     max_predictions_per_seq=154, train_batch_size=2, eval_batch_size=None, num_train_steps=6,
+                     num_warmup_steps=1, save_checkpoints_steps=6, log_every_steps=3, max_eval_steps=1)
+    job = pretraining_job.resolve(long_spec)
+    features = next(iter(pretraining_job._dataset(job, job.train_source, True, 2)))
+    assert features["input_ids"].shape == (2, 1024)
+    assert int(tf.reduce_max(tf.reduce_sum(features["input_mask"], axis=1))) == 1024  # Sentences packed to full length.
+    model = build_model(long_config, "pretraining")
+    projections = [layer for layer in model._flatten_layers() if type(layer).__name__ == "SpatialProjection"]
+    assert len(projections) == 2 and all(p.uses_fft(1024) for p in projections)
+    results = pretraining_job.run(long_spec)
+    assert results["global_step"] == 6 and results["eval_batches"] == 1
+    assert math.isfinite(results["perplexity"]) and results["perplexity"] < VOCAB * 1.5
+
+
+def test_gmlp_long_preset_demo_uses_the_long_recipe_and_its_own_directory(monkeypatch):
+    from gmlp_tf.presets import get_preset_config
+    from gmlp_tf.tasks.pretraining import demo_data
+
+    corpus = demo_data.DemoCorpus(("train.txt",), ("eval.txt",), "cache")
+    monkeypatch.setattr(demo_data, "fetch_demo_corpus", lambda: corpus)
+    monkeypatch.setattr(demo_data, "demo_vocab", lambda: "demo.model")
+    long_demo = pretraining_job.demo_spec(pretraining_job.JobSpec(preset="gmlp_long"))
+    assert long_demo.setup == "long_demo" and long_demo.output_dir == os.path.join("output", "pretraining_gmlp_long")
+    setup = pretraining_job.pretraining_setup(long_demo)
+    config = get_preset_config("gmlp_long")
+    assert setup.max_seq_length == config.max_seq_length == 4096
+    assert config.spatial_kind == "toeplitz" and config.spatial_implementation == "auto"
+    default_demo = pretraining_job.demo_spec(pretraining_job.JobSpec())
+    assert default_demo.setup == "demo" and default_demo.output_dir == os.path.join("output", "pretraining_demo")
+
+
 def test_tfds_c4_en_path_through_mock_data(fixture_dir, tmp_path):
     texts = fake_sentences(300, seed=5)
 

@@ -65,6 +65,8 @@ DEFAULT_EVAL_SEED = 0
 # Documents tokenized (and packed) together. The last sequence of each such batch can be short,
 # so larger is less padding; 512 short documents are still only a few hundred KB of text.
 DOCS_PER_BATCH = 512
+# The default training shuffle buffer, in tokens.
+SHUFFLE_BUFFER_TOKENS = 10_000 * 128
 FILE_CYCLE_LENGTH = 8
 # Paragraph separator used internally for blank-line documents (ASCII record separator).
 _RECORD_SEPARATOR = "\x1e"
@@ -148,7 +150,7 @@ def make_pretraining_dataset(
     batch_size: int = 32,
     seed: Optional[int] = None,
     input_context: Optional[tf.distribute.InputContext] = None,
-    shuffle_buffer: int = 10_000,
+    shuffle_buffer: Optional[int] = None,
     repeat: Optional[bool] = None,
     pack: bool = True,
     drop_remainder: bool = True,
@@ -170,7 +172,9 @@ def make_pretraining_dataset(
       input_context: from tf.distribute's distribute_datasets_from_function. Each of its
         num_input_pipelines pipelines reads a disjoint part of the data: whole files when there
         are at least as many files as pipelines, else every n-th sequence (TFDS: an even split).
-      shuffle_buffer: sequences (or TFRecord examples) in the training shuffle buffer.
+      shuffle_buffer: sequences (or TFRecord examples) in the training shuffle buffer; by default
+        as many as hold SHUFFLE_BUFFER_TOKENS tokens (10,000 sequences of 128), so that long
+        sequences do not make the buffer repeat a small corpus many times before the first step.
       repeat: repeat forever; defaults to is_training.
       pack: pack consecutive documents into full sequences (default) or trim each document.
       drop_remainder: drop a last partial batch, so every batch has the same static shape (as
@@ -183,6 +187,8 @@ def make_pretraining_dataset(
     _check_positive("max_seq_length", max_seq_length)
     _check_positive("max_predictions_per_seq", max_predictions_per_seq)
     _check_positive("batch_size", batch_size)
+    if shuffle_buffer is None:
+        shuffle_buffer = max(batch_size, SHUFFLE_BUFFER_TOKENS // max_seq_length)
     _check_positive("shuffle_buffer", shuffle_buffer)
     if max_seq_length < 3:
         raise ValueError(f"max_seq_length must be >= 3 ([CLS], a token, [SEP]), got {max_seq_length}")

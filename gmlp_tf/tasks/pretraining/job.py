@@ -5,6 +5,7 @@ can be checked is checked before any work starts, so bad input costs one clear e
 """
 
 import dataclasses
+import os
 from typing import Any, Dict, List, Optional
 
 from absl import logging
@@ -25,6 +26,8 @@ from gmlp_tf.tasks.pretraining.data import (
 )
 
 DEMO_PRESET = "gmlp_demo"
+# The demo recipe of a preset that the default one does not fit (by default "demo").
+DEMO_SETUPS = {"gmlp_long": "long_demo"}
 # Training batches counted for the unigram baseline (enough for stable frequencies).
 UNIGRAM_TRAIN_BATCHES = 200
 
@@ -37,7 +40,8 @@ class JobSpec(CommonSpec):
     preset: Optional[str] = option(None, "A preset name instead of --gmlp_config_file (see model_summary.py).")
     setup: Optional[str] = option(
         None, "Table 8 recipe giving the defaults below: ablation (seq 128, batch 2048, lr 7e-4, 125K steps) or "
-        "full (seq 512, batch 256, lr 1e-4, 1M steps); demo for the CPU demo.", tuple(recipe.SETUPS))
+        "full (seq 512, batch 256, lr 1e-4, 1M steps); demo for the CPU demo, long_demo for --preset=gmlp_long's "
+        "(seq 4096, batch 2; its default).", tuple(recipe.SETUPS))
     input_file: Optional[str] = option(None, "Comma-separated globs of training text files (or TFRecords).")
     eval_input_file: Optional[str] = option(
         None, "Comma-separated globs of held-out files (never the training files).")
@@ -54,7 +58,7 @@ class JobSpec(CommonSpec):
     max_seq_length: Optional[int] = option(None, "Tokens per example, [CLS] and [SEP] included (<= config's).")
     max_predictions_per_seq: Optional[int] = option(None, "Masked positions per example at most.")
     train_batch_size: Optional[int] = option(None, "Global training batch size.")
-    eval_batch_size: int = option(32, "Global evaluation batch size.")
+    eval_batch_size: Optional[int] = option(None, "Global evaluation batch size (default: the training batch size).")
     learning_rate: Optional[float] = option(None, "Peak learning rate.")
     num_train_steps: Optional[int] = option(None, "Training steps.")
     num_warmup_steps: Optional[int] = option(None, "Linear warmup steps.")
@@ -86,15 +90,18 @@ class ResolvedJob:
 def demo_spec(spec: JobSpec) -> JobSpec:
     """The embedded default: the cached Shakespeare corpus, its vocabulary and the demo model."""
     corpus = demo_data.fetch_demo_corpus()
+    preset = spec.preset or (None if spec.gmlp_config_file else DEMO_PRESET)
+    # Another preset's demo writes beside the demo encoder, not over it (the finetuning demos read that).
+    output_dir = runtime.DEMO_ENCODER_DIR if preset in (None, DEMO_PRESET) else os.path.join("output", f"pretraining_{preset}")
     return dataclasses.replace(
         spec,
         input_file=",".join(corpus.train_files),
         eval_input_file=",".join(corpus.eval_files),
         blank_line_documents=corpus.blank_line_documents,
         vocab_file=spec.vocab_file or demo_data.demo_vocab(),
-        preset=spec.preset or (None if spec.gmlp_config_file else DEMO_PRESET),
-        setup=spec.setup or "demo",
-        output_dir=spec.output_dir or runtime.DEMO_ENCODER_DIR,
+        preset=preset,
+        setup=spec.setup or DEMO_SETUPS.get(preset, "demo"),
+        output_dir=spec.output_dir or output_dir,
         save_checkpoints_steps=spec.save_checkpoints_steps or 500,
     )
 
@@ -194,6 +201,10 @@ def _dataset(job: ResolvedJob, source, is_training: bool, batch_size: int, input
     )
 
 
+def eval_batch_size(job: ResolvedJob) -> int:
+    return job.spec.eval_batch_size or job.setup.train_batch_size
+
+
 def _distributed(strategy, job: ResolvedJob, source, is_training: bool, batch_size: int):
     def dataset_fn(context):
         return _dataset(job, source, is_training, batch_size, context).map(recipe.split_features)
@@ -211,7 +222,7 @@ def run(spec: JobSpec) -> Optional[Dict[str, Any]]:
     if spec.do_train:
         train_data = _distributed(strategy, job, job.train_source, True, job.setup.train_batch_size)
     if spec.do_eval:
-        eval_data = _distributed(strategy, job, job.eval_source, False, spec.eval_batch_size)
+        eval_data = _distributed(strategy, job, job.eval_source, False, eval_batch_size(job))
     vocab = job.sp_model or (tokenization.load_sp_model(spec.vocab_file) if spec.vocab_file else None)
     runtime.prepare_output_dir(spec.output_dir, job.config, "pretraining", sp_model=vocab)
     logging.info("Model config:\n%s", job.config.to_json_string())
@@ -242,7 +253,7 @@ def _unigram_baseline(job: ResolvedJob) -> Dict[str, float]:
         return {}
     value = unigram_perplexity(
         _dataset(job, job.train_source, True, 64),
-        _dataset(job, job.eval_source, False, job.spec.eval_batch_size),
+        _dataset(job, job.eval_source, False, eval_batch_size(job)),
         vocab_size=job.config.vocab_size,
         max_train_batches=UNIGRAM_TRAIN_BATCHES,
         max_eval_batches=job.spec.max_eval_steps,
