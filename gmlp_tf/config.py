@@ -74,7 +74,7 @@ class GMLPConfig:
         "mlp_mixer", ignored by the other architectures.
       spatial_implementation: how a Toeplitz W is computed, not what it computes: "matmul"
         (the n x n matrix of Appendix C), "fft" (O(n log n), for long sequences) or "auto"
-        (the FFT from 512 tokens on). "fft" needs spatial_kind "toeplitz".
+        (the FFT from 1024 tokens on). "fft" needs spatial_kind "toeplitz".
     """
 
     modality: str = "text"

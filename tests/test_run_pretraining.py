@@ -85,7 +85,7 @@ def test_tiny_run_learns_and_resumes(fixture_dir, tmp_path):
 
 
 def test_long_sequences_train_through_the_fft_path(fixture_dir, tmp_path):
-    """1024-token packed sequences (the auto implementation takes the FFT from 512 tokens on) train and evaluate."""
+    """1024-token packed sequences (the auto implementation takes the FFT from 1024 tokens on) train and evaluate."""
     long_config = CONFIG_OF_FIXTURE.replace(max_seq_length=1024)
     long_config.to_json_file(str(tmp_path / "long.json"))
     long_spec = spec(fixture_dir, tmp_path / "run", gmlp_config_file=str(tmp_path / "long.json"), max_seq_length=1024,

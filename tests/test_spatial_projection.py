@@ -244,11 +244,11 @@ def test_fft_path_builds_no_n_by_n_matrix():
     assert largest_tensor(fft) <= 4 * n * 2
 
 
-@pytest.mark.parametrize("n,expected", [(511, False), (512, True)])
+@pytest.mark.parametrize("n,expected", [(1023, False), (1024, True)])
 def test_auto_picks_fft_from_the_crossover_length(n, expected):
     from gmlp_tf.layers.spatial_projection import FFT_MIN_LENGTH
 
-    assert FFT_MIN_LENGTH == 512
+    assert FFT_MIN_LENGTH == 1024
     layer = SpatialProjection(1024, kind="toeplitz")
     assert layer.uses_fft(n) is expected
     assert layer.uses_fft(tf.constant(n)) is True  # Dynamic: judged by max_length 1024.
