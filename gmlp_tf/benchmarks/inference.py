@@ -87,11 +87,12 @@ def run(spec: InferenceBenchmarkSpec) -> List[Dict[str, float]]:
     presets = [p.strip() for p in spec.presets.split(",") if p.strip()]
     if not presets or spec.batch_size <= 0 or spec.repeats <= 0:
         raise ValueError("--presets must name at least one preset; --batch_size and --repeats must be positive")
-    rows = []
-    for name in presets:
-        config = gmlp_tf.get_preset_config(name)
+    configs = {name: gmlp_tf.get_preset_config(name) for name in presets}  # Bad names fail before any timing.
+    for name, config in configs.items():
         if config.modality != "image":
             raise ValueError(f"preset {name} is not a vision model")
+    rows = []
+    for name, config in configs.items():
         model = gmlp_tf.build_preset(name)
         images = np.random.default_rng(0).standard_normal(
             (spec.batch_size, config.image_size, config.image_size, config.num_channels)).astype("float32")
