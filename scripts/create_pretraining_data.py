@@ -50,6 +50,7 @@ def main(argv):
 
 def create_pretraining_data() -> int:
     from gmlp_tf import tokenization
+    from gmlp_tf.runtime.job import check_positive
     from gmlp_tf.tasks.pretraining import data as pretraining_data
 
     if bool(FLAGS.input_file) == bool(FLAGS.tfds_name):
@@ -58,6 +59,9 @@ def create_pretraining_data() -> int:
         raise ValueError("--vocab_file is required")
     if not FLAGS.output_file:
         raise ValueError("--output_file is required")
+    check_positive(max_seq_length=FLAGS.max_seq_length, max_predictions_per_seq=FLAGS.max_predictions_per_seq,
+                   max_examples=FLAGS.max_examples)
+    pretraining_data.check_output_file(FLAGS.output_file)  # Before the corpus is read.
     if FLAGS.input_file:
         pretraining_data.expand_patterns(FLAGS.input_file)  # missing or empty files: fail first
         source = pretraining_data.TextFilesSource(FLAGS.input_file, FLAGS.blank_line_documents)

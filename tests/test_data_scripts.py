@@ -3,6 +3,7 @@
 import io
 import os
 import random
+import re
 import subprocess
 import sys
 import tarfile
@@ -83,6 +84,36 @@ def test_create_pretraining_data_rejects_an_empty_file(corpus, tmp_path):
                  f"--vocab_file={tmp_path}/whatever.model", f"--output_file={output}")
     assert_clean_error(result, "create_pretraining_data.py", "input file is empty:")
     assert not os.path.exists(output)
+
+
+def test_create_pretraining_data_with_a_directory_as_output_says_so(corpus, tmp_path):
+    (tmp_path / "data").mkdir()
+    result = run("create_pretraining_data.py", f"--input_file={corpus}/play_0.txt",
+                 f"--vocab_file={tmp_path}/never_read.model", f"--output_file={tmp_path}/data")
+    assert_clean_error(result, "create_pretraining_data.py", f"output file {tmp_path}/data is a directory; ")
+    assert result.stderr.strip().splitlines()[-1].startswith("create_pretraining_data.py: error: ")
+    assert os.listdir(tmp_path / "data") == []
+
+
+@pytest.mark.parametrize("output, message", [
+    ("DIR", "output file {tmp}/data is a directory; give a file path in it, e.g. {tmp}/data/train.tfrecord"),
+    ("DIR/", "output file {tmp}/data/ is a directory; "),
+    ("FILE/x.tfrecord", "cannot write {tmp}/file/x.tfrecord: {tmp}/file is a file, not a directory"),
+    ("FILE/sub/x.tfrecord", "cannot write {tmp}/file/sub/x.tfrecord: {tmp}/file is a file, not a directory"),
+])
+def test_output_file_checks_name_the_path(tmp_path, output, message):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "file").write_text("x")
+    path = output.replace("DIR", f"{tmp_path}/data").replace("FILE", f"{tmp_path}/file")
+    with pytest.raises(ValueError, match="^" + re.escape(message.format(tmp=tmp_path))):
+        pd.write_tfrecords(iter([]), path)
+    assert sorted(os.listdir(tmp_path)) == ["data", "file"] and os.listdir(tmp_path / "data") == []
+
+
+def test_output_file_in_missing_folders_is_fine(tmp_path):
+    pd.check_output_file(str(tmp_path / "new" / "sub" / "x.tfrecord"))  # write_tfrecords makes the folders.
+    pd.check_output_file("x.tfrecord")  # The working directory.
+    assert os.listdir(tmp_path) == []
 
 
 def test_create_vocab_error_writes_nothing(corpus, tmp_path):

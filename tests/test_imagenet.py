@@ -3,9 +3,11 @@
 import dataclasses
 import gzip
 import io
+import json
 import os
 import zipfile
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -15,6 +17,7 @@ from gmlp_tf.runtime import checkpointing, training
 from gmlp_tf.tasks.imagenet import demo_data as digits_demo
 from gmlp_tf.tasks.imagenet import data as imagenet_data
 from gmlp_tf.tasks.imagenet import job as imagenet_job
+from gmlp_tf.tasks.imagenet import metrics as imagenet_metrics
 from gmlp_tf.config import GMLPConfig
 
 CLASSES = ("cat", "dog", "fox")
@@ -215,7 +218,7 @@ def test_job_trains_evaluates_and_resumes(tmp_path):
     assert results["global_step"] == 3 and results["eval_examples"] == 6
     assert results["skipped_unreadable_train_images"] == 1
     text = (out / "eval_results.txt").read_text()
-    assert "top_1_accuracy" in text and "top_5_accuracy" in text
+    assert "top_1_accuracy" in text and "top_5_accuracy" not in text  # 3 classes: top-5 would always be 1.
     assert checkpointing.latest_weights(str(out))
     top1 = training.read_scalars(os.path.join(out, "logs", "eval"))["top_1_accuracy"]
     assert top1 == [(3, pytest.approx(results["top_1_accuracy"]))]  # One epoch, one checkpoint.
@@ -252,6 +255,56 @@ def test_class_count_contradicting_config_fails(tmp_path):
     _tiny_config(init / checkpointing.CONFIG_NAME, num_classes=5)
     with pytest.raises(ValueError, match="5-class head but the model has 3"):
         imagenet_job.run(_job_spec(root, config_file, tmp_path / "run2", num_classes=3, init_checkpoint=str(init)))
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"learning_rate": -1.0}, "--learning_rate must be positive, got -1.0"),
+        ({"train_batch_size": 0}, "--train_batch_size must be positive, got 0"),
+        ({"eval_batch_size": -4}, "--eval_batch_size must be positive, got -4"),
+        ({"num_train_epochs": -1.0}, "--num_train_epochs must be positive, got -1.0"),
+        ({"num_train_steps": 0}, "--num_train_steps must be positive, got 0"),
+        ({"warmup_steps": -5}, "--warmup_steps must be non-negative, got -5"),
+        ({"max_warmup_fraction": 1.5}, r"--max_warmup_fraction must be in \[0, 1\], got 1.5"),
+        ({"label_smoothing": -0.1}, r"--label_smoothing must be in \[0, 1\], got -0.1"),
+        ({"mix_switch_prob": 2.0}, r"--mix_switch_prob must be in \[0, 1\], got 2.0"),
+        ({"mixup_alpha": -0.8}, "--mixup_alpha must be non-negative, got -0.8"),
+        ({"weight_decay": -0.05}, "--weight_decay must be non-negative, got -0.05"),
+        ({"clip_norm": -1.0}, "--clip_norm must be non-negative, got -1.0"),
+        ({"shuffle_buffer": 0}, "--shuffle_buffer must be positive, got 0"),
+    ],
+)
+def test_bad_numeric_flag_is_one_clear_error_and_writes_nothing(tmp_path, changes, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        imagenet_job.run(imagenet_job.JobSpec(output_dir=str(tmp_path / "out"), **changes))  # The digits demo.
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("run_info, what", [({"task": "pretraining"}, r"text model \(a pretraining run\)"),
+                                            (None, "text model")])
+def test_init_checkpoint_of_a_text_model_is_named_so(tmp_path, run_info, what):
+    init = tmp_path / "text_run"
+    os.makedirs(init)
+    GMLPConfig(vocab_size=50, d_model=16, d_ffn=32, num_layers=2, max_seq_length=8).to_json_file(
+        str(init / checkpointing.CONFIG_NAME))
+    if run_info:
+        (init / checkpointing.RUN_INFO_NAME).write_text(json.dumps(run_info))
+    with pytest.raises(ValueError, match=f"^--init_checkpoint {init} holds a {what}, not an image classifier"):
+        imagenet_job.run(imagenet_job.JobSpec(output_dir=str(tmp_path / "out"), init_checkpoint=str(init)))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("num_classes", [2, 5, 6])
+def test_top_5_is_reported_only_over_5_classes(num_classes):
+    x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((x, np.arange(8) % num_classes, np.ones(8, "float32"))).batch(4)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(num_classes)])
+    results = imagenet_metrics.evaluate(model, data, num_classes)
+    assert ("top_5_accuracy" in results) == (num_classes > 5) and results["eval_examples"] == 8
+    results["chance_top_1_accuracy"] = 1 / num_classes
+    line = imagenet_job.report_lines(results, imagenet_job.JobSpec())[-1]
+    assert line.startswith("Held-out top-1") and ("top-5" in line) == (num_classes > 5)
 
 
 def test_digits_demo_fetch_and_split(tmp_path):

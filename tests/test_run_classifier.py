@@ -135,6 +135,37 @@ def test_bad_input(pretrained, tmp_path, changes, error, message):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"learning_rate": -1.0}, "--learning_rate must be positive, got -1.0"),
+        ({"learning_rate": 0.0}, "--learning_rate must be positive, got 0.0"),
+        ({"learning_rates": "1e-5,-2e-5"}, "--learning_rates must be positive numbers, got '1e-5,-2e-5'"),
+        ({"learning_rates": "0"}, "--learning_rates must be positive numbers, got '0'"),
+        ({"train_batch_size": 0}, "--train_batch_size must be positive, got 0"),
+        ({"eval_batch_size": -3}, "--eval_batch_size must be positive, got -3"),
+        ({"num_train_epochs": -1.0}, "--num_train_epochs must be positive, got -1.0"),
+        ({"num_train_epochs": 0.0}, "--num_train_epochs must be positive, got 0.0"),
+        ({"warmup_proportion": -0.1}, r"--warmup_proportion must be in \[0, 1\], got -0.1"),
+        ({"warmup_proportion": 1.5}, r"--warmup_proportion must be in \[0, 1\], got 1.5"),
+        ({"num_seeds": 0}, "--num_seeds must be at least 1, got 0"),
+        # The demo (no task): refused before the demo encoder is looked for (or pretrained).
+        ({"task_name": None, "data_dir": None, "learning_rate": -1.0}, "--learning_rate must be positive, got -1.0"),
+    ],
+)
+def test_bad_numeric_flag_fails_before_anything_is_read_or_written(tmp_path, monkeypatch, changes, message):
+    def no_demo_encoder(*args):
+        raise AssertionError("the demo encoder was looked for before the flags were checked")
+
+    monkeypatch.setattr(classifier_job.runtime, "demo_encoder", no_demo_encoder)
+    values = dict(task_name="sst2", data_dir=GLUE_DIR, init_checkpoint=str(tmp_path / "no_checkpoint"),
+                  output_dir=str(tmp_path / "out"))
+    values.update(changes)
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        classifier_job.run(classifier_job.JobSpec(**values))
+    assert os.listdir(tmp_path) == []
+
+
 def test_checkpoint_of_another_config_is_refused(pretrained, tmp_path):
     other = GMLPConfig(vocab_size=VOCAB, d_model=32, d_ffn=128, num_layers=2, max_seq_length=64)
     other.to_json_file(str(tmp_path / "other.json"))

@@ -101,10 +101,14 @@ class BenchmarkSpec:
 def run(spec: BenchmarkSpec) -> Dict[str, float]:
     """Measures the input pipeline, the train step and a same-run matmul; returns the figures."""
     runtime.check_positive(batch_size=spec.batch_size, max_seq_length=spec.max_seq_length,
-                           max_predictions_per_seq=spec.max_predictions_per_seq, steps=spec.steps)
+                           max_predictions_per_seq=spec.max_predictions_per_seq, steps=spec.steps,
+                           steps_per_execution=spec.steps_per_execution, bert_num_heads=spec.bert_num_heads,
+                           bert_intermediate_dim=spec.bert_intermediate_dim)
+    runtime.check_non_negative(num_layers=spec.num_layers)
     config = get_preset_config(spec.preset)
     if spec.num_layers:
         config = config.replace(num_layers=spec.num_layers)
+    runtime.check_max_seq_length(spec.max_seq_length, config)
     if spec.input_file:
         source = TextFilesSource(spec.input_file)
     else:

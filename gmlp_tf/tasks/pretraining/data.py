@@ -570,6 +570,7 @@ def write_tfrecords(dataset: Iterable[Mapping[str, object]], output_path: str,
     """
     if max_examples is not None:
         _check_positive("max_examples", max_examples)
+    check_output_file(output_path)
     folder = os.path.dirname(output_path)
     if folder:
         tf.io.gfile.makedirs(folder)
@@ -593,6 +594,25 @@ def write_tfrecords(dataset: Iterable[Mapping[str, object]], output_path: str,
             tf.io.gfile.remove(tmp_path)
         raise
     return count
+
+
+def check_output_file(output_path: str) -> None:
+    """An output file path that can be written: not a directory, nor below a file (missing folders are made).
+
+    Raises:
+      ValueError: naming the path and what is wrong with it.
+    """
+    if tf.io.gfile.isdir(output_path):
+        raise ValueError(f"output file {output_path} is a directory; give a file path in it, e.g. "
+                         f"{os.path.join(output_path, 'train.tfrecord')}")
+    folder = os.path.dirname(output_path)
+    while folder and not tf.io.gfile.exists(folder):
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    if folder and not tf.io.gfile.isdir(folder):
+        raise ValueError(f"cannot write {output_path}: {folder} is a file, not a directory")
 
 
 def _examples(features: Mapping[str, object]):
