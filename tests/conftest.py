@@ -44,3 +44,21 @@ def tiny_image_config():
         modality="image", image_size=32, patch_size=8, d_model=16, d_ffn=32, num_layers=2,
         num_classes=5, spatial_kind="dense",
     )
+
+
+@pytest.fixture(scope="session")
+def pretraining_files(tmp_path_factory):
+    """Train and eval text files, a SentencePiece vocabulary and a tiny model config that matches it
+    (the config of test_run_pretraining.CONFIG_OF_FIXTURE)."""
+    from gmlp_tf import tokenization
+    from text_fixtures import fake_sentences
+
+    folder = tmp_path_factory.mktemp("run_pretraining")
+    (folder / "train.txt").write_text("\n".join(fake_sentences(600, seed=1)) + "\n")
+    (folder / "eval.txt").write_text("\n".join(fake_sentences(100, seed=2)) + "\n")
+    (folder / "empty.txt").write_text("")
+    tokenization.train_sentencepiece([str(folder / "train.txt")], str(folder / "spm"), vocab_size=120,
+                                     character_coverage=1.0)
+    GMLPConfig(vocab_size=120, d_model=32, d_ffn=64, num_layers=2, max_seq_length=32).to_json_file(
+        str(folder / "config.json"))
+    return folder

@@ -1,13 +1,13 @@
 """run_ablation.py: the Table 3 variants, their size matching, and a tiny study end to end."""
 
 import json
-import os
 
 import pytest
 
 from gmlp_tf import counting, tokenization
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.presets import get_preset_config
+from gmlp_tf.runtime import checkpointing
 from gmlp_tf.tasks.pretraining import ablation
 from gmlp_tf.tasks.pretraining import job as pretraining_job
 from text_fixtures import fake_sentences
@@ -80,13 +80,14 @@ def test_tiny_study_end_to_end_then_a_rerun_trains_nothing(corpus, tmp_path, mon
         vocab_file=str(corpus / "spm.model"), gmlp_config_file=str(corpus / "base.json"),
         output_dir=str(tmp_path), max_seq_length=16, max_predictions_per_seq=3, train_batch_size=8,
         eval_batch_size=8, learning_rate=5e-3, num_train_steps=2, log_every_steps=1, max_eval_steps=2,
+        shuffle_buffer=64,
     )
     summary = ablation.run(spec)
     rows = {row["variant"]: row for row in summary["variants"]}
     assert list(rows) == ["transformer_relpos_noattn", "gmlp_split"]
     for name, row in rows.items():
         run_dir = tmp_path / name
-        assert (run_dir / "checkpoints" / "latest.weights.h5").exists(), name
+        assert checkpointing.latest_weights(str(run_dir)), name
         config = GMLPConfig.from_json_file(str(run_dir / "gmlp_config.json"))
         assert row["parameters"] == counting.count_parameters(config)
         results = json.loads((run_dir / "eval_results.json").read_text())

@@ -8,6 +8,7 @@ the Keras models' outputs on the same encoded inputs.
 
 import json
 import os
+import re
 import pickle
 import subprocess
 import sys
@@ -292,6 +293,20 @@ def test_failed_export_leaves_nothing_behind(setup, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="exceeds the model config's max_seq_length"):
         export.export_saved_model(str(setup["dirs"]["classifier"]), str(tmp_path / "x"), max_seq_length=LENGTH + 1)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "not_hdf5"])
+def test_unreadable_checkpoint_is_one_error_naming_the_file(tmp_path, damage):
+    config = GMLPConfig(modality="image", image_size=16, patch_size=8, d_model=8, d_ffn=16, num_layers=1,
+                        num_classes=3, spatial_kind="dense")
+    _tiny_run(tmp_path / "run", config, "vision", None)
+    weights = checkpointing.latest_weights(str(tmp_path / "run"))
+    data = open(weights, "rb").read()
+    with open(weights, "wb") as f:
+        f.write({"truncated": data[: len(data) // 2], "empty": b"", "not_hdf5": b"not a checkpoint " * 64}[damage])
+    with pytest.raises(ValueError, match=f"^no readable checkpoint in .*: cannot read checkpoint {re.escape(weights)}: ") as error:
+        export.export_saved_model(str(tmp_path / "run"), str(tmp_path / "export"))
+    assert "\n" not in str(error.value) and not (tmp_path / "export").exists()
 
 
 def test_script_error_line_on_missing_model_dir(tmp_path):

@@ -23,17 +23,9 @@ VOCAB = 120
 CONFIG_OF_FIXTURE = GMLPConfig(vocab_size=VOCAB, d_model=32, d_ffn=64, num_layers=2, max_seq_length=32)
 
 
-@pytest.fixture(scope="module")
-def fixture_dir(tmp_path_factory):
-    """Train and eval text files, a vocabulary and a tiny model config that matches it."""
-    folder = tmp_path_factory.mktemp("run_pretraining")
-    (folder / "train.txt").write_text("\n".join(fake_sentences(600, seed=1)) + "\n")
-    (folder / "eval.txt").write_text("\n".join(fake_sentences(100, seed=2)) + "\n")
-    (folder / "empty.txt").write_text("")
-    tokenization.train_sentencepiece([str(folder / "train.txt")], str(folder / "spm"), vocab_size=VOCAB,
-                                     character_coverage=1.0)
-    CONFIG_OF_FIXTURE.to_json_file(str(folder / "config.json"))
-    return folder
+@pytest.fixture
+def fixture_dir(pretraining_files):
+    return pretraining_files
 
 
 def spec(fixture_dir, output_dir=None, **changes):
@@ -52,6 +44,7 @@ def spec(fixture_dir, output_dir=None, **changes):
         num_warmup_steps=3,
         save_checkpoints_steps=10,
         log_every_steps=5,
+        shuffle_buffer=256,  # Not the default 40,000 sequences of 32 tokens: filling that takes seconds.
     )
     values.update(changes)
     return pretraining_job.JobSpec(**values)
@@ -77,7 +70,8 @@ def test_tiny_run_learns_and_resumes(fixture_dir, tmp_path):
     assert [step for step, _ in train_logs["masked_lm_accuracy"]] == [5, 10, 15, 20, 25, 30]
     assert [step for step, _ in eval_logs["perplexity"]] == [10, 20, 30]
     assert eval_logs["perplexity"][-1][1] == pytest.approx(results["perplexity"], rel=1e-5)
-    for name in ("gmlp_config.json", "run_info.json", "vocab.model", "checkpoints/latest.weights.h5"):
+    assert checkpointing.latest_weights(str(tmp_path)).endswith("ckpt-00000030.weights.h5")
+    for name in ("gmlp_config.json", "run_info.json", "vocab.model"):
         assert os.path.exists(tmp_path / name), name
     # Rerunning with a longer schedule continues from step 30 rather than starting again.
     more = pretraining_job.run(spec(fixture_dir, tmp_path, num_train_steps=40))
@@ -165,8 +159,8 @@ def test_pretraining_from_tfrecords(fixture_dir, tmp_path):
         ({"gmlp_config_file": None, "preset": "gmlp_base"}, "vocabulary size mismatch: .* 120 pieces .* vocab_size 32000"),
         ({"input_file": None, "tfds_name": "c4/nope"}, "unknown TFDS dataset|BuilderConfig nope not found"),
         ({"output_dir": "BLOCKED"}, "is not writable"),
-        ({"strategy": "multi_worker"}, "MultiWorkerMirroredStrategy"),
-        ({"num_train_steps": 25}, "multiple of save_checkpoints_steps"),
+        ({"strategy": "parameter_server"}, "unknown strategy .parameter_server."),
+        ({"num_train_steps": 30, "steps_per_execution": 4}, "multiple of --steps_per_execution"),
         ({"preset": "gmlp_huge", "gmlp_config_file": None}, "unknown preset"),
     ],
 )
@@ -181,6 +175,54 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(fixture_dir, tmp_path, 
     with pytest.raises(ValueError, match=message):
         pretraining_job.run(spec(fixture_dir, **changes))
     assert not output_dir.exists()
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"learning_rate": -1.0}, "--learning_rate must be positive, got -1.0"),
+        ({"learning_rate": 0.0}, "--learning_rate must be positive, got 0.0"),
+        ({"train_batch_size": 0}, "--train_batch_size must be positive, got 0"),
+        ({"eval_batch_size": -8}, "--eval_batch_size must be positive, got -8"),
+        ({"num_train_steps": 0}, "--num_train_steps must be positive, got 0"),
+        ({"save_checkpoints_steps": 0}, "--save_checkpoints_steps must be positive, got 0"),
+        ({"save_checkpoints_steps": -10}, "--save_checkpoints_steps must be positive, got -10"),
+        ({"num_warmup_steps": -3}, "--num_warmup_steps must be non-negative, got -3"),
+        ({"num_warmup_steps": 40}, r"--num_warmup_steps \(40\) exceeds --num_train_steps \(30\)"),
+        ({"max_eval_steps": 0}, "--max_eval_steps must be positive, got 0"),
+        ({"weight_decay": -0.1}, "--weight_decay must be non-negative, got -0.1"),
+        ({"log_every_steps": 0}, "--log_every_steps must be positive, got 0"),
+        # The demo (no data flags): refused before the demo corpus is fetched.
+        ({"input_file": None, "eval_input_file": None, "save_checkpoints_steps": 0},
+         "--save_checkpoints_steps must be positive, got 0"),
+    ],
+)
+def test_bad_numeric_flag_is_one_clear_error_and_writes_nothing(fixture_dir, tmp_path, changes, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        pretraining_job.run(spec(fixture_dir, tmp_path / "out", **changes))
+    assert not (tmp_path / "out").exists()
+
+
+def test_script_save_checkpoints_steps_0_is_one_error_line(tmp_path):
+    result = subprocess.run([sys.executable, SCRIPT, "--save_checkpoints_steps=0", f"--output_dir={tmp_path}/out"],
+                            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=300)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "run_pretraining.py: error: --save_checkpoints_steps must be positive, got 0")
+    assert not os.path.exists(tmp_path / "out")
+
+
+@pytest.mark.parametrize("perplexity, unigram, says", [
+    (20.0, 80.0, "(4.0x lower)"),
+    (80.0, 20.0, "(4.0x higher)"),
+    (50.0, 50.0, "(the same)"),
+    (50.0, 51.0, "(1.020x lower)"),
+    (float("nan"), 80.0, "(not comparable: a perplexity is not finite and positive)"),
+    (float("inf"), 80.0, "(not comparable: a perplexity is not finite and positive)"),
+])
+def test_report_says_lower_only_when_the_model_beats_the_baseline(perplexity, unigram, says):
+    lines = pretraining_job.report_lines({"perplexity": perplexity, "unigram_perplexity": unigram})
+    assert lines[-1].startswith("Held-out masked-LM perplexity") and lines[-1].endswith(" " + says)
 
 
 def test_script_reports_errors_in_one_line(fixture_dir, tmp_path):

@@ -91,13 +91,44 @@ def test_tfds_squad_through_mock_data(model_files, tmp_path):
         ({"max_seq_length": 128}, ValueError, "max_seq_length 128 exceeds the model config's max_seq_length 64"),
         ({"do_train": False, "do_predict": False}, ValueError, "nothing to do"),
         ({"train_file": None}, ValueError, "give --train_file"),
-        ({"num_train_steps": 30}, ValueError, "multiple of save_checkpoints_steps"),
+        ({"num_train_steps": 30, "steps_per_execution": 4}, ValueError, "multiple of --steps_per_execution"),
     ],
 )
 def test_bad_input(model_files, tmp_path, changes, error, message):
     with pytest.raises(error, match=message):
         squad_job.run(spec(model_files, tmp_path / "out", **changes))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"learning_rate": -1.0}, "--learning_rate must be positive, got -1.0"),
+        ({"train_batch_size": 0}, "--train_batch_size must be positive, got 0"),
+        ({"predict_batch_size": -4}, "--predict_batch_size must be positive, got -4"),
+        ({"num_train_steps": 0}, "--num_train_steps must be positive, got 0"),
+        ({"save_checkpoints_steps": 0}, "--save_checkpoints_steps must be positive, got 0"),
+        ({"save_checkpoints_steps": -10}, "--save_checkpoints_steps must be positive, got -10"),
+        ({"num_warmup_steps": -3}, "--num_warmup_steps must be non-negative, got -3"),
+        ({"num_warmup_steps": 80}, r"--num_warmup_steps \(80\) exceeds --num_train_steps \(40\)"),
+        ({"n_best_size": 0}, "--n_best_size must be positive, got 0"),
+        ({"max_answer_length": 0}, "--max_answer_length must be positive, got 0"),
+    ],
+)
+def test_bad_numeric_flag_is_one_clear_error_and_writes_nothing(model_files, tmp_path, changes, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        squad_job.run(spec(model_files, tmp_path / "out", **changes))
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_checks_the_flags_it_keeps_before_looking_for_the_demo_encoder(tmp_path, monkeypatch):
+    def no_demo_encoder(*args):
+        raise AssertionError("the demo encoder was looked for before the flags were checked")
+
+    monkeypatch.setattr(squad_job.runtime, "demo_encoder", no_demo_encoder)
+    with pytest.raises(ValueError, match="^--log_every_steps must be positive, got 0$"):
+        squad_job.run(squad_job.JobSpec(output_dir=str(tmp_path / "out"), log_every_steps=0))
+    assert os.listdir(tmp_path) == []
 
 
 def test_script_error_is_one_line(model_files, tmp_path):

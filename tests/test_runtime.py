@@ -82,8 +82,19 @@ def test_shared_checks_name_the_flag():
         job.require_output_dir(None)
     with pytest.raises(ValueError, match="--steps must be positive, got 0"):
         job.check_positive(steps=0, other=None)
-    with pytest.raises(ValueError, match=r"num_train_steps \(25\) must be a multiple of save_checkpoints_steps \(10\)"):
-        job.check_checkpoint_interval(25, 10)
+    job.check_checkpoint_interval(25, 10)  # Checkpoints at 10, 20 and the last step.
+    with pytest.raises(ValueError, match=r"--save_checkpoints_steps \(10\) must be a multiple of --steps_per_execution \(4\)"):
+        job.check_checkpoint_interval(24, 10, 4)
+
+
+def test_numeric_checks_name_the_flag_and_refuse_nan():
+    with pytest.raises(ValueError, match="--learning_rate must be positive, got nan"):
+        job.check_positive(learning_rate=float("nan"))
+    job.check_non_negative(num_warmup_steps=0, other=None)
+    with pytest.raises(ValueError, match="--num_warmup_steps must be non-negative, got -3"):
+        job.check_non_negative(num_warmup_steps=-3)
+    with pytest.raises(ValueError, match="--weight_decay must be non-negative, got nan"):
+        job.check_non_negative(weight_decay=float("nan"))
 
 
 def test_run_script_turns_bad_input_into_one_line(capsys):
@@ -103,8 +114,28 @@ def test_helpshort_of_a_script_lists_the_shared_flags():
         assert f"--{name}" in result.stdout or f"--[no]{name}" in result.stdout, name  # absl spells bools so.
 
 
-def test_benchmark_refuses_non_positive_sizes_before_timing():
+@pytest.mark.parametrize("changes, message", [
+    ({"steps": 0}, "--steps must be positive, got 0"),
+    ({"steps": -5}, "--steps must be positive, got -5"),
+    ({"batch_size": 0}, "--batch_size must be positive, got 0"),
+    ({"max_seq_length": -1}, "--max_seq_length must be positive, got -1"),
+    ({"max_predictions_per_seq": 0}, "--max_predictions_per_seq must be positive, got 0"),
+    ({"steps_per_execution": 0}, "--steps_per_execution must be positive, got 0"),
+    ({"bert_num_heads": 0}, "--bert_num_heads must be positive, got 0"),
+    ({"bert_intermediate_dim": -1}, "--bert_intermediate_dim must be positive, got -1"),
+    ({"num_layers": -2}, "--num_layers must be non-negative, got -2"),
+    ({"max_seq_length": 4096}, "max_seq_length 4096 exceeds the model config's max_seq_length 128"),
+])
+def test_benchmark_refuses_bad_numbers_before_timing(changes, message):
     from gmlp_tf.tasks.pretraining import benchmark
 
-    with pytest.raises(ValueError, match="--steps must be positive, got 0"):
-        benchmark.run(BenchmarkSpec(steps=0))
+    with pytest.raises(ValueError, match=message):
+        benchmark.run(BenchmarkSpec(**changes))
+
+
+def test_benchmark_script_steps_0_is_one_error_line():
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "benchmark_pretraining.py"), "--steps=0"],
+                            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=300)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "benchmark_pretraining.py: error: --steps must be positive, got 0"
+    assert not result.stdout  # Nothing timed, nothing printed.

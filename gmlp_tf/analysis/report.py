@@ -1,7 +1,7 @@
 """plot_spatial_weights.py: figures of what a trained gMLP / aMLP's spatial projections learned.
 
 `run(spec)` reads a run's output directory (gmlp_config.json, run_info.json,
-checkpoints/latest.weights.h5; vocab.model for aMLP text models) and writes to spec.output_dir:
+a checkpoint in checkpoints/; vocab.model for aMLP text models) and writes to spec.output_dir:
 
   figure4_middle_token_rows.png   text: each layer's row of W for the middle token (paper, Figure 4)
   figure9_spatial_matrices.png    text: each layer's W as a heat map (paper, Figure 9)
@@ -57,7 +57,7 @@ class SpatialWeightsSpec:
     """The flags of plot_spatial_weights.py: the arguments of `run`."""
 
     model_dir: Optional[str] = option(
-        None, "Output directory of a run (gmlp_config.json, run_info.json, checkpoints/latest.weights.h5; "
+        None, "Output directory of a run (gmlp_config.json, run_info.json, a checkpoint in checkpoints/; "
         "vocab.model for aMLP text models).")
     output_dir: Optional[str] = option(None, "Where to write the figures and spatial_weights.json (created if missing).")
     text: Optional[str] = option(

@@ -2,7 +2,7 @@
 
 `export_saved_model(model_dir, export_dir, ...)` reads an output directory of
 run_pretraining.py, run_classifier.py or run_squad.py (gmlp_config.json, run_info.json,
-vocab.model, checkpoints/latest.weights.h5; a vision run needs no vocabulary) and writes a
+vocab.model, a checkpoint in checkpoints/; a vision run needs no vocabulary) and writes a
 SavedModel: `tf.saved_model.save` of a `tf.Module` whose `tf.function`s call the Keras model. The
 SentencePiece tokenizer (tensorflow_text.SentencepieceTokenizer built from the vocabulary bytes) is
 a tracked resource of the module, so the SavedModel is self-contained. Reloading needs only

@@ -103,14 +103,13 @@ def read_model_dir(model_dir: str) -> Tuple[GMLPConfig, Dict[str, Any], Optional
                                 "run_pretraining.py, run_classifier.py or run_squad.py?")
     with tf.io.gfile.GFile(info_path) as f:
         info = json.load(f)
-    weights = checkpointing.latest_weights(model_dir)
+    weights = checkpointing.readable_weights(model_dir)
     if weights is None:
         # A sweep's parent folder holds runs, not a checkpoint: name them.
         subdirs = [d.rstrip("/") for d in tf.io.gfile.listdir(model_dir)
                    if checkpointing.latest_weights(os.path.join(model_dir, d.rstrip("/")))]
         hint = f" (runs inside: {', '.join(sorted(subdirs))}; export one of them)" if subdirs else ""
-        raise FileNotFoundError(f"{model_dir} holds no checkpoint {checkpointing.CHECKPOINT_DIR}/"
-                                f"{checkpointing.WEIGHTS_NAME}{hint}")
+        raise FileNotFoundError(f"{model_dir} holds no checkpoint in {checkpointing.CHECKPOINT_DIR}/{hint}")
     sp_model = None
     if config.modality == "text":
         vocab_path = os.path.join(model_dir, checkpointing.VOCAB_NAME)
@@ -137,12 +136,17 @@ def check_max_seq_length(config: GMLPConfig, max_seq_length: Optional[int]) -> O
 
 
 def load_model(config: GMLPConfig, task: str, num_labels: int, weights: str) -> keras.Model:
-    """The run's Keras model with its checkpoint's weights."""
+    """The run's Keras model with its checkpoint's weights.
+
+    Raises:
+      ValueError: naming the weights file, when it is unreadable (truncated, empty, not HDF5: h5py
+        raises OSError) or does not fit the model.
+    """
     model = build_model(config, task, num_labels=num_labels)
     try:
         model.load_weights(weights)
-    except ValueError as err:
-        raise ValueError(f"cannot load {weights}: {err}") from None
+    except (OSError, ValueError, KeyError, tf.errors.OpError) as err:
+        raise ValueError(f"cannot read checkpoint file {weights}: {err}") from None
     return model
 
 

@@ -1,4 +1,5 @@
-"""Picks the tf.distribute strategy: TPU first, then mirrored GPUs, one device, or the default."""
+"""Picks the tf.distribute strategy: TPU first, then mirrored GPUs, GPU hosts (multi_worker), one
+device, or the default."""
 
 from typing import Optional
 
@@ -17,25 +18,24 @@ def get_strategy(
     """Returns a tf.distribute.Strategy.
 
     Args:
-      strategy: one of STRATEGIES. A `tpu` address implies "tpu".
+      strategy: one of STRATEGIES. A `tpu` address implies "tpu". "multi_worker" is
+        MultiWorkerMirroredStrategy over the cluster in TF_CONFIG.
       tpu: TPU name or grpc:// address ("local" for a TPU VM), as BERT's --tpu_name.
       tpu_zone, gcp_project: where to find a named TPU (optional on TPU VMs).
 
     Raises:
-      ValueError: for an unknown strategy, or "multi_worker": Keras 3 `fit` fails under
-        MultiWorkerMirroredStrategy (keras-team/keras#20585), so it is refused up front rather
-        than failing inside the first step.
+      ValueError: for an unknown strategy.
     """
     if tpu:
         strategy = "tpu"
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     if strategy == "multi_worker":
-        raise ValueError(
-            "--strategy=multi_worker is not supported: Keras 3 fit() cannot run under "
-            "MultiWorkerMirroredStrategy (keras-team/keras#20585); use --strategy=mirrored on one "
-            "host, or --tpu for multi-host TPU training"
-        )
+        # The cluster and this process's task come from TF_CONFIG; every worker runs the same command.
+        # Keras fit() cannot run under it: the jobs train through runtime.custom_loop instead.
+        result = tf.distribute.MultiWorkerMirroredStrategy()
+        logging.info("Strategy MultiWorkerMirroredStrategy with %d replica(s)", result.num_replicas_in_sync)
+        return result
     if strategy == "tpu":
         if not tpu:
             raise ValueError("--strategy=tpu needs --tpu (a TPU name, grpc:// address, or 'local')")

@@ -16,7 +16,7 @@ import tensorflow as tf
 from absl import app, logging
 
 from gmlp_tf.config import GMLPConfig
-from gmlp_tf.runtime import checkpointing
+from gmlp_tf.runtime import checkpointing, custom_loop, locking
 from gmlp_tf.runtime.distribution import get_strategy
 from gmlp_tf.runtime.flags import CommonSpec, spec_from_flags
 
@@ -27,12 +27,29 @@ DEMO_ENCODER_DIR = os.path.join("output", "pretraining_demo")
 USER_ERRORS = (ValueError, OSError, RuntimeError)
 
 
-def start(spec: CommonSpec, seed: Optional[int] = None) -> tf.distribute.Strategy:
-    """Seeds Keras (spec.random_seed unless `seed`), sets the precision policy, returns the strategy."""
+def start(spec: CommonSpec, seed: Optional[int] = None, multi_worker: bool = False) -> tf.distribute.Strategy:
+    """Seeds Keras (spec.random_seed unless `seed`), sets the precision policy, returns the strategy.
+
+    Args:
+      multi_worker: the job can train under --strategy=multi_worker (else it is refused).
+    """
     check_positive(log_every_steps=spec.log_every_steps, steps_per_execution=spec.steps_per_execution)
+    if spec.strategy == "multi_worker" and not multi_worker:
+        raise ValueError("--strategy=multi_worker is supported by run_pretraining.py; finetune on one host "
+                         "(--strategy=mirrored) or on a TPU (--tpu)")
     keras.utils.set_random_seed(spec.random_seed if seed is None else seed)
     keras.mixed_precision.set_global_policy(spec.precision)
     return get_strategy(spec.strategy, spec.tpu, spec.tpu_zone, spec.gcp_project)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes (checkpoints, logs, results): always, except on a cluster's other workers."""
+    return custom_loop.is_chief(strategy)
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """Training steps through runtime.custom_loop (Keras fit and evaluate cannot run under the strategy)."""
+    return custom_loop.needs_custom_loop(strategy)
 
 
 def require_output_dir(output_dir: Optional[str]) -> str:
@@ -51,24 +68,44 @@ def check_max_seq_length(max_seq_length: int, config: GMLPConfig) -> None:
 def check_positive(**values: Optional[float]) -> None:
     """Raises naming the first flag whose value is given and not positive."""
     for name, value in values.items():
-        if value is not None and value <= 0:
+        if value is not None and not value > 0:  # NaN too.
             raise ValueError(f"--{name} must be positive, got {value}")
 
 
-def check_checkpoint_interval(num_train_steps: int, save_checkpoints_steps: int) -> None:
-    """A run is fit() over checkpoint intervals, so the steps must be a whole number of them."""
-    check_positive(num_train_steps=num_train_steps, save_checkpoints_steps=save_checkpoints_steps)
-    if num_train_steps % save_checkpoints_steps:
-        raise ValueError(f"num_train_steps ({num_train_steps}) must be a multiple of save_checkpoints_steps "
-                         f"({save_checkpoints_steps})")
+def check_non_negative(**values: Optional[float]) -> None:
+    """Raises naming the first flag whose value is given and negative."""
+    for name, value in values.items():
+        if value is not None and not value >= 0:  # NaN too.
+            raise ValueError(f"--{name} must be non-negative, got {value}")
+
+
+def check_checkpoint_interval(num_train_steps: int, save_checkpoints_steps: int, steps_per_execution: int = 1) -> None:
+    """Steps and interval are positive and whole executions (a compiled execution cannot stop midway)."""
+    check_positive(num_train_steps=num_train_steps, save_checkpoints_steps=save_checkpoints_steps,
+                   steps_per_execution=steps_per_execution)
+    for name, value in (("num_train_steps", num_train_steps), ("save_checkpoints_steps", save_checkpoints_steps)):
+        if value % steps_per_execution:
+            raise ValueError(f"--{name} ({value}) must be a multiple of --steps_per_execution ({steps_per_execution})")
 
 
 def prepare_output_dir(output_dir: str, config: GMLPConfig, task: str, num_labels: Optional[int] = None,
                        sp_model: Optional[bytes] = None) -> None:
-    """Creates or checks output_dir (same architecture and task, writable) and writes the vocabulary."""
+    """Locks output_dir for this run, creates or checks it (same architecture and task, writable) and
+    writes the vocabulary.
+
+    Raises:
+      ValueError: another run holds the directory (naming its host and pid), or it does not fit.
+    """
+    locking.acquire(output_dir)
     checkpointing.prepare_output_dir(output_dir, config, task, num_labels)
     if sp_model is not None:  # Finetuning and export find the vocabulary beside the checkpoint.
         checkpointing.write_vocab(output_dir, sp_model)
+
+
+def check_init_checkpoint(init_checkpoint: Optional[str], config: GMLPConfig) -> None:
+    """The warm-start source's files and architecture, checked before anything is written."""
+    if init_checkpoint:
+        checkpointing.check_warm_start_source(init_checkpoint, config)
 
 
 def warm_start_unless_resuming(model: keras.Model, init_checkpoint: Optional[str], output_dir: str,
@@ -116,6 +153,8 @@ def run_script(program: str, job: Callable[[], Any]) -> Any:
     except USER_ERRORS as err:
         logging.flush()
         sys.exit(f"{program}: error: {err}")
+    finally:
+        locking.release_all()
 
 
 def script_main(spec_cls: Type[CommonSpec], run: Callable[[Any], Any],

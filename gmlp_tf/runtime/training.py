@@ -1,4 +1,4 @@
-"""Keras fit that checkpoints at every epoch end, resumes, and logs to TensorBoard by global step.
+"""Keras fit that checkpoints, resumes exactly, stops on a NaN loss and logs to TensorBoard by step.
 
 TensorBoard layout of an output directory:
   logs/train/   loss, learning_rate and the compiled metrics every `log_every_steps` steps
@@ -16,13 +16,14 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from gmlp_tf.runtime import checkpointing
+from gmlp_tf.runtime import checkpoint_files, checkpointing, custom_loop
 
 LOGS_DIR = "logs"
 TRAIN_RUN, EVAL_RUN = "train", "eval"
 # Bookkeeping numbers an evaluation may return that are not curves.
 NOT_CURVES = frozenset({"global_step", "eval_batches"})
 EvaluateFn = Callable[[keras.Model], Mapping[str, float]]
+DatasetLike = Union[tf.data.Dataset, tf.distribute.DistributedDataset]
 
 
 def global_step(model: keras.Model) -> int:
@@ -53,10 +54,13 @@ class StepSummaries(keras.callbacks.Callback):
       log_every_steps: optimizer steps between training points.
       evaluate_fn: called with the model at every epoch end (a checkpoint); returns the held-out
         metrics to write under eval/. None: no held-out curve.
+      write: False on the workers of a cluster that are not its chief (they write nothing).
     """
 
-    def __init__(self, log_dir: str, log_every_steps: int, evaluate_fn: Optional[EvaluateFn] = None) -> None:
+    def __init__(self, log_dir: str, log_every_steps: int, evaluate_fn: Optional[EvaluateFn] = None,
+                 write: bool = True) -> None:
         super().__init__()
+        self.write = write
         if log_every_steps <= 0:
             raise ValueError(f"log_every_steps must be positive, got {log_every_steps}")
         self.log_dir = log_dir
@@ -72,6 +76,8 @@ class StepSummaries(keras.callbacks.Callback):
         return self._writers[run]
 
     def _write(self, run: str, step: int, values: Mapping[str, float]) -> None:
+        if not self.write:
+            return
         with self._writer(run).as_default():
             for name, value in values.items():
                 tf.summary.scalar(name, value, step=step)
@@ -107,49 +113,138 @@ class StepSummaries(keras.callbacks.Callback):
         self._writers = {}
 
 
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Ends training with NonFiniteLossError at the first step (or execution) whose loss is NaN or inf.
+
+    It must come before any callback that resets the metrics: Keras' logged loss is the mean since
+    the last reset, so one non-finite step makes every later mean non-finite until then.
+    """
+
+    def __init__(self, output_dir: str) -> None:
+        super().__init__()
+        self.output_dir = output_dir
+
+    def on_train_batch_end(self, batch: int, logs: Optional[Dict[str, object]] = None) -> None:
+        loss = _scalars(logs or {}).get("loss")
+        if loss is None or np.isfinite(loss):
+            return
+        step = global_step(self.model)
+        executed = getattr(self.model, "steps_per_execution", 1) or 1
+        where = f"step {step}" if executed == 1 else f"one of steps {step - executed + 1}-{step}"
+        raise NonFiniteLossError(f"training loss is {loss} at {where}; stopped without saving. "
+                                 + _last_good_checkpoint(self.output_dir))
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training met a NaN or infinite loss (no checkpoint of it was written)."""
+
+
+class StepCheckpoint(keras.callbacks.Callback):
+    """Checkpoints at every epoch end (a checkpoint interval): model, optimizer, step and RNG states."""
+
+    def __init__(self, output_dir: str, is_chief: bool = True) -> None:
+        super().__init__()
+        self.output_dir = output_dir
+        self.is_chief = is_chief
+
+    def on_epoch_end(self, epoch: int, logs: Optional[Dict[str, object]] = None) -> None:
+        if not self.is_chief:
+            return
+        try:
+            saved = checkpointing.save(self.model, self.output_dir)
+        except checkpoint_files.NonFiniteWeightsError as err:
+            raise NonFiniteLossError(f"weights at step {global_step(self.model)} are not finite ({err}); not saved. "
+                                     + _last_good_checkpoint(self.output_dir)) from None
+        logging.info("Saved checkpoint %s", saved.weights)
+
+
+def _last_good_checkpoint(output_dir: str) -> str:
+    last = checkpointing.latest_weights(output_dir)
+    if last is None:
+        return "No checkpoint had been written; rerun with a lower --learning_rate"
+    return f"The last good checkpoint is {last}; a rerun with a lower --learning_rate resumes from it"
+
+
 def fit_resumable(
     model: keras.Model,
-    dataset: Union[tf.data.Dataset, tf.distribute.DistributedDataset],
+    make_dataset: Callable[[int], DatasetLike],
     output_dir: str,
-    epochs: int,
-    steps_per_epoch: Optional[int] = None,
+    num_train_steps: int,
+    save_checkpoints_steps: int,
     verbose: Union[int, str] = 1,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     log_every_steps: int = 100,
     evaluate_fn: Optional[EvaluateFn] = None,
 ) -> keras.callbacks.History:
-    """model.fit with BackupAndRestore (weights, optimizer state, epoch) and step-indexed TensorBoard.
+    """model.fit that checkpoints every save_checkpoints_steps steps and resumes exactly.
 
-    A rerun with the same output_dir continues after the last finished epoch; a run that had
-    finished trains no more.
+    A rerun with the same output_dir loads the newest readable checkpoint (weights, optimizer
+    state and step, dropout RNG states), skips the batches already trained on and trains to
+    exactly num_train_steps optimizer steps, whatever interval either run used. Checkpoints fall
+    on multiples of the interval and on the last step; a NaN or infinite loss stops the run
+    (NonFiniteLossError) before anything of it is saved.
 
     Args:
       model: a compiled Keras model.
-      dataset: a tf.data.Dataset or tf.distribute.DistributedDataset (shuffled already).
+      make_dataset: skip -> the training data (a repeating tf.data.Dataset or DistributedDataset)
+        without its first `skip` batches; it must give the same batches on every call.
       output_dir: holds checkpoints/ and logs/.
-      epochs, steps_per_epoch: as for fit(); steps_per_epoch is needed for repeating datasets.
+      num_train_steps: the run's total optimizer steps.
+      save_checkpoints_steps: steps between checkpoints.
       verbose: as for fit().
       callbacks: more callbacks.
       log_every_steps: steps between the training scalars in logs/train.
       evaluate_fn: model -> held-out metrics, run at every checkpoint and written to logs/eval.
 
     Returns:
-      The keras History of this call.
+      The keras History of the last fit() call (empty when the run was already complete).
     """
-    if checkpointing.latest_weights(output_dir):
-        logging.info("Resuming from the checkpoint in %s", output_dir)
-    return model.fit(
-        dataset,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=[
-            checkpointing.backup_callback(output_dir),
-            StepSummaries(os.path.join(output_dir, LOGS_DIR), log_every_steps, evaluate_fn),
-            *callbacks,
-        ],
-        shuffle=False,  # The input pipeline shuffles; Keras cannot shuffle a tf.data stream.
-        verbose=verbose,
-    )
+    loaded = checkpointing.restore(model, output_dir)
+    step = global_step(model)
+    if loaded is not None:
+        logging.info("Resuming at step %d from %s", step, loaded.weights)
+    history = keras.callbacks.History()
+    if step >= num_train_steps:
+        if step > num_train_steps:
+            logging.warning("%s is at step %d, past --num_train_steps=%d: not training", output_dir, step,
+                            num_train_steps)
+        return history
+    if step:
+        logging.info("Skipping the %d batches already trained on", step)
+    chief = custom_loop.is_chief(model.distribute_strategy)
+    summaries = StepSummaries(os.path.join(output_dir, LOGS_DIR), log_every_steps, evaluate_fn, write=chief)
+    every_fit = [StopOnNonFiniteLoss(output_dir), StepCheckpoint(output_dir, chief), summaries, *callbacks]
+    for steps_per_epoch, epochs in checkpoint_segments(step, num_train_steps, save_checkpoints_steps):
+        data = make_dataset(global_step(model))
+        if custom_loop.needs_custom_loop(model.distribute_strategy):
+            history = custom_loop.fit(model, data, epochs, steps_per_epoch, every_fit, verbose)
+            continue
+        history = model.fit(
+            data, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=every_fit,
+            shuffle=False,  # The input pipeline shuffles; Keras cannot shuffle a tf.data stream.
+            verbose=verbose,
+        )
+    return history
+
+
+def checkpoint_segments(step: int, num_train_steps: int, interval: int) -> List[Tuple[int, int]]:
+    """(steps_per_epoch, epochs) of the fit() calls from `step` to num_train_steps.
+
+    Every epoch ends at a multiple of `interval` or at the last step, so checkpoints fall there
+    however the run was interrupted: e.g. step 20, 100 steps, interval 30 -> [(10, 1), (30, 2), (10, 1)].
+    """
+    segments = []
+    first = min(num_train_steps - step, -step % interval)
+    if first:
+        segments.append((first, 1))
+        step += first
+    whole = (num_train_steps - step) // interval
+    if whole:
+        segments.append((interval, whole))
+        step += whole * interval
+    if num_train_steps > step:
+        segments.append((num_train_steps - step, 1))
+    return segments
 
 
 def read_scalars(run_dir: str) -> Dict[str, List[Tuple[int, float]]]:

@@ -17,7 +17,7 @@ from absl import logging
 from gmlp_tf import tokenization
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.models.task_models import build_model
-from gmlp_tf.runtime import checkpointing
+from gmlp_tf.runtime import checkpointing, locking
 from gmlp_tf.runtime import job as runtime
 from gmlp_tf.runtime import progress, training
 from gmlp_tf.runtime.finetuning import (
@@ -87,6 +87,7 @@ class Job:
 # ---------------------------------------------------------------------------------- resolving
 def resolve(spec: JobSpec) -> Job:
     """Fills in defaults (the demo's when no task is given), reads the data, checks everything."""
+    check_flags(spec)
     if spec.is_demo:
         return _resolve_demo(spec)
     if not spec.task_name:
@@ -103,6 +104,7 @@ def resolve(spec: JobSpec) -> Job:
     setup = _setup(spec, FinetuneSetup())
     config, sp_model = load_model_files(spec.init_checkpoint, spec.gmlp_config_file, spec.vocab_file)
     runtime.check_max_seq_length(setup.max_seq_length, config)
+    runtime.check_init_checkpoint(spec.init_checkpoint, config)
 
     def read(t, split):
         if spec.use_tfds:
@@ -150,19 +152,35 @@ def _setup(spec: JobSpec, base: FinetuneSetup) -> FinetuneSetup:
     return dataclasses.replace(base, **changes)
 
 
-def _learning_rates(spec: JobSpec, setup: FinetuneSetup) -> Tuple[float, ...]:
-    if spec.learning_rates:
-        try:
-            rates = tuple(float(x) for x in spec.learning_rates.split(",") if x.strip())
-        except ValueError:
-            raise ValueError(f"--learning_rates must be comma-separated numbers, got {spec.learning_rates!r}") from None
-    else:
-        rates = (setup.learning_rate,)
-    if not rates or any(r <= 0 for r in rates):
-        raise ValueError("learning rates must be positive")
+def check_flags(spec: JobSpec) -> None:
+    """The numeric flags given (None: Table 9's), checked before the demo encoder or any data is read."""
+    runtime.check_positive(
+        learning_rate=spec.learning_rate, train_batch_size=spec.train_batch_size,
+        eval_batch_size=spec.eval_batch_size, num_train_epochs=spec.num_train_epochs,
+        max_seq_length=spec.max_seq_length, log_every_steps=spec.log_every_steps,
+        steps_per_execution=spec.steps_per_execution)
+    if spec.warmup_proportion is not None and not 0 <= spec.warmup_proportion <= 1:
+        raise ValueError(f"--warmup_proportion must be in [0, 1], got {spec.warmup_proportion}")
     if spec.num_seeds < 1:
         raise ValueError(f"--num_seeds must be at least 1, got {spec.num_seeds}")
+    _swept_rates(spec)
+
+
+def _swept_rates(spec: JobSpec) -> Optional[Tuple[float, ...]]:
+    """The --learning_rates list (None when not given), each rate positive."""
+    if not spec.learning_rates:
+        return None
+    try:
+        rates = tuple(float(x) for x in spec.learning_rates.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"--learning_rates must be comma-separated numbers, got {spec.learning_rates!r}") from None
+    if not rates or any(not r > 0 for r in rates):
+        raise ValueError(f"--learning_rates must be positive numbers, got {spec.learning_rates!r}")
     return rates
+
+
+def _learning_rates(spec: JobSpec, setup: FinetuneSetup) -> Tuple[float, ...]:
+    return _swept_rates(spec) or (setup.learning_rate,)
 
 
 # ------------------------------------------------------------------------------------ running
@@ -170,6 +188,7 @@ def run(spec: JobSpec) -> Dict[str, Any]:
     """Runs every (learning rate, seed) of the job; returns the summary dict."""
     job = resolve(spec)
     strategy = runtime.start(job.spec)
+    locking.acquire(job.output_dir)  # The sweep's directory; prepare_output_dir locks each run's.
     runs = [(lr, job.spec.random_seed + i) for lr in job.learning_rates for i in range(job.spec.num_seeds)]
     results = {}
     for lr, seed in runs:
@@ -208,15 +227,17 @@ def run_once(job: Job, strategy: tf.distribute.Strategy, learning_rate: float, s
 def _train(job: Job, model: keras.Model, strategy: tf.distribute.Strategy, tokenizer: Any, learning_rate: float,
            seed: int, run_dir: str) -> None:
     setup = job.setup
-    epochs, steps_per_epoch, num_steps = setup.schedule(len(job.train))
+    _, steps_per_epoch, num_steps = setup.schedule(len(job.train))
     with strategy.scope():
         compile_classifier(model, job.task.is_regression, finetuning_optimizer(setup, num_steps, learning_rate),
                            job.spec.steps_per_execution)
     runtime.warm_start_unless_resuming(model, job.spec.init_checkpoint, run_dir, finetuning_config(job.config, setup))
+    checkpointing.record_recipe(run_dir, dict(dataclasses.asdict(setup), learning_rate=learning_rate,
+                                              num_train_steps=num_steps, save_checkpoints_steps=steps_per_epoch))
     train_data = classifier_dataset(job.train, tokenizer, setup.max_seq_length, setup.train_batch_size,
                                     job.task.label_list, is_training=True, seed=seed).repeat()
     evaluate_fn = (lambda m: evaluate(job, m, tokenizer)) if job.evals and job.spec.eval_at_checkpoints else None
-    training.fit_resumable(model, train_data, run_dir, epochs, steps_per_epoch,
+    training.fit_resumable(model, train_data.skip, run_dir, num_steps, steps_per_epoch,
                            log_every_steps=job.spec.log_every_steps, evaluate_fn=evaluate_fn)
 
 

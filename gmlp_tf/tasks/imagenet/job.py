@@ -8,12 +8,13 @@ Recipe defaults (Table 7): AdamW, peak lr 1e-3 at batch 4096 scaled linearly wit
 size, (0.9, 0.999), eps 1e-6, weight decay 0.05, 10K warmup steps (at most max_warmup_fraction of
 the run) then cosine decay, global-norm clipping 1.0, label smoothing 0.1, RandAugment (keras-cv
 has no AutoAugment), MixUp 0.8 / CutMix 1.0 switched with probability 0.5, stochastic depth from
-the preset, 300 epochs. Evaluation: top-1 and top-5 on the validation split (centre crop 0.875),
-written to eval_results.txt and eval_results.json.
+the preset, 300 epochs. Evaluation: top-1 and (with more than 5 classes) top-5 on the validation
+split (centre crop 0.875), written to eval_results.txt and eval_results.json.
 """
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import time
@@ -58,7 +59,7 @@ class JobSpec(CommonSpec):
     data_dir: Optional[str] = option(None, "Image folder root with train/<class>/* and val/<class>/*.")
     num_classes: Optional[int] = option(None, "Classes of the head (default: the config's); must match the data.")
     do_train: bool = option(True, "Train on the train split.")
-    do_eval: bool = option(True, "Evaluate top-1 / top-5 on the validation split.")
+    do_eval: bool = option(True, "Evaluate top-1 (and, with more than 5 classes, top-5) on the validation split.")
     train_batch_size: Optional[int] = option(None, "Global training batch size (Table 7: 4096; demo: 64).")
     eval_batch_size: Optional[int] = option(None, "Evaluation batch size (default 256; demo: 100).")
     learning_rate: Optional[float] = option(
@@ -114,7 +115,24 @@ DEMO_SETUP = Setup(train_batch_size=64, eval_batch_size=100, learning_rate=2e-3,
                    crop_area_range=(0.6, 1.0), flip=False)
 
 
+def check_flags(spec: JobSpec) -> None:
+    """The numeric flags given (None: the recipe's), checked before any data is read or file written."""
+    runtime.check_positive(
+        learning_rate=spec.learning_rate, train_batch_size=spec.train_batch_size,
+        eval_batch_size=spec.eval_batch_size, num_train_epochs=spec.num_train_epochs,
+        num_train_steps=spec.num_train_steps, shuffle_buffer=spec.shuffle_buffer)
+    runtime.check_non_negative(
+        warmup_steps=spec.warmup_steps, weight_decay=spec.weight_decay, clip_norm=spec.clip_norm,
+        mixup_alpha=spec.mixup_alpha, cutmix_alpha=spec.cutmix_alpha)
+    fractions = {"max_warmup_fraction": spec.max_warmup_fraction, "label_smoothing": spec.label_smoothing,
+                 "mix_switch_prob": spec.mix_switch_prob}
+    for name, value in fractions.items():
+        if not 0 <= value <= 1:
+            raise ValueError(f"--{name} must be in [0, 1], got {value}")
+
+
 def resolve_setup(spec: JobSpec) -> Setup:
+    check_flags(spec)
     base = DEMO_SETUP if spec.is_demo else Setup()
     changes = {name: getattr(spec, name) for name in (
         "train_batch_size", "eval_batch_size", "learning_rate", "warmup_steps", "num_train_epochs", "rand_augment",
@@ -147,14 +165,30 @@ def resolve_config(spec: JobSpec) -> GMLPConfig:
             raise ValueError(f"--num_classes must be at least 2, got {spec.num_classes}")
         config = config.replace(num_classes=spec.num_classes)
     if spec.init_checkpoint:
-        path = os.path.join(spec.init_checkpoint, checkpointing.CONFIG_NAME)
-        if tf.io.gfile.exists(path):
-            saved = GMLPConfig.from_json_file(path)
-            if saved.num_classes != config.num_classes:
-                raise ValueError(
-                    f"--init_checkpoint {spec.init_checkpoint} has a {saved.num_classes}-class head but the model "
-                    f"has {config.num_classes} classes")
+        _check_init_checkpoint(spec.init_checkpoint, config)
+        runtime.check_init_checkpoint(spec.init_checkpoint, config)
     return config
+
+
+def _check_init_checkpoint(init_checkpoint: str, config: GMLPConfig) -> None:
+    """The warm-start source is an image classifier of the same class count (when it has a config)."""
+    path = os.path.join(init_checkpoint, checkpointing.CONFIG_NAME)
+    if not tf.io.gfile.exists(path):
+        return
+    saved = GMLPConfig.from_json_file(path)
+    if saved.modality != "image":
+        info_path = os.path.join(init_checkpoint, checkpointing.RUN_INFO_NAME)
+        try:
+            with tf.io.gfile.GFile(info_path) as f:
+                task = f" (a {json.load(f)['task']} run)"
+        except (OSError, ValueError, KeyError, TypeError, tf.errors.OpError):  # No task to name.
+            task = ""
+        raise ValueError(f"--init_checkpoint {init_checkpoint} holds a {saved.modality} model{task}, not an image "
+                         "classifier: give an output directory of run_imagenet.py")
+    if saved.num_classes != config.num_classes:
+        raise ValueError(
+            f"--init_checkpoint {init_checkpoint} has a {saved.num_classes}-class head but the model "
+            f"has {config.num_classes} classes")
 
 
 def load_sources(spec: JobSpec, setup: Setup) -> Dict[str, Tuple[tf.data.Dataset, imagenet_data.SourceInfo]]:
@@ -253,6 +287,8 @@ def train(spec: JobSpec, setup: Setup, config: GMLPConfig, model: keras.Model, s
                       metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
                       steps_per_execution=spec.steps_per_execution)
     runtime.warm_start_unless_resuming(model, spec.init_checkpoint, output_dir, config)
+    checkpointing.record_recipe(output_dir, dict(dataclasses.asdict(setup), num_train_steps=num_steps,
+                                                 save_checkpoints_steps=steps_per_epoch, warmup_steps=warmup))
     batches = imagenet_data.train_dataset(source, config.image_size, setup.train_batch_size, spec.shuffle_buffer,
                                           seed=spec.random_seed, area_range=setup.crop_area_range, flip=setup.flip)
     mean, std = NORMALIZATIONS[setup.normalization]
@@ -260,8 +296,8 @@ def train(spec: JobSpec, setup: Setup, config: GMLPConfig, model: keras.Model, s
                                 rand_augment=setup.rand_augment, mixup_alpha=spec.mixup_alpha,
                                 cutmix_alpha=spec.cutmix_alpha, switch_prob=spec.mix_switch_prob, mean=mean, std=std)
     callbacks = [UnreadableFilesLog(info, "training")] if info.unreadable is not None else []
-    training.fit_resumable(model, augment.augment_dataset(batches, aug, seed=spec.random_seed), output_dir,
-                           epochs, steps_per_epoch, verbose=2, callbacks=callbacks,
+    training.fit_resumable(model, augment.augment_dataset(batches, aug, seed=spec.random_seed).skip, output_dir,
+                           num_steps, steps_per_epoch, verbose=2, callbacks=callbacks,
                            log_every_steps=spec.log_every_steps, evaluate_fn=evaluate_fn)
     return {"skipped_unreadable_train_images": info.num_unreadable,
             "global_step": int(model.optimizer.iterations.numpy())}
@@ -309,10 +345,10 @@ def _load_for_eval(model: keras.Model, output_dir: str, init_checkpoint: Optiona
 
 
 def report_lines(results: Dict[str, Any], spec: JobSpec) -> List[str]:
-    """The lines the script prints: the results, then top-1 / top-5 beside chance."""
+    """The lines the script prints: the results, then top-1 (and top-5, over 5 classes) beside chance."""
     lines = runtime.result_lines(results)
     if "top_1_accuracy" in results:
-        lines.append(f"Held-out top-1 {100 * results['top_1_accuracy']:.1f}% (top-5 "
-                     f"{100 * results['top_5_accuracy']:.1f}%) vs chance {100 * results['chance_top_1_accuracy']:.1f}%"
-                     + (" on MNIST digits" if spec.is_demo else ""))
+        top5 = f" (top-5 {100 * results['top_5_accuracy']:.1f}%)" if "top_5_accuracy" in results else ""
+        lines.append(f"Held-out top-1 {100 * results['top_1_accuracy']:.1f}%{top5} vs chance "
+                     f"{100 * results['chance_top_1_accuracy']:.1f}%" + (" on MNIST digits" if spec.is_demo else ""))
     return lines

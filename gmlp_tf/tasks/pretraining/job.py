@@ -5,14 +5,17 @@ can be checked is checked before any work starts, so bad input costs one clear e
 """
 
 import dataclasses
+import math
 import os
 from typing import Any, Dict, List, Optional
 
+import tensorflow as tf
 from absl import logging
 
 from gmlp_tf import tokenization
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.presets import get_preset_config
+from gmlp_tf.runtime import checkpointing
 from gmlp_tf.runtime import job as runtime
 from gmlp_tf.runtime.flags import CommonSpec, option
 from gmlp_tf.tasks.pretraining import demo_data, recipe
@@ -64,6 +67,8 @@ class JobSpec(CommonSpec):
     num_warmup_steps: Optional[int] = option(None, "Linear warmup steps.")
     weight_decay: float = option(0.01, "AdamW decoupled weight decay (Table 8).")
     save_checkpoints_steps: Optional[int] = option(None, "Steps between checkpoints (default: 1000, demo 500).")
+    shuffle_buffer: Optional[int] = option(
+        None, "Training sequences in the shuffle buffer (default: 1.28M tokens' worth, 10,000 of 128).")
     max_eval_steps: Optional[int] = option(None, "Evaluation batches at most (default: the whole held-out set).")
     do_train: bool = option(True, "Train.")
     do_eval: bool = option(True, "Evaluate on the held-out data and write eval_results.txt.")
@@ -102,7 +107,7 @@ def demo_spec(spec: JobSpec) -> JobSpec:
         preset=preset,
         setup=spec.setup or DEMO_SETUPS.get(preset, "demo"),
         output_dir=spec.output_dir or output_dir,
-        save_checkpoints_steps=spec.save_checkpoints_steps or 500,
+        save_checkpoints_steps=500 if spec.save_checkpoints_steps is None else spec.save_checkpoints_steps,
     )
 
 
@@ -112,6 +117,7 @@ def resolve(spec: JobSpec) -> ResolvedJob:
     Raises:
       ValueError: naming the first problem found.
     """
+    check_flags(spec)
     if spec.gmlp_config_file and spec.preset:
         raise ValueError("give --gmlp_config_file or --preset, not both")
     if spec.input_file and spec.tfds_name:
@@ -124,16 +130,28 @@ def resolve(spec: JobSpec) -> ResolvedJob:
     runtime.check_max_seq_length(setup.max_seq_length, config)
     if config.modality != "text":
         raise ValueError("masked-LM pretraining needs a text model config, got an image one")
+    runtime.check_init_checkpoint(spec.init_checkpoint, config)
     sp_model = None
     if spec.input_format == "text" or spec.tfds_name:
         if not spec.vocab_file:
             raise ValueError("--vocab_file (a SentencePiece model from create_vocab.py) is required")
         sp_model = tokenization.load_model_vocab(spec.vocab_file, config.vocab_size)
     train_source, eval_source = _sources(spec)
-    steps = spec.save_checkpoints_steps or min(1000, setup.num_train_steps)
-    runtime.check_checkpoint_interval(setup.num_train_steps, steps)
-    runtime.check_positive(log_every_steps=spec.log_every_steps)  # Before the vocabulary and data are read.
+    steps = min(1000, setup.num_train_steps) if spec.save_checkpoints_steps is None else spec.save_checkpoints_steps
+    runtime.check_checkpoint_interval(setup.num_train_steps, steps, spec.steps_per_execution)
     return ResolvedJob(spec, config, setup, steps, train_source, eval_source, sp_model)
+
+
+def check_flags(spec: JobSpec) -> None:
+    """The numeric flags given (None: the recipe's), checked before the demo data or any file is read."""
+    runtime.check_positive(
+        learning_rate=spec.learning_rate, train_batch_size=spec.train_batch_size,
+        eval_batch_size=spec.eval_batch_size, num_train_steps=spec.num_train_steps,
+        save_checkpoints_steps=spec.save_checkpoints_steps, max_eval_steps=spec.max_eval_steps,
+        max_seq_length=spec.max_seq_length, max_predictions_per_seq=spec.max_predictions_per_seq,
+        log_every_steps=spec.log_every_steps, steps_per_execution=spec.steps_per_execution,
+        shuffle_buffer=spec.shuffle_buffer)
+    runtime.check_non_negative(num_warmup_steps=spec.num_warmup_steps, weight_decay=spec.weight_decay)
 
 
 def model_config(spec: JobSpec) -> GMLPConfig:
@@ -198,6 +216,7 @@ def _dataset(job: ResolvedJob, source, is_training: bool, batch_size: int, input
         source, is_training=is_training, sp_model=job.sp_model, max_seq_length=setup.max_seq_length,
         max_predictions_per_seq=setup.max_predictions_per_seq, batch_size=batch_size,
         seed=job.spec.random_seed if is_training else None, input_context=input_context,
+        shuffle_buffer=job.spec.shuffle_buffer,
     )
 
 
@@ -205,26 +224,44 @@ def eval_batch_size(job: ResolvedJob) -> int:
     return job.spec.eval_batch_size or job.setup.train_batch_size
 
 
-def _distributed(strategy, job: ResolvedJob, source, is_training: bool, batch_size: int):
+def _distributed(strategy, job: ResolvedJob, source, is_training: bool, batch_size: int, skip: int = 0):
+    """The strategy's per-replica batches of the stream without its first `skip` (global) batches.
+
+    Across workers (multi_worker), every worker reads the global batches and takes its slice, so
+    a cluster trains on exactly the batches one process would (and resumes by the same skip).
+    """
+    by_slices = runtime.is_multi_worker(strategy)
+
     def dataset_fn(context):
-        return _dataset(job, source, is_training, batch_size, context).map(recipe.split_features)
+        if not by_slices:  # Skipped after masking, so a resumed run sees exactly the batches it had not.
+            per_step = context.num_replicas_in_sync // context.num_input_pipelines  # This pipeline's batches a step.
+            dataset = _dataset(job, source, is_training, batch_size, context)
+            return dataset.skip(skip * per_step).map(recipe.split_features)
+        rows = context.get_per_replica_batch_size(batch_size)
+        first = context.input_pipeline_id * rows
+        batches = _dataset(job, source, is_training, batch_size).skip(skip).map(recipe.split_features)
+        return batches.map(lambda *parts: tf.nest.map_structure(lambda t: t[first:first + rows], parts))
 
     return strategy.distribute_datasets_from_function(dataset_fn)
 
 
 def run(spec: JobSpec) -> Optional[Dict[str, Any]]:
-    """Runs the job; returns the evaluation results (None without --do_eval)."""
+    """Runs the job; returns the evaluation results (None without --do_eval, and on workers but the chief)."""
     job = resolve(spec)
     spec = job.spec
-    strategy = runtime.start(spec)
+    strategy = runtime.start(spec, multi_worker=True)
+    chief, multi_worker = runtime.is_chief(strategy), runtime.is_multi_worker(strategy)
     # Datasets first: they check the input files and TFDS names before anything is written.
     train_data = eval_data = None
     if spec.do_train:
-        train_data = _distributed(strategy, job, job.train_source, True, job.setup.train_batch_size)
-    if spec.do_eval:
+        train_data = lambda skip: _distributed(  # noqa: E731
+            strategy, job, job.train_source, True, job.setup.train_batch_size, skip)
+        train_data(0)
+    if spec.do_eval and not multi_worker:  # Across workers the chief evaluates alone, after training.
         eval_data = _distributed(strategy, job, job.eval_source, False, eval_batch_size(job))
     vocab = job.sp_model or (tokenization.load_sp_model(spec.vocab_file) if spec.vocab_file else None)
-    runtime.prepare_output_dir(spec.output_dir, job.config, "pretraining", sp_model=vocab)
+    if chief:
+        runtime.prepare_output_dir(spec.output_dir, job.config, "pretraining", sp_model=vocab)
     logging.info("Model config:\n%s", job.config.to_json_string())
     logging.info("Setup: %s", job.setup)
 
@@ -234,17 +271,38 @@ def run(spec: JobSpec) -> Optional[Dict[str, Any]]:
         )
     runtime.warm_start_unless_resuming(model, spec.init_checkpoint, spec.output_dir, job.config)
     if spec.do_train:
-        evaluate_fn = None
-        if spec.do_eval and spec.eval_at_checkpoints:
-            evaluate_fn = lambda m: recipe.evaluate(m, eval_data, spec.max_eval_steps)  # noqa: E731
-        recipe.train(model, train_data, spec.output_dir, job.setup.num_train_steps, job.save_checkpoints_steps,
-                     log_every_steps=spec.log_every_steps, evaluate_fn=evaluate_fn)
-    if not spec.do_eval:
+        _train(job, model, eval_data, train_data, chief)
+    if not spec.do_eval or not chief:
         return None
+    step = None
+    if multi_worker:
+        model, eval_data, step = _chief_evaluation(job)
     results = recipe.evaluate(model, eval_data, spec.max_eval_steps)
+    results["global_step"] = results["global_step"] if step is None else step
     results.update(_unigram_baseline(job))
     runtime.write_results(spec.output_dir, results)
     return results
+
+
+def _train(job: ResolvedJob, model, eval_data, train_data, chief: bool) -> None:
+    spec = job.spec
+    if chief:
+        checkpointing.record_recipe(spec.output_dir, dict(
+            dataclasses.asdict(job.setup), save_checkpoints_steps=job.save_checkpoints_steps,
+            weight_decay=spec.weight_decay))
+    evaluate_fn = None
+    if eval_data is not None and spec.eval_at_checkpoints:
+        evaluate_fn = lambda m: recipe.evaluate(m, eval_data, spec.max_eval_steps)  # noqa: E731
+    recipe.train(model, train_data, spec.output_dir, job.setup.num_train_steps, job.save_checkpoints_steps,
+                 log_every_steps=spec.log_every_steps, evaluate_fn=evaluate_fn)
+
+
+def _chief_evaluation(job: ResolvedJob):
+    """(model, eval data, step) on this process alone, with the run's last checkpoint: Keras evaluate
+    cannot run under MultiWorkerMirroredStrategy."""
+    model, step = recipe.evaluation_model(job.config, job.spec.output_dir)
+    data = _dataset(job, job.eval_source, False, eval_batch_size(job)).map(recipe.split_features)
+    return model, data, step
 
 
 def _unigram_baseline(job: ResolvedJob) -> Dict[str, float]:
@@ -267,10 +325,19 @@ def report_lines(results: Optional[Dict[str, Any]], spec: Optional[JobSpec] = No
         return []
     lines = runtime.result_lines(results)
     if "unigram_perplexity" in results:
-        ratio = results["unigram_perplexity"] / results["perplexity"]
         lines.append(
             f"Held-out masked-LM perplexity {results['perplexity']:.2f} vs unigram perplexity "
             f"{results['unigram_perplexity']:.2f} on the same tokens "
-            + (f"({ratio:.1f}x lower)" if ratio >= 1 else f"({1 / ratio:.1f}x higher)")
+            f"({compared_to_baseline(results['perplexity'], results['unigram_perplexity'])})"
         )
     return lines
+
+
+def compared_to_baseline(value: float, baseline: float) -> str:
+    """How a perplexity compares with the baseline's: "3.2x lower" (better), "1.5x higher" (worse)."""
+    if not (math.isfinite(value) and math.isfinite(baseline)) or value <= 0 or baseline <= 0:
+        return "not comparable: a perplexity is not finite and positive"
+    ratio = max(value, baseline) / min(value, baseline)
+    if value == baseline:
+        return "the same"
+    return f"{ratio:.{1 if ratio >= 1.1 else 3}f}x {'lower' if value < baseline else 'higher'}"

@@ -2,7 +2,7 @@
 
 import dataclasses
 import warnings
-from typing import Dict, Mapping, Optional, Tuple, Union
+from typing import Callable, Dict, Mapping, Optional, Tuple, Union
 
 import keras
 import tensorflow as tf
@@ -11,7 +11,7 @@ from absl import logging
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.models.task_models import build_model
 from gmlp_tf.runtime import job as runtime
-from gmlp_tf.runtime import progress, training
+from gmlp_tf.runtime import checkpointing, progress, training
 from gmlp_tf.runtime.optimization import create_optimizer
 from gmlp_tf.tasks.pretraining.metrics import MASKED_LM_LOSS, masked_lm_loss, masked_lm_metrics
 
@@ -70,9 +70,18 @@ def build_pretraining_model(
     return model
 
 
+def evaluation_model(config: GMLPConfig, output_dir: str) -> Tuple[keras.Model, int]:
+    """(model, step): the masked-LM model with output_dir's newest checkpoint (of that step),
+    compiled for evaluate() only."""
+    model = build_model(config, "pretraining")
+    step = checkpointing.load_model_weights(model, output_dir).step or 0
+    model.compile(loss=masked_lm_loss(), weighted_metrics=masked_lm_metrics())
+    return model, step
+
+
 def train(
     model: keras.Model,
-    train_dataset: Union[tf.data.Dataset, tf.distribute.DistributedDataset],
+    train_dataset: Callable[[int], training.DatasetLike],
     output_dir: str,
     num_train_steps: int,
     save_checkpoints_steps: int,
@@ -80,16 +89,14 @@ def train(
     log_every_steps: int = 100,
     evaluate_fn: Optional[training.EvaluateFn] = None,
 ) -> keras.callbacks.History:
-    """Runs fit() with a checkpoint every save_checkpoints_steps steps; resumes from output_dir.
-
-    An "epoch" is one checkpoint interval, so that a resumed run restarts exactly at the last
-    saved step (weights, optimizer state and step come back together).
+    """Runs fit() with a checkpoint every save_checkpoints_steps steps; resumes exactly from output_dir.
 
     Args:
       model: the compiled pretraining model.
-      train_dataset: repeating dataset (or DistributedDataset) of (inputs, ids, weights).
+      train_dataset: skip -> repeating dataset (or DistributedDataset) of (inputs, ids, weights)
+        without its first `skip` batches (see training.fit_resumable).
       output_dir: where checkpoints and TensorBoard logs go.
-      num_train_steps: total optimizer steps; a multiple of save_checkpoints_steps.
+      num_train_steps: total optimizer steps.
       save_checkpoints_steps: steps between checkpoints.
       verbose: as for fit().
       log_every_steps: steps between the TensorBoard training scalars.
@@ -98,9 +105,9 @@ def train(
     Returns:
       The keras History of this call (empty when the run was already complete).
     """
-    runtime.check_checkpoint_interval(num_train_steps, save_checkpoints_steps)
+    runtime.check_checkpoint_interval(num_train_steps, save_checkpoints_steps, model.steps_per_execution)
     return training.fit_resumable(
-        model, train_dataset, output_dir, num_train_steps // save_checkpoints_steps, save_checkpoints_steps, verbose,
+        model, train_dataset, output_dir, num_train_steps, save_checkpoints_steps, verbose,
         log_every_steps=log_every_steps, evaluate_fn=evaluate_fn,
     )
 

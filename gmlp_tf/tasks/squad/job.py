@@ -10,6 +10,7 @@ from absl import logging
 
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.models.task_models import build_model
+from gmlp_tf.runtime import checkpointing
 from gmlp_tf.runtime import job as runtime
 from gmlp_tf.runtime import progress, training
 from gmlp_tf.runtime.finetuning import FinetuneSetup, finetuning_config, finetuning_optimizer, load_model_files
@@ -58,6 +59,8 @@ class JobSpec(CommonSpec):
 
 def demo_spec(spec: JobSpec) -> JobSpec:
     """The embedded default: finetune the demo pretraining checkpoint on the demo's real questions."""
+    # The flags the demo keeps, checked before the demo encoder is looked for (or pretrained).
+    runtime.check_positive(log_every_steps=spec.log_every_steps, steps_per_execution=spec.steps_per_execution)
     init_checkpoint = runtime.demo_encoder(spec.init_checkpoint)
     path = demo_data.fetch_demo_squad()
     return dataclasses.replace(
@@ -94,9 +97,16 @@ def _check(spec: JobSpec, config: GMLPConfig) -> None:
         raise ValueError("nothing to do: give --do_train and/or --do_predict")
     runtime.require_output_dir(spec.output_dir)
     runtime.check_max_seq_length(spec.max_seq_length, config)
+    runtime.check_init_checkpoint(spec.init_checkpoint, config)
     runtime.check_positive(doc_stride=spec.doc_stride, max_query_length=spec.max_query_length,
-                           train_batch_size=spec.train_batch_size, predict_batch_size=spec.predict_batch_size)
-    runtime.check_checkpoint_interval(spec.num_train_steps, spec.save_checkpoints_steps)
+                           train_batch_size=spec.train_batch_size, predict_batch_size=spec.predict_batch_size,
+                           learning_rate=spec.learning_rate, num_train_steps=spec.num_train_steps,
+                           n_best_size=spec.n_best_size, max_answer_length=spec.max_answer_length)
+    runtime.check_non_negative(num_warmup_steps=spec.num_warmup_steps)
+    if spec.num_warmup_steps > spec.num_train_steps:
+        raise ValueError(
+            f"--num_warmup_steps ({spec.num_warmup_steps}) exceeds --num_train_steps ({spec.num_train_steps})")
+    runtime.check_checkpoint_interval(spec.num_train_steps, spec.save_checkpoints_steps, spec.steps_per_execution)
 
 
 def compile_squad_model(model: keras.Model, setup: FinetuneSetup, num_train_steps: int, learning_rate: float,
@@ -142,10 +152,12 @@ def run(spec: JobSpec) -> Dict[str, float]:
         compile_squad_model(model, setup, spec.num_train_steps, spec.learning_rate, spec.steps_per_execution)
     runtime.warm_start_unless_resuming(model, spec.init_checkpoint, spec.output_dir, model_config)
     if spec.do_train:
+        checkpointing.record_recipe(spec.output_dir, {name: getattr(spec, name) for name in (
+            "learning_rate", "train_batch_size", "num_train_steps", "num_warmup_steps", "save_checkpoints_steps")})
         dataset = squad.features_to_dataset(
             train_features, is_training=True, batch_size=spec.train_batch_size, drop_remainder=True, seed=spec.random_seed
         ).repeat().map(_as_targets)
-        training.fit_resumable(model, dataset, spec.output_dir, spec.num_train_steps // spec.save_checkpoints_steps,
+        training.fit_resumable(model, dataset.skip, spec.output_dir, spec.num_train_steps,
                                spec.save_checkpoints_steps, log_every_steps=spec.log_every_steps,
                                evaluate_fn=_checkpoint_scorer(spec, predict_examples, predict_features))
     return predict_and_score(spec, model, predict_examples, predict_features) if spec.do_predict else {}
