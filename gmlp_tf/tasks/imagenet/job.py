@@ -262,7 +262,8 @@ def run(spec: JobSpec) -> Dict[str, Any]:
         elif spec.init_checkpoint or checkpointing.latest_weights(output_dir):
             _load_for_eval(model, output_dir, spec.init_checkpoint, config)
         if spec.do_eval:
-            with progress.stage(f"Evaluating top-1 / top-5 on {info.num_examples:,} validation images") as step:
+            what = "top-1 / top-5" if config.num_classes > metrics.TOP_K else "top-1"
+            with progress.stage(f"Evaluating {what} on {info.num_examples:,} validation images") as step:
                 results.update(metrics.evaluate(model, data, config.num_classes))
                 step.result = f"top-1 {100 * results['top_1_accuracy']:.2f}%"
             results["chance_top_1_accuracy"] = 1.0 / config.num_classes

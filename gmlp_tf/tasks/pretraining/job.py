@@ -31,7 +31,8 @@ from gmlp_tf.tasks.pretraining.data import (
 DEMO_PRESET = "gmlp_demo"
 # The demo recipe of a preset that the default one does not fit (by default "demo").
 DEMO_SETUPS = {"gmlp_long": "long_demo"}
-# Training batches counted for the unigram baseline (enough for stable frequencies).
+# Training batches of 64 counted for the unigram baseline (enough for stable frequencies): 200, or
+# fewer of sequences longer than 128 tokens, so that they hold no more tokens than 200 of 128.
 UNIGRAM_TRAIN_BATCHES = 200
 
 
@@ -313,7 +314,7 @@ def _unigram_baseline(job: ResolvedJob) -> Dict[str, float]:
         _dataset(job, job.train_source, True, 64),
         _dataset(job, job.eval_source, False, eval_batch_size(job)),
         vocab_size=job.config.vocab_size,
-        max_train_batches=UNIGRAM_TRAIN_BATCHES,
+        max_train_batches=max(1, UNIGRAM_TRAIN_BATCHES * 128 // max(128, job.setup.max_seq_length)),
         max_eval_batches=job.spec.max_eval_steps,
     )
     return {"unigram_perplexity": value}
