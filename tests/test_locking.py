@@ -64,3 +64,31 @@ def test_object_store_lock_file(tmp_path, caplog):
     assert "no longer running" in caplog.text and json.load(open(path))["pid"] == os.getpid()
     lock.release()
     assert not os.path.exists(path)
+
+
+def test_a_job_frees_the_directories_it_locked_when_it_returns_and_keeps_its_callers(tmp_path):
+    from gmlp_tf.runtime import job as runtime
+
+    outer_dir, inner_dir = str(tmp_path / "outer"), str(tmp_path / "inner")
+
+    @runtime.releases_locks
+    def inner_job():
+        locking.acquire(inner_dir)
+
+    @runtime.releases_locks
+    def outer_job(fail):
+        locking.acquire(outer_dir)
+        inner_job()  # E.g. a finetuning demo pretraining its encoder first.
+        assert not os.path.exists(os.path.join(inner_dir, locking.LOCK_NAME))
+        assert os.path.exists(os.path.join(outer_dir, locking.LOCK_NAME))
+        if fail:
+            raise ValueError("bad input")
+
+    outer_job(False)
+    assert not os.path.exists(os.path.join(outer_dir, locking.LOCK_NAME))
+    with pytest.raises(ValueError):
+        outer_job(True)
+    assert not os.path.exists(os.path.join(outer_dir, locking.LOCK_NAME))
+    process = hold_in_another_process(outer_dir)  # Free for another process too.
+    process.kill()
+    process.wait()

@@ -13,6 +13,7 @@ from absl import flags as absl_flags
 from gmlp_tf.export import ExportSpec
 from gmlp_tf.runtime import flags, job
 from gmlp_tf.tasks.glue.job import JobSpec as GlueSpec
+from gmlp_tf.tasks.imagenet import job as imagenet_job
 from gmlp_tf.tasks.imagenet.job import JobSpec as ImagenetSpec
 from gmlp_tf.tasks.pretraining.benchmark import BenchmarkSpec
 from gmlp_tf.tasks.pretraining.job import JobSpec as PretrainingSpec
@@ -85,6 +86,14 @@ def test_shared_checks_name_the_flag():
     job.check_checkpoint_interval(25, 10)  # Checkpoints at 10, 20 and the last step.
     with pytest.raises(ValueError, match=r"--save_checkpoints_steps \(10\) must be a multiple of --steps_per_execution \(4\)"):
         job.check_checkpoint_interval(24, 10, 4)
+
+
+def test_epochs_are_whole_executions():
+    # GLUE and ImageNet checkpoint once an epoch; fit() cannot stop inside an execution.
+    assert [job.whole_executions(steps, 4) for steps in (1, 4, 10, 12)] == [4, 4, 12, 12]
+    spec = ImagenetSpec(train_batch_size=4, num_train_epochs=2.0, steps_per_execution=2)
+    setup = imagenet_job.resolve_setup(spec)
+    assert imagenet_job.schedule(spec, setup, 12)[:3] == (2, 4, 8)  # 3 steps an epoch become 4.
 
 
 def test_numeric_checks_name_the_flag_and_refuse_nan():

@@ -43,7 +43,7 @@ def fit(model: keras.Model, dataset: Union[tf.data.Dataset, tf.distribute.Distri
     """
     strategy = model.distribute_strategy
     if isinstance(dataset, tf.data.Dataset):
-        dataset = strategy.experimental_distribute_dataset(dataset)
+        dataset = distribute(strategy, dataset)
     history = keras.callbacks.History()
     callback_list = keras.callbacks.CallbackList(
         [*callbacks, history], add_progbar=verbose not in (0, "0"), model=model, verbose=verbose, epochs=epochs,
@@ -70,6 +70,43 @@ def fit(model: keras.Model, dataset: Union[tf.data.Dataset, tf.distribute.Distri
             break
     callback_list.on_train_end(logs)
     return history
+
+
+def distribute(strategy: tf.distribute.Strategy,
+               global_batches: tf.data.Dataset) -> tf.distribute.DistributedDataset:
+    """Every worker reads the same global batches and keeps its own replicas' rows.
+
+    So a cluster trains on exactly the batches one process would, in the same order, and a resumed
+    run skips the same batches. Each batch's rows (dimension 0, e.g. 32) are split in replica order:
+    worker w with r local replicas feeds them rows [w * r * b, (w + 1) * r * b) in r batches of b.
+
+    Raises:
+      ValueError: the batch size is known and does not divide among the replicas.
+    """
+    replicas = strategy.num_replicas_in_sync
+    for spec in tf.nest.flatten(global_batches.element_spec):
+        rows = spec.shape[0] if spec.shape.rank else None
+        if rows is not None and rows % replicas:
+            raise ValueError(f"a batch of {rows} does not divide among {replicas} replicas: give a batch size "
+                             f"that is a multiple of {replicas}")
+
+    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        local = replicas // context.num_input_pipelines
+
+        def split(t):
+            rows = tf.shape(t)[0] // replicas
+            first = context.input_pipeline_id * local * rows
+            mine = tf.reshape(t[first:first + local * rows], tf.concat([[local, rows], tf.shape(t)[1:]], 0))
+            static_rows = None if t.shape[0] is None else t.shape[0] // replicas
+            return tf.ensure_shape(mine, [local, static_rows, *t.shape[1:]])  # Keras layers need the static dims.
+
+        def this_worker(*parts):
+            mine = tf.nest.map_structure(split, parts)
+            return mine if len(mine) > 1 else mine[0]
+
+        return global_batches.map(this_worker).unbatch()
+
+    return strategy.distribute_datasets_from_function(dataset_fn)
 
 
 def _train_steps_function(model):

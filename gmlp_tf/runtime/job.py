@@ -6,10 +6,11 @@ directory, warm starts, the results files, the finetuning demos' pretrained enco
 one-line error exit of a script are here.
 """
 
+import functools
 import json
 import os
 import sys
-from typing import Any, Callable, Iterable, List, Mapping, Optional, Type
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Type, TypeVar
 
 import keras
 import tensorflow as tf
@@ -27,16 +28,24 @@ DEMO_ENCODER_DIR = os.path.join("output", "pretraining_demo")
 USER_ERRORS = (ValueError, OSError, RuntimeError)
 
 
-def start(spec: CommonSpec, seed: Optional[int] = None, multi_worker: bool = False) -> tf.distribute.Strategy:
-    """Seeds Keras (spec.random_seed unless `seed`), sets the precision policy, returns the strategy.
+JobRun = TypeVar("JobRun", bound=Callable[..., Any])
 
-    Args:
-      multi_worker: the job can train under --strategy=multi_worker (else it is refused).
-    """
+
+def releases_locks(run: JobRun) -> JobRun:
+    """Decorates a job's run(spec): the output directories it locked are free again when it returns
+    or raises, so a notebook can run a job and then another on the same directory."""
+
+    @functools.wraps(run)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with locking.released_on_exit():
+            return run(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def start(spec: CommonSpec, seed: Optional[int] = None) -> tf.distribute.Strategy:
+    """Seeds Keras (spec.random_seed unless `seed`), sets the precision policy, returns the strategy."""
     check_positive(log_every_steps=spec.log_every_steps, steps_per_execution=spec.steps_per_execution)
-    if spec.strategy == "multi_worker" and not multi_worker:
-        raise ValueError("--strategy=multi_worker is supported by run_pretraining.py; finetune on one host "
-                         "(--strategy=mirrored) or on a TPU (--tpu)")
     keras.utils.set_random_seed(spec.random_seed if seed is None else seed)
     keras.mixed_precision.set_global_policy(spec.precision)
     return get_strategy(spec.strategy, spec.tpu, spec.tpu_zone, spec.gcp_project)
@@ -50,6 +59,33 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
     """Training steps through runtime.custom_loop (Keras fit and evaluate cannot run under the strategy)."""
     return custom_loop.needs_custom_loop(strategy)
+
+
+def model_to_evaluate(strategy: tf.distribute.Strategy, model: keras.Model,
+                      build: Callable[[], keras.Model]) -> Optional[keras.Model]:
+    """The model to evaluate and predict with: `model`, except across workers (multi_worker).
+
+    Keras evaluate and predict cannot run under MultiWorkerMirroredStrategy, so there the chief
+    alone evaluates a copy, build() outside the strategy with `model`'s weights (the same on every
+    worker), and the other workers get None: they have nothing to write.
+    """
+    if not is_multi_worker(strategy):
+        return model
+    if not is_chief(strategy):
+        return None
+    copy = build()
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def whole_executions(steps_per_epoch: int, steps_per_execution: int) -> int:
+    """steps_per_epoch rounded up to whole executions: fit() cannot stop inside one, so an epoch
+    (a checkpoint interval) of 10 steps at --steps_per_execution=4 becomes 12."""
+    rounded = -(-steps_per_epoch // steps_per_execution) * steps_per_execution
+    if rounded != steps_per_epoch:
+        logging.info("%d steps per epoch rounded up to %d, a multiple of --steps_per_execution=%d",
+                     steps_per_epoch, rounded, steps_per_execution)
+    return rounded
 
 
 def require_output_dir(output_dir: Optional[str]) -> str:
@@ -89,13 +125,16 @@ def check_checkpoint_interval(num_train_steps: int, save_checkpoints_steps: int,
 
 
 def prepare_output_dir(output_dir: str, config: GMLPConfig, task: str, num_labels: Optional[int] = None,
-                       sp_model: Optional[bytes] = None) -> None:
+                       sp_model: Optional[bytes] = None, strategy: Optional[tf.distribute.Strategy] = None) -> None:
     """Locks output_dir for this run, creates or checks it (same architecture and task, writable) and
-    writes the vocabulary.
+    writes the vocabulary. On a cluster's workers other than the chief (`strategy`), nothing: the
+    chief alone locks and writes.
 
     Raises:
       ValueError: another run holds the directory (naming its host and pid), or it does not fit.
     """
+    if strategy is not None and not is_chief(strategy):
+        return
     locking.acquire(output_dir)
     checkpointing.prepare_output_dir(output_dir, config, task, num_labels)
     if sp_model is not None:  # Finetuning and export find the vocabulary beside the checkpoint.
@@ -120,10 +159,18 @@ def warm_start_unless_resuming(model: keras.Model, init_checkpoint: Optional[str
     return True
 
 
-def demo_encoder(directory: Optional[str] = None) -> str:
-    """The demo pretraining output directory, pretrained there first if it holds no checkpoint."""
+def demo_encoder(directory: Optional[str] = None, strategy: str = "default") -> str:
+    """The demo pretraining output directory, pretrained there first if it holds no checkpoint.
+
+    Args:
+      strategy: the finetuning run's --strategy. Across workers each would pretrain the encoder
+        itself, so there a missing one is an error.
+    """
     directory = directory or DEMO_ENCODER_DIR
     if not checkpointing.latest_weights(directory):
+        if strategy == "multi_worker":
+            raise ValueError(f"{directory} holds no pretrained checkpoint: run scripts/run_pretraining.py first "
+                             "(or give --init_checkpoint) before finetuning the demo across workers")
         logging.info("No pretrained checkpoint in %s: running the pretraining demo first", directory)
         from gmlp_tf import tasks  # The task registry, not a task: runtime code names no task module.
 

@@ -6,18 +6,19 @@ however it dies; a later run finds the dead run's record, warns and takes over. 
 this host that is gone is taken over; one from another host cannot be checked from here, so the
 message says to delete it if that run has ended.
 
-A process keeps its locks until it exits (or release_all()); taking one it already holds is a
-no-op, so a job can be rerun in the same process (a notebook, the tests).
+A job releases the locks it took when it returns (released_on_exit), a script when it exits, and
+the kernel when the process dies; taking one the process already holds is a no-op.
 """
 
 import atexit
+import contextlib
 import datetime
 import errno
 import fcntl
 import json
 import os
 import socket
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional
 
 import tensorflow as tf
 from absl import logging
@@ -53,6 +54,19 @@ def release_all() -> None:
     while _held:
         _, lock = _held.popitem()
         lock.release()
+
+
+@contextlib.contextmanager
+def released_on_exit() -> Iterator[None]:
+    """Releases on the way out the locks taken inside, and only those: a job called from Python
+    frees its output directory when it returns, as a script does when it exits, while a job that
+    runs another inside it (a finetuning demo pretraining its encoder) keeps its own."""
+    before = set(_held)
+    try:
+        yield
+    finally:
+        for path in [path for path in _held if path not in before]:
+            _held.pop(path).release()
 
 
 def holder_record() -> dict:

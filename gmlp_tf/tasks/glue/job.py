@@ -5,6 +5,7 @@ the job finetunes once per (learning rate, seed) in its own subdirectory and rep
 learning rate, the median over seeds (the paper reports the median of five runs).
 """
 
+import collections
 import dataclasses
 import os
 import statistics
@@ -132,7 +133,7 @@ def _test_examples(task: glue.GlueTask, read) -> Dict[Tuple[str, str], list]:
 
 
 def _resolve_demo(spec: JobSpec) -> Job:
-    spec = dataclasses.replace(spec, init_checkpoint=runtime.demo_encoder(spec.init_checkpoint),
+    spec = dataclasses.replace(spec, init_checkpoint=runtime.demo_encoder(spec.init_checkpoint, spec.strategy),
                                output_dir=spec.output_dir or DEMO_OUTPUT_DIR)
     setup = _setup(spec, DEMO_SETUP)
     config, sp_model = load_model_files(spec.init_checkpoint, spec.gmlp_config_file, spec.vocab_file)
@@ -184,35 +185,42 @@ def _learning_rates(spec: JobSpec, setup: FinetuneSetup) -> Tuple[float, ...]:
 
 
 # ------------------------------------------------------------------------------------ running
+@runtime.releases_locks
 def run(spec: JobSpec) -> Dict[str, Any]:
     """Runs every (learning rate, seed) of the job; returns the summary dict."""
     job = resolve(spec)
     strategy = runtime.start(job.spec)
-    locking.acquire(job.output_dir)  # The sweep's directory; prepare_output_dir locks each run's.
+    if runtime.is_chief(strategy):  # The sweep's directory; prepare_output_dir locks each run's.
+        locking.acquire(job.output_dir)
     runs = [(lr, job.spec.random_seed + i) for lr in job.learning_rates for i in range(job.spec.num_seeds)]
     results = {}
     for lr, seed in runs:
         run_dir = job.output_dir if len(runs) == 1 else os.path.join(job.output_dir, f"lr{lr:g}_seed{seed}")
         results[(lr, seed)] = run_once(job, strategy, lr, seed, run_dir)
     summary = summarize(job, results)
-    if job.evals and len(runs) > 1:  # A single run wrote its eval_results already.
+    if job.evals and len(runs) > 1 and runtime.is_chief(strategy):  # A single run wrote its eval_results already.
         runtime.write_results(job.output_dir, summary, name="sweep_results")
     return summary
 
 
 def run_once(job: Job, strategy: tf.distribute.Strategy, learning_rate: float, seed: int,
              run_dir: str) -> Dict[str, float]:
-    """Finetunes, evaluates and predicts once; returns the evaluation metrics."""
+    """Finetunes, evaluates and predicts once; returns the evaluation metrics ({} on workers but the chief)."""
     keras.utils.set_random_seed(seed)
     tokenizer = tokenization.make_tokenizer(job.sp_model)
     config = finetuning_config(job.config, job.setup)
-    runtime.prepare_output_dir(run_dir, config, "classification", job.task.num_labels, sp_model=job.sp_model)
+    runtime.prepare_output_dir(run_dir, config, "classification", job.task.num_labels, sp_model=job.sp_model,
+                               strategy=strategy)
     with strategy.scope():
         model = build_model(config, "classification", num_labels=job.task.num_labels)
     if job.train:
         _train(job, model, strategy, tokenizer, learning_rate, seed, run_dir)
     elif job.spec.init_checkpoint:  # Evaluation or prediction alone: the given checkpoint's weights.
         checkpointing.warm_start(model, job.spec.init_checkpoint, config)
+    model = runtime.model_to_evaluate(
+        strategy, model, lambda: build_model(config, "classification", num_labels=job.task.num_labels))
+    if model is None:
+        return {}
     scores = evaluate(job, model, tokenizer)
     for (task_name, split), examples in job.tests.items():
         predicted = predict(model, examples, tokenizer, job.setup, job.spec.eval_batch_size, job.task.label_list,
@@ -227,16 +235,22 @@ def run_once(job: Job, strategy: tf.distribute.Strategy, learning_rate: float, s
 def _train(job: Job, model: keras.Model, strategy: tf.distribute.Strategy, tokenizer: Any, learning_rate: float,
            seed: int, run_dir: str) -> None:
     setup = job.setup
-    _, steps_per_epoch, num_steps = setup.schedule(len(job.train))
+    epochs, steps_per_epoch, _ = setup.schedule(len(job.train))
+    steps_per_epoch = runtime.whole_executions(steps_per_epoch, job.spec.steps_per_execution)
+    num_steps = epochs * steps_per_epoch
+    chief = runtime.is_chief(strategy)
     with strategy.scope():
         compile_classifier(model, job.task.is_regression, finetuning_optimizer(setup, num_steps, learning_rate),
                            job.spec.steps_per_execution)
     runtime.warm_start_unless_resuming(model, job.spec.init_checkpoint, run_dir, finetuning_config(job.config, setup))
-    checkpointing.record_recipe(run_dir, dict(dataclasses.asdict(setup), learning_rate=learning_rate,
-                                              num_train_steps=num_steps, save_checkpoints_steps=steps_per_epoch))
+    if chief:
+        checkpointing.record_recipe(run_dir, dict(dataclasses.asdict(setup), learning_rate=learning_rate,
+                                                  num_train_steps=num_steps, save_checkpoints_steps=steps_per_epoch))
     train_data = classifier_dataset(job.train, tokenizer, setup.max_seq_length, setup.train_batch_size,
                                     job.task.label_list, is_training=True, seed=seed).repeat()
-    evaluate_fn = (lambda m: evaluate(job, m, tokenizer)) if job.evals and job.spec.eval_at_checkpoints else None
+    evaluate_fn = None  # Across workers Keras predict cannot run: the chief evaluates after training.
+    if job.evals and job.spec.eval_at_checkpoints and not runtime.is_multi_worker(strategy):
+        evaluate_fn = lambda m: evaluate(job, m, tokenizer)  # noqa: E731
     training.fit_resumable(model, train_data.skip, run_dir, num_steps, steps_per_epoch,
                            log_every_steps=job.spec.log_every_steps, evaluate_fn=evaluate_fn)
 
@@ -266,8 +280,8 @@ def predict(model: keras.Model, examples: Sequence[glue.InputExample], tokenizer
 def majority_baseline(train: Sequence[glue.InputExample], examples: Sequence[glue.InputExample]) -> float:
     """Accuracy of always predicting the most frequent training label (or held-out, untrained)."""
     source = train or examples
-    labels = [e.label for e in source]
-    majority = max(set(labels), key=labels.count)
+    # A tie goes to the label seen first (not to set order, which changes with the string hash seed).
+    majority = collections.Counter(e.label for e in source).most_common(1)[0][0]
     return sum(e.label == majority for e in examples) / len(examples)
 
 

@@ -226,11 +226,13 @@ def schedule(spec: JobSpec, setup: Setup, num_examples: int) -> Tuple[int, int, 
         epochs = math.ceil(spec.num_train_steps / steps_per_epoch)
     else:
         epochs = max(1, int(round(setup.num_train_epochs)))
+    steps_per_epoch = runtime.whole_executions(steps_per_epoch, spec.steps_per_execution)
     num_steps = epochs * steps_per_epoch
     warmup = min(setup.warmup_steps, int(spec.max_warmup_fraction * num_steps))
     return epochs, steps_per_epoch, num_steps, warmup
 
 
+@runtime.releases_locks
 def run(spec: JobSpec) -> Dict[str, Any]:
     """Trains and / or evaluates; returns the results dict (also written to eval_results.txt / .json)."""
     start = time.time()
@@ -239,12 +241,15 @@ def run(spec: JobSpec) -> Dict[str, Any]:
         raise ValueError(f"--on_unreadable must be one of {', '.join(imagenet_data.ON_UNREADABLE)}")
     setup = resolve_setup(spec)
     config = resolve_config(spec)
+    # The strategy before the sources: MultiWorkerMirroredStrategy must come before any TensorFlow op.
+    strategy = runtime.start(spec)
     sources = load_sources(spec, setup)
     check_classes(sources, config)
     mean, std = NORMALIZATIONS[setup.normalization]
-    strategy = runtime.start(spec)
-    runtime.prepare_output_dir(output_dir, config, "vision")
-    checkpointing.write_image_normalization(output_dir, mean, std)  # For export_saved_model.py.
+    chief = runtime.is_chief(strategy)
+    runtime.prepare_output_dir(output_dir, config, "vision", strategy=strategy)
+    if chief:
+        checkpointing.write_image_normalization(output_dir, mean, std)  # For export_saved_model.py.
     with strategy.scope():
         model = build_model(config, "vision")
     results, data = {}, None
@@ -252,8 +257,8 @@ def run(spec: JobSpec) -> Dict[str, Any]:
         source, info = sources[imagenet_data.VALIDATION]
         data = imagenet_data.eval_dataset(source, config.image_size, setup.eval_batch_size, mean, std,
                                           setup.crop_fraction)
-    evaluate_fn = None
-    if data is not None and spec.eval_at_checkpoints:
+    evaluate_fn = None  # Across workers Keras evaluate cannot run: the chief evaluates after training.
+    if data is not None and spec.eval_at_checkpoints and not runtime.is_multi_worker(strategy):
         evaluate_fn = lambda m: metrics.evaluate(m, data, config.num_classes)  # noqa: E731
     with unreadable_files_as_errors():  # Image files are read (and found unreadable) from here on.
         if spec.do_train:
@@ -261,6 +266,9 @@ def run(spec: JobSpec) -> Dict[str, Any]:
                                  evaluate_fn))
         elif spec.init_checkpoint or checkpointing.latest_weights(output_dir):
             _load_for_eval(model, output_dir, spec.init_checkpoint, config)
+        model = runtime.model_to_evaluate(strategy, model, lambda: build_model(config, "vision"))
+        if model is None:  # A worker other than the chief: nothing to report.
+            return {}
         if spec.do_eval:
             what = "top-1 / top-5" if config.num_classes > metrics.TOP_K else "top-1"
             with progress.stage(f"Evaluating {what} on {info.num_examples:,} validation images") as step:
@@ -288,8 +296,9 @@ def train(spec: JobSpec, setup: Setup, config: GMLPConfig, model: keras.Model, s
                       metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
                       steps_per_execution=spec.steps_per_execution)
     runtime.warm_start_unless_resuming(model, spec.init_checkpoint, output_dir, config)
-    checkpointing.record_recipe(output_dir, dict(dataclasses.asdict(setup), num_train_steps=num_steps,
-                                                 save_checkpoints_steps=steps_per_epoch, warmup_steps=warmup))
+    if runtime.is_chief(strategy):
+        checkpointing.record_recipe(output_dir, dict(dataclasses.asdict(setup), num_train_steps=num_steps,
+                                                     save_checkpoints_steps=steps_per_epoch, warmup_steps=warmup))
     batches = imagenet_data.train_dataset(source, config.image_size, setup.train_batch_size, spec.shuffle_buffer,
                                           seed=spec.random_seed, area_range=setup.crop_area_range, flip=setup.flip)
     mean, std = NORMALIZATIONS[setup.normalization]

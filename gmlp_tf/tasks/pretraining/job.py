@@ -15,7 +15,7 @@ from absl import logging
 from gmlp_tf import tokenization
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.presets import get_preset_config
-from gmlp_tf.runtime import checkpointing
+from gmlp_tf.runtime import checkpointing, custom_loop
 from gmlp_tf.runtime import job as runtime
 from gmlp_tf.runtime.flags import CommonSpec, option
 from gmlp_tf.tasks.pretraining import demo_data, recipe
@@ -228,29 +228,27 @@ def eval_batch_size(job: ResolvedJob) -> int:
 def _distributed(strategy, job: ResolvedJob, source, is_training: bool, batch_size: int, skip: int = 0):
     """The strategy's per-replica batches of the stream without its first `skip` (global) batches.
 
-    Across workers (multi_worker), every worker reads the global batches and takes its slice, so
-    a cluster trains on exactly the batches one process would (and resumes by the same skip).
+    Across workers (multi_worker), every worker reads the global batches and takes its rows
+    (runtime.custom_loop.distribute), so a cluster trains on exactly the batches one process would.
     """
-    by_slices = runtime.is_multi_worker(strategy)
+    if runtime.is_multi_worker(strategy):
+        return custom_loop.distribute(strategy, _dataset(job, source, is_training, batch_size).skip(skip).map(
+            recipe.split_features))
 
-    def dataset_fn(context):
-        if not by_slices:  # Skipped after masking, so a resumed run sees exactly the batches it had not.
-            per_step = context.num_replicas_in_sync // context.num_input_pipelines  # This pipeline's batches a step.
-            dataset = _dataset(job, source, is_training, batch_size, context)
-            return dataset.skip(skip * per_step).map(recipe.split_features)
-        rows = context.get_per_replica_batch_size(batch_size)
-        first = context.input_pipeline_id * rows
-        batches = _dataset(job, source, is_training, batch_size).skip(skip).map(recipe.split_features)
-        return batches.map(lambda *parts: tf.nest.map_structure(lambda t: t[first:first + rows], parts))
+    def dataset_fn(context):  # Skipped after masking, so a resumed run sees exactly the batches it had not.
+        per_step = context.num_replicas_in_sync // context.num_input_pipelines  # This pipeline's batches a step.
+        dataset = _dataset(job, source, is_training, batch_size, context)
+        return dataset.skip(skip * per_step).map(recipe.split_features)
 
     return strategy.distribute_datasets_from_function(dataset_fn)
 
 
+@runtime.releases_locks
 def run(spec: JobSpec) -> Optional[Dict[str, Any]]:
     """Runs the job; returns the evaluation results (None without --do_eval, and on workers but the chief)."""
     job = resolve(spec)
     spec = job.spec
-    strategy = runtime.start(spec, multi_worker=True)
+    strategy = runtime.start(spec)
     chief, multi_worker = runtime.is_chief(strategy), runtime.is_multi_worker(strategy)
     # Datasets first: they check the input files and TFDS names before anything is written.
     train_data = eval_data = None
@@ -261,8 +259,7 @@ def run(spec: JobSpec) -> Optional[Dict[str, Any]]:
     if spec.do_eval and not multi_worker:  # Across workers the chief evaluates alone, after training.
         eval_data = _distributed(strategy, job, job.eval_source, False, eval_batch_size(job))
     vocab = job.sp_model or (tokenization.load_sp_model(spec.vocab_file) if spec.vocab_file else None)
-    if chief:
-        runtime.prepare_output_dir(spec.output_dir, job.config, "pretraining", sp_model=vocab)
+    runtime.prepare_output_dir(spec.output_dir, job.config, "pretraining", sp_model=vocab, strategy=strategy)
     logging.info("Model config:\n%s", job.config.to_json_string())
     logging.info("Setup: %s", job.setup)
 

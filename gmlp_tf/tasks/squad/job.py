@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import keras
 import numpy as np
+import tensorflow as tf
 from absl import logging
 
 from gmlp_tf.config import GMLPConfig
@@ -61,7 +62,7 @@ def demo_spec(spec: JobSpec) -> JobSpec:
     """The embedded default: finetune the demo pretraining checkpoint on the demo's real questions."""
     # The flags the demo keeps, checked before the demo encoder is looked for (or pretrained).
     runtime.check_positive(log_every_steps=spec.log_every_steps, steps_per_execution=spec.steps_per_execution)
-    init_checkpoint = runtime.demo_encoder(spec.init_checkpoint)
+    init_checkpoint = runtime.demo_encoder(spec.init_checkpoint, spec.strategy)
     path = demo_data.fetch_demo_squad()
     return dataclasses.replace(
         spec, init_checkpoint=init_checkpoint, output_dir=spec.output_dir or DEMO_OUTPUT_DIR,
@@ -125,6 +126,7 @@ def _as_targets(inputs, labels):
     return inputs, {"start_logits": labels["start_positions"], "end_logits": labels["end_positions"]}
 
 
+@runtime.releases_locks
 def run(spec: JobSpec) -> Dict[str, float]:
     """Trains and/or predicts; returns the evaluation scores (empty without gold answers)."""
     if spec.is_demo:
@@ -146,21 +148,33 @@ def run(spec: JobSpec) -> Dict[str, float]:
 
     strategy = runtime.start(spec)
     model_config = finetuning_config(config, setup)
-    runtime.prepare_output_dir(spec.output_dir, model_config, "squad", sp_model=sp_model)
+    runtime.prepare_output_dir(spec.output_dir, model_config, "squad", sp_model=sp_model, strategy=strategy)
     with strategy.scope():
         model = build_model(model_config, "squad")
         compile_squad_model(model, setup, spec.num_train_steps, spec.learning_rate, spec.steps_per_execution)
     runtime.warm_start_unless_resuming(model, spec.init_checkpoint, spec.output_dir, model_config)
     if spec.do_train:
+        _train(spec, model, strategy, train_features, predict_examples, predict_features)
+    model = runtime.model_to_evaluate(strategy, model, lambda: build_model(model_config, "squad"))
+    if model is None or not spec.do_predict:
+        return {}
+    return predict_and_score(spec, model, predict_examples, predict_features)
+
+
+def _train(spec: JobSpec, model: keras.Model, strategy: tf.distribute.Strategy,
+           train_features: List[squad.SquadFeature], predict_examples: Optional[List[squad.SquadExample]],
+           predict_features: Optional[List[squad.SquadFeature]]) -> None:
+    evaluate_fn = None  # Across workers Keras predict cannot run: the chief scores after training.
+    if not runtime.is_multi_worker(strategy):
+        evaluate_fn = _checkpoint_scorer(spec, predict_examples, predict_features)
+    if runtime.is_chief(strategy):
         checkpointing.record_recipe(spec.output_dir, {name: getattr(spec, name) for name in (
             "learning_rate", "train_batch_size", "num_train_steps", "num_warmup_steps", "save_checkpoints_steps")})
-        dataset = squad.features_to_dataset(
-            train_features, is_training=True, batch_size=spec.train_batch_size, drop_remainder=True, seed=spec.random_seed
-        ).repeat().map(_as_targets)
-        training.fit_resumable(model, dataset.skip, spec.output_dir, spec.num_train_steps,
-                               spec.save_checkpoints_steps, log_every_steps=spec.log_every_steps,
-                               evaluate_fn=_checkpoint_scorer(spec, predict_examples, predict_features))
-    return predict_and_score(spec, model, predict_examples, predict_features) if spec.do_predict else {}
+    dataset = squad.features_to_dataset(
+        train_features, is_training=True, batch_size=spec.train_batch_size, drop_remainder=True, seed=spec.random_seed
+    ).repeat().map(_as_targets)
+    training.fit_resumable(model, dataset.skip, spec.output_dir, spec.num_train_steps, spec.save_checkpoints_steps,
+                           log_every_steps=spec.log_every_steps, evaluate_fn=evaluate_fn)
 
 
 def _windows(examples: List[squad.SquadExample], what: str, **convert: Any) -> List[squad.SquadFeature]:
