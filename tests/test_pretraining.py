@@ -13,7 +13,6 @@ from gmlp_tf.tasks.pretraining import metrics
 from gmlp_tf.tasks.pretraining import recipe as pretraining
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.runtime.distribution import get_strategy
-from gmlp_tf.runtime.flags import CommonSpec
 from gmlp_tf.models.task_models import build_model
 from gmlp_tf.runtime.optimization import create_optimizer, learning_rate_schedule
 
