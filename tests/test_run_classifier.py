@@ -15,6 +15,7 @@ from text_fixtures import fake_sentences
 from gmlp_tf import tokenization
 from gmlp_tf.tasks.glue import job as classifier_job
 from gmlp_tf.tasks.glue import data as glue
+from gmlp_tf.tasks.glue import metrics
 from gmlp_tf.tasks.pretraining import job as pretraining_job
 from gmlp_tf.tasks.glue import demo_data as sentiment_demo
 from gmlp_tf.tasks.glue.pipeline import classifier_dataset
@@ -239,3 +240,71 @@ def test_glue_task_from_tfds_through_mock_data(pretrained, tmp_path):
     assert "accuracy" in summary
     rows = open(tmp_path / "SST-2.tsv").read().splitlines()
     assert rows[0] == "index\tprediction" and len(rows) == 13
+
+
+TSV_DIR = os.path.join(ROOT, "tests", "fixtures", "tsv")
+
+
+def test_tsv_task_of_your_own_files_end_to_end(pretrained, tmp_path):
+    summary = classifier_job.run(spec(pretrained, tmp_path, task_name="tsv", data_dir=TSV_DIR, num_train_epochs=1.0))
+    assert set(summary) == {"accuracy", "f1", "majority_baseline_accuracy"}
+    # train ties 3 neg / 3 pos: the first seen, pos, is the majority; dev has 1 pos of 3.
+    assert summary["majority_baseline_accuracy"] == pytest.approx(1 / 3)
+    assert "f1 = " in open(tmp_path / "eval_results.txt").read()
+    rows = [row.split("\t") for row in open(tmp_path / "test_results.tsv").read().splitlines()]
+    assert rows[0] == ["index", "prediction"]
+    assert [r[0] for r in rows[1:]] == ["7", "3", "11"] and all(r[1] in ("neg", "pos") for r in rows[1:])
+
+
+def test_tsv_labels_come_sorted_from_train_and_choose_the_metrics(tmp_path):
+    task = glue.tsv_task(TSV_DIR)
+    assert task.label_list == ("neg", "pos") and not task.is_pair  # sorted, not first-seen (pos)
+    assert task.metric_names == ("accuracy", "f1") and task.positive_label == "pos"
+    # accuracy 1/3; F1 of "pos": 1 true positive, 2 predicted, 2 actual -> 2 / 4.
+    assert metrics.compute_metrics(task, ["neg", "pos", "pos"], ["pos", "pos", "neg"]) == pytest.approx(
+        {"accuracy": 1 / 3, "f1": 0.5})
+    (tmp_path / "train.tsv").write_text("sentence1\tsentence2\tlabel\na\tb\t10\nc\td\t2\ne\tf\t1\n")
+    task = glue.tsv_task(str(tmp_path))
+    assert task.is_pair and task.label_list == ("1", "2", "10") and task.metric_names == ("accuracy",)
+    assert [e.text_b for e in glue.read_tsv_examples(task, str(tmp_path), "train")] == ["b", "d", "f"]
+
+
+@pytest.mark.parametrize(
+    "files, error, message",
+    [
+        ({"dev.tsv": "sentence\tlabel\nfine\tpos\nodd\tmeh\n"}, ValueError,
+         r"dev.tsv:3: label 'meh' is not among the training file's labels \(neg, pos\)"),
+        ({"train.tsv": "text\tlabel\nfine\tpos\n"}, ValueError,
+         r"train.tsv:1: the header must name 'sentence' \(or 'sentence1' and 'sentence2'\) and 'label'"),
+        ({"dev.tsv": "label\nneg\n"}, ValueError, r"dev.tsv:1: TSV header lacks column 'sentence'"),
+        ({"train.tsv": None}, FileNotFoundError, r"train.tsv not found"),
+    ],
+)
+def test_tsv_bad_input_is_one_clear_error(pretrained, tmp_path, files, error, message):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train.tsv", "dev.tsv"):
+        if files.get(name, "") is not None:
+            (data / name).write_text(files.get(name) or open(os.path.join(TSV_DIR, name)).read())
+    with pytest.raises(error, match=message):
+        classifier_job.run(spec(pretrained, tmp_path / "out", task_name="tsv", data_dir=str(data)))
+    assert not (tmp_path / "out").exists()
+
+
+def test_any_tfds_text_classification_dataset_through_mock_data(pretrained, tmp_path):
+    import tensorflow_datasets as tfds
+
+    assert glue.default_tfds_eval_split(["train", "test", "unsupervised"]) == "test"  # imdb_reviews
+    assert glue.default_tfds_eval_split(["train", "validation", "test"]) == "validation"
+    with tfds.testing.mock_data(num_examples=8):
+        news = glue.tfds_task("ag_news_subset", ["title", "description"])
+        assert news.is_pair and news.label_list == ("World", "Sports", "Business", "Sci/Tech")
+        assert news.metric_names == ("accuracy",)
+        with pytest.raises(ValueError, match="TFDS imdb_reviews has no feature 'body'; it has"):
+            glue.tfds_task("imdb_reviews", ["body"])
+        summary = classifier_job.run(spec(pretrained, tmp_path, task_name=None, data_dir=None,
+                                          tfds_name="imdb_reviews", num_train_epochs=1.0))
+    assert {"accuracy", "f1"} <= set(summary)
+    rows = open(tmp_path / "test_results.tsv").read().splitlines()
+    assert rows[0] == "index\tprediction" and len(rows) == 9
+    assert all(r.split("\t")[1] in ("neg", "pos") for r in rows[1:])

@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 from text_fixtures import fake_sentences
 
 from gmlp_tf import tokenization
+from gmlp_tf.tasks.squad import evaluation
 from gmlp_tf.tasks.squad import job as squad_job
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.runtime import training
@@ -74,7 +75,14 @@ def test_v2_writes_null_odds_and_breakdown(model_files, tmp_path):
                                 num_train_steps=20))
     assert {"HasAns_f1", "NoAns_f1", "exact", "f1"} <= set(scores)
     null_odds = json.load(open(tmp_path / "null_odds.json"))
-    assert set(null_odds) == set(json.load(open(tmp_path / "predictions.json")))
+    predictions = json.load(open(tmp_path / "predictions.json"))
+    assert set(null_odds) == set(predictions)
+    # The threshold search with null_odds.json as the na_probs, as evaluate-v2.0.py run on the files.
+    official = evaluation.official_scores(v2, predictions, null_odds)
+    best = ("best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh")
+    assert {k: scores[k] for k in best} == pytest.approx({k: official[k] for k in best})
+    results = open(tmp_path / "eval_results.txt").read()
+    assert all(f"{k} = " in results for k in best)
 
 
 def test_tfds_squad_through_mock_data(model_files, tmp_path):

@@ -2,14 +2,18 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
 from gmlp_tf.tasks.squad import data as squad
+from gmlp_tf.tasks.squad import squad_evaluation
 from gmlp_tf.tasks.squad.evaluation import (evaluate, exact_match_score, f1_score, gold_answers,
-                                      normalize_answer)
+                                            normalize_answer, official_scores)
 
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "squad")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures", "squad")
 V1 = os.path.join(FIXTURES, "sample-v1.1.json")
 V2 = os.path.join(FIXTURES, "sample-v2.0.json")
 
@@ -138,3 +142,91 @@ def test_argument_errors(tmp_path):
     bad.write_text(json.dumps({"version": "1.1"}))
     with pytest.raises(ValueError, match="no 'data' list"):
         evaluate(str(bad), {})
+
+
+def test_v2_best_threshold_breaks_na_prob_ties_in_the_na_prob_files_order():
+    # Dataset order q1, q2, q3, q4; the na_prob file lists q2 before q1, tied at 0.5.
+    data = _dataset([("q1", ["Paris"]), ("q2", []), ("q3", []), ("q4", ["Rome"])], version_2=True)
+    predictions = {"q1": "Paris", "q2": "Lyon", "q3": "", "q4": "Milan"}
+    na_probs = {"q4": 0.1, "q2": 0.5, "q1": 0.5, "q3": 0.9}
+    result = evaluate(data, predictions, version_2_with_negative=True, na_probs=na_probs)
+    # Worked by hand as evaluate-v2.0.py's find_best_thresh: start at 2 (q2, q3 have no answer);
+    # walk sorted(na_probs, key=na_probs.get) = q4, q2, q1, q3 (stable: q2 before q1):
+    # q4 +0 -> 2, q2 -1 -> 1 (a text for no answer), q1 +1 -> 2, q3 +0 -> 2. Never above 2:
+    # best 2 of 4 = 50.0 at the starting threshold 0.0. (The dataset's order q4, q1, q2, q3
+    # would reach 3 after q1: 75.0 at 0.5.)
+    assert result["best_exact"] == 50.0 and result["best_exact_thresh"] == 0.0
+    assert result["best_f1"] == 50.0 and result["best_f1_thresh"] == 0.0
+    # The other order of the same ties: q4, q1, q2, q3 -> 2, 3, 2, 2: 75.0 at 0.5.
+    flipped = {"q4": 0.1, "q1": 0.5, "q2": 0.5, "q3": 0.9}
+    result = evaluate(data, predictions, version_2_with_negative=True, na_probs=flipped)
+    assert result["best_exact"] == 75.0 and result["best_exact_thresh"] == 0.5
+
+
+def test_v1_repeated_question_ids_are_scored_per_entry():
+    data = _dataset([("q1", ["Paris"]), ("q1", ["Paris France"]), ("q2", ["Rome"])])
+    result = evaluate(data, {"q1": "Paris", "q2": "Rome"})
+    # As evaluate-v1.1.py, three entries: q1 (exact 1, F1 1), q1 again against "Paris France"
+    # (exact 0, F1 2 * 1 * 1/2 / (1 + 1/2) = 2/3), q2 (1, 1): exact 2/3, F1 (8/3) / 3.
+    assert result["total"] == 3
+    assert result["exact_match"] == pytest.approx(100 * 2 / 3)
+    assert result["f1"] == pytest.approx(100 * 8 / 9)
+    assert official_scores(data, {"q1": "Paris", "q2": "Rome"}) == pytest.approx(
+        {"exact_match": 100 * 2 / 3, "f1": 100 * 8 / 9})
+
+
+def _fixture_predictions():
+    """Gold predictions of sample-v2.0.json but two wrong: a text for wall-impossible, none for wall-1."""
+    data = json.load(open(V2))
+    predictions = {qa["id"]: (qa["answers"][0]["text"] if qa["answers"] else "")
+                   for article in data["data"] for p in article["paragraphs"] for qa in p["qas"]}
+    return dict(predictions, **{"wall-impossible": "Qin Shi Huang", "wall-1": ""})
+
+
+def test_command_line_evaluator_prints_the_official_v2_json(tmp_path):
+    (tmp_path / "pred.json").write_text(json.dumps(_fixture_predictions()))
+    na_probs = {"photo-1": 0.1, "photo-2": 0.1, "photo-misaligned": 0.1, "wall-2": 0.1, "wall-1": 0.5,
+                "photo-impossible-1": 0.6, "photo-impossible-2": 0.6, "wall-impossible": 0.9}
+    (tmp_path / "na.json").write_text(json.dumps(na_probs))
+    result = subprocess.run(
+        [sys.executable, "-m", "gmlp_tf.tasks.squad.squad_evaluation", V2, str(tmp_path / "pred.json"),
+         "--na-prob-file", str(tmp_path / "na.json"), "--na-prob-thresh", "0.8"],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    # 8 questions, 5 answerable. Above 0.8 only wall-impossible: "no answer", right. Wrong: wall-1.
+    # Threshold search: 3 (the unanswerable) + 4 answered right at 0.1 = 7; wall-1 +0, the two
+    # empty unanswerable +0, wall-impossible -1: best 7 of 8 at 0.1.
+    assert list(scores) == ["exact", "f1", "total", "HasAns_exact", "HasAns_f1", "HasAns_total", "NoAns_exact",
+                            "NoAns_f1", "NoAns_total", "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh"]
+    assert scores == pytest.approx({
+        "exact": 87.5, "f1": 87.5, "total": 8, "HasAns_exact": 80.0, "HasAns_f1": 80.0, "HasAns_total": 5,
+        "NoAns_exact": 100.0, "NoAns_f1": 100.0, "NoAns_total": 3, "best_exact": 87.5, "best_exact_thresh": 0.1,
+        "best_f1": 87.5, "best_f1_thresh": 0.1})
+
+
+def test_command_line_evaluator_v1_output_file_and_errors(tmp_path, capsys):
+    examples, _ = squad.read_squad_json(V1, is_training=False)
+    (tmp_path / "pred.json").write_text(json.dumps({e.qas_id: e.answers[0] for e in examples}))
+    out = tmp_path / "eval.json"
+    assert squad_evaluation.main([V1, str(tmp_path / "pred.json"), "-o", str(out)]) == 0
+    assert json.load(open(out)) == {"exact_match": 100.0, "f1": 100.0}  # evaluate-v1.1.py's keys
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    for args, message in (([str(tmp_path / "none.json"), str(tmp_path / "pred.json")], "none.json"),
+                          ([V1, str(tmp_path / "bad.json")], "bad.json is not JSON"),
+                          ([V1, str(tmp_path / "list.json")], "must hold a JSON object"),
+                          ([V2, str(tmp_path / "pred.json"), "-n", str(tmp_path / "pred.json")], "is not a number")):
+        capsys.readouterr()
+        assert squad_evaluation.main(args) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("squad_evaluation: error:") and message in err and "\n" not in err
+
+
+def test_scoring_imports_no_tensorflow():
+    code = ("import sys, importlib.util; spec = importlib.util.spec_from_file_location('ev', sys.argv[1]); "
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+            "m.evaluate(sys.argv[2], {}); print('tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code, os.path.join(ROOT, "gmlp_tf", "tasks", "squad", "evaluation.py"),
+                             V1], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "False", result.stderr

@@ -37,6 +37,19 @@ TSV quirks handled here:
     Domain, Premise, Hypothesis, Label) for local analysis, read the same way (rows in the same
     order, so the row number is the index) when passed as the file itself.
 
+Your own data uses the same examples, readers and files through a GlueTask made at run time:
+  tsv_task            --task_name=tsv: <dir>/train.tsv, dev.tsv and test.tsv with a header
+                      naming sentence (or sentence1 and sentence2) and label (not needed in
+                      test; an index or id column is used when there). The labels are those of
+                      train.tsv, sorted (as numbers when all are integers), so the class ids do
+                      not depend on the order of the rows. Metric: accuracy, and F1 of the
+                      second label too when there are two (e.g. "1" of 0/1, "pos" of neg/pos).
+                      Test predictions go to test_results.tsv (index, prediction).
+  tfds_task           --tfds_name: any TFDS dataset with one or two text features and a
+                      ClassLabel feature; the labels are the ClassLabel's names in id order.
+                      Splits: train; validation for evaluation, or test when the dataset has
+                      no validation split; test for predictions (row number as the index).
+
 Submission files (`write_submission`) are what gluebenchmark.com expects in its zip: one
 <name>.tsv per test split (CoLA.tsv, SST-2.tsv, ..., MNLI-m.tsv, MNLI-mm.tsv, AX.tsv) with the
 header "index<TAB>prediction".
@@ -59,6 +72,8 @@ TEST_MATCHED = "test_matched"
 TEST_MISMATCHED = "test_mismatched"
 
 SUBMISSION_HEADER = ("index", "prediction")
+TSV_TASK, TFDS_TASK = "tsv", "tfds"  # the names of the tasks of your own data
+CUSTOM_SUBMISSION_NAME = "test_results"
 STSB_MIN_SCORE, STSB_MAX_SCORE = 0.0, 5.0
 # TFDS examples are read in batches: one Python round trip per example is slow on MNLI (393k).
 _TFDS_BATCH_SIZE = 1024
@@ -136,6 +151,8 @@ class GlueTask:
       tfds_text_features: TFDS feature name of text_a (and of text_b).
       tfds_label_names: TFDS's ClassLabel names, in id order (checked when reading TFDS).
       model_task: the task whose fine-tuned model predicts this one ("mnli" for AX).
+      positive_label: the label F1 is computed for ("1" in GLUE; your data's second label).
+      tfds_label_feature: TFDS feature name of the label.
     """
 
     name: str
@@ -151,6 +168,8 @@ class GlueTask:
     tfds_text_features: Tuple[str, ...]
     tfds_label_names: Optional[Tuple[str, ...]]
     model_task: str
+    positive_label: str = "1"
+    tfds_label_feature: str = "label"
 
     @property
     def is_regression(self) -> bool:
@@ -440,6 +459,9 @@ def _parse_label(task: GlueTask, value: str, where: str) -> Union[str, float]:
             raise ValueError(f"{where}: {task.display_name} score {value!r} is not a number")
         return score
     if value not in task.label_list:
+        if task.name == TSV_TASK:
+            raise ValueError(f"{where}: label {value!r} is not among the training file's labels "
+                             f"({', '.join(task.label_list)})")
         raise ValueError(f"{where}: label {value!r} is not a {task.display_name} label "
                          f"({', '.join(task.label_list)})")
     return value
@@ -570,3 +592,129 @@ def _format_prediction(task: GlueTask, prediction, index) -> str:
         raise ValueError(f"prediction {prediction!r} for index {index!r} is not a "
                          f"{task.display_name} label ({', '.join(task.label_list)})")
     return prediction
+
+
+# ------------------------------------------------------------------------- your own data
+def _custom_task(name: str, display_name: str, labels: Sequence[str], is_pair: bool,
+                 splits: Tuple[SplitFormat, ...], **tfds: object) -> GlueTask:
+    """A GlueTask of your own labels: accuracy, and F1 of the second label when there are two."""
+    binary = len(labels) == 2
+    return GlueTask(
+        name=name, display_name=display_name, label_list=tuple(labels), is_pair=is_pair,
+        metric_names=("accuracy", "f1") if binary else ("accuracy",), score_metric="accuracy",
+        dir_names=(), splits=splits, submission_names=((TEST, CUSTOM_SUBMISSION_NAME),),
+        tfds_name=str(tfds.get("tfds_name", "")), tfds_text_features=tuple(tfds.get("text_features", ())),
+        tfds_label_names=None, model_task=name, positive_label=labels[1] if binary else labels[-1],
+        tfds_label_feature=str(tfds.get("label_feature", "label")))
+
+
+def _sorted_labels(labels: Sequence[str]) -> List[str]:
+    """Labels sorted: as integers when all are ("2" < "10"), else as strings."""
+    try:
+        return sorted(labels, key=int)
+    except ValueError:
+        return sorted(labels)
+
+
+def tsv_task(data_dir: str) -> GlueTask:
+    """The task of a folder of your own TSV files (see the module docstring), labels from train.tsv.
+
+    Raises:
+      FileNotFoundError: data_dir or its train.tsv is missing.
+      ValueError: train.tsv's header lacks sentence / sentence1 and sentence2 or label, a row
+        lacks the label column or leaves it empty, or there are fewer than two labels.
+    """
+    path = os.path.join(data_dir, "train.tsv")
+    if not tf.io.gfile.isdir(data_dir) or not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"--task_name=tsv reads <data_dir>/train.tsv: {path} not found")
+    rows = _tsv_rows(path)
+    line, header = next(rows)
+    names = [n.strip() for n in header]
+    is_pair = "sentence1" in names and "sentence2" in names
+    if not (is_pair or "sentence" in names) or "label" not in names:
+        raise ValueError(f"{path}:{line}: the header must name 'sentence' (or 'sentence1' and "
+                         f"'sentence2') and 'label'; it has {', '.join(names)}")
+    column, labels = names.index("label"), {}
+    for line, row in rows:
+        if len(row) <= column or not row[column].strip():
+            raise ValueError(f"{path}:{line}: row has no label (column {column + 1}, 'label')")
+        labels.setdefault(row[column], line)
+    if len(labels) < 2:
+        raise ValueError(f"{path} has {len(labels)} label(s) ({', '.join(labels)}); a classifier "
+                         "needs at least two")
+    text_a, text_b = ("sentence1", "sentence2") if is_pair else ("sentence", None)
+    splits = tuple(SplitFormat(name, (f"{name}.tsv",), True, text_a, text_b,
+                               None if name == TEST else "label", name != TEST, ("index", "id"), name)
+                   for name in (TRAIN, DEV, TEST))
+    return _custom_task(TSV_TASK, "TSV", _sorted_labels(list(labels)), is_pair, splits)
+
+
+def default_tfds_eval_split(split_names: Sequence[str]) -> str:
+    """validation where the dataset has it (or its splits are unknown), else test."""
+    return "validation" if not split_names or "validation" in split_names else "test"
+
+
+def tfds_task(name: str, text_keys: Sequence[str], label_key: str = "label",
+              eval_split: Optional[str] = None, data_dir: Optional[str] = None) -> GlueTask:
+    """The task of a TFDS text-classification dataset (labels: its ClassLabel's names).
+
+    Raises:
+      ValueError: an unknown dataset, not one or two text keys, a feature it lacks, a label
+        feature that is no ClassLabel, or an eval split it does not have.
+    """
+    import tensorflow_datasets as tfds  # Only this reader needs it.
+
+    text_keys = [k.strip() for k in text_keys if k.strip()]
+    if not 1 <= len(text_keys) <= 2:
+        raise ValueError(f"--tfds_text_keys must name one or two text features, got {text_keys}")
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise ValueError(f"unknown TFDS dataset {name!r}") from None
+    features = builder.info.features
+    for key in text_keys + [label_key]:
+        if key not in features:
+            raise ValueError(f"TFDS {name} has no feature {key!r}; it has {', '.join(features)}")
+    if not isinstance(features[label_key], tfds.features.ClassLabel):
+        raise ValueError(f"TFDS {name} feature {label_key!r} is not a ClassLabel (it is "
+                         f"{type(features[label_key]).__name__}); give --tfds_label_key")
+    known = list(builder.info.splits.keys())
+    eval_split = eval_split or default_tfds_eval_split(known)
+    if known and eval_split not in known:
+        raise ValueError(f"TFDS {name} has no split {eval_split!r}; it has {', '.join(known)}")
+    splits = tuple(SplitFormat(split, (), False, 0, 1 if len(text_keys) == 2 else None,
+                               None if split == TEST else 0, split != TEST, None, tfds_split)
+                   for split, tfds_split in ((TRAIN, "train"), (DEV, eval_split), (TEST, "test")))
+    return _custom_task(TFDS_TASK, name, features[label_key].names, len(text_keys) == 2, splits,
+                        tfds_name=name, text_features=text_keys, label_feature=label_key)
+
+
+def read_tfds_classification(task: GlueTask, split: str,
+                             data_dir: Optional[str] = None) -> List[InputExample]:
+    """Reads one split of a tfds_task in TFDS's order (the row number is the index).
+
+    Raises:
+      FileNotFoundError: the dataset is not prepared in data_dir (there is never a download).
+    """
+    import tensorflow_datasets as tfds
+
+    fmt = task.split(split)
+    try:
+        dataset = tfds.load(task.tfds_name, split=fmt.tfds_split, data_dir=data_dir,
+                            download=False, shuffle_files=False)
+    except AssertionError as err:  # TFDS' way of saying the data is not prepared
+        raise FileNotFoundError(f"TFDS dataset {task.tfds_name} is not prepared in "
+                                f"{data_dir or 'the default data_dir'} ({err})") from None
+    examples = []
+    for batch in dataset.batch(_TFDS_BATCH_SIZE).as_numpy_iterator():
+        for i in range(len(batch[task.tfds_label_feature])):
+            texts = [batch[key][i].decode("utf-8") for key in task.tfds_text_features]
+            label = None
+            if fmt.label_required:
+                label = task.label_list[int(batch[task.tfds_label_feature][i])]
+            n = len(examples)
+            examples.append(InputExample(f"{split}-{n}", texts[0], texts[1] if task.is_pair else None,
+                                         label, n))
+    if not examples:
+        raise ValueError(f"TFDS {task.tfds_name} {fmt.tfds_split} holds no examples")
+    return examples

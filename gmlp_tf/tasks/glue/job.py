@@ -46,10 +46,16 @@ class JobSpec(CommonSpec):
 
     task_name: Optional[str] = option(
         None, "GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli (ax: predicted with "
-        "--task_name=mnli --do_predict).")
-    data_dir: Optional[str] = option(None, "GLUE data directory with the original TSV files.")
+        "--task_name=mnli --do_predict); or tsv: your own train.tsv / dev.tsv / test.tsv in --data_dir.")
+    data_dir: Optional[str] = option(None, "GLUE data directory with the original TSV files (tsv: your files).")
     use_tfds: bool = option(False, "Read the task from TFDS glue/<task> instead of --data_dir.")
     tfds_data_dir: Optional[str] = option(None, "TFDS data directory.")
+    tfds_name: Optional[str] = option(
+        None, "Any TFDS text-classification dataset instead of a GLUE task, e.g. imdb_reviews, ag_news_subset.")
+    tfds_text_keys: str = option("text", "--tfds_name: the text feature, or two comma-separated for pairs.")
+    tfds_label_key: str = option("label", "--tfds_name: the ClassLabel feature.")
+    tfds_eval_split: Optional[str] = option(
+        None, "--tfds_name: the evaluation split (default: validation, or test where there is none).")
     vocab_file: Optional[str] = option(None, "SentencePiece model (default: the --init_checkpoint directory's).")
     gmlp_config_file: Optional[str] = option(
         None, "Model config JSON (default: the --init_checkpoint directory's).")
@@ -68,7 +74,7 @@ class JobSpec(CommonSpec):
 
     @property
     def is_demo(self) -> bool:
-        return not (self.task_name or self.data_dir or self.use_tfds)
+        return not (self.task_name or self.data_dir or self.use_tfds or self.tfds_name)
 
 
 @dataclasses.dataclass
@@ -91,8 +97,35 @@ def resolve(spec: JobSpec) -> Job:
     check_flags(spec)
     if spec.is_demo:
         return _resolve_demo(spec)
+    task, read = _task_and_reader(spec)
+    setup = _setup(spec, FinetuneSetup())
+    config, sp_model = load_model_files(spec.init_checkpoint, spec.gmlp_config_file, spec.vocab_file)
+    runtime.check_max_seq_length(setup.max_seq_length, config)
+    runtime.check_init_checkpoint(spec.init_checkpoint, config)
+    train = read(task, glue.TRAIN) if spec.do_train else []
+    evals = {split: read(task, split) for split in glue.eval_splits(task)} if spec.do_eval else {}
+    tests = _test_examples(task, read) if spec.do_predict else {}
+    return Job(spec, task, setup, config, sp_model, spec.output_dir, train, evals, tests, _learning_rates(spec, setup))
+
+
+def _task_and_reader(spec: JobSpec):
+    """The task (GLUE's, or one of your own TSV files or TFDS dataset) and its split reader."""
+    is_tsv = (spec.task_name or "").strip().lower() == glue.TSV_TASK
+    if spec.tfds_name:
+        if spec.task_name or spec.data_dir or spec.use_tfds:
+            raise ValueError("--tfds_name is a task of its own: drop --task_name, --data_dir and --use_tfds")
+        runtime.require_output_dir(spec.output_dir)
+        task = glue.tfds_task(spec.tfds_name, spec.tfds_text_keys.split(","), spec.tfds_label_key,
+                              spec.tfds_eval_split, spec.tfds_data_dir)
+        return task, lambda t, split: glue.read_tfds_classification(t, split, spec.tfds_data_dir)
     if not spec.task_name:
-        raise ValueError("--task_name is required (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli, ax)")
+        raise ValueError("--task_name is required (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli, ax, tsv)")
+    if is_tsv:
+        if not spec.data_dir or spec.use_tfds:
+            raise ValueError("--task_name=tsv reads --data_dir (train.tsv, dev.tsv, test.tsv); give it, "
+                             "without --use_tfds")
+        runtime.require_output_dir(spec.output_dir)
+        return glue.tsv_task(spec.data_dir), lambda t, split: glue.read_tsv_examples(t, spec.data_dir, split)
     task = glue.get_task(spec.task_name)
     if task.name != task.model_task:
         raise ValueError(
@@ -102,20 +135,13 @@ def resolve(spec: JobSpec) -> Job:
     runtime.require_output_dir(spec.output_dir)
     if bool(spec.data_dir) == bool(spec.use_tfds):
         raise ValueError("give the data: --data_dir (GLUE TSV files) or --use_tfds, one of them")
-    setup = _setup(spec, FinetuneSetup())
-    config, sp_model = load_model_files(spec.init_checkpoint, spec.gmlp_config_file, spec.vocab_file)
-    runtime.check_max_seq_length(setup.max_seq_length, config)
-    runtime.check_init_checkpoint(spec.init_checkpoint, config)
 
     def read(t, split):
         if spec.use_tfds:
             return glue.read_tfds_examples(t, split, spec.tfds_data_dir)
         return glue.read_tsv_examples(t, spec.data_dir, split)
 
-    train = read(task, glue.TRAIN) if spec.do_train else []
-    evals = {split: read(task, split) for split in glue.eval_splits(task)} if spec.do_eval else {}
-    tests = _test_examples(task, read) if spec.do_predict else {}
-    return Job(spec, task, setup, config, sp_model, spec.output_dir, train, evals, tests, _learning_rates(spec, setup))
+    return task, read
 
 
 def _test_examples(task: glue.GlueTask, read) -> Dict[Tuple[str, str], list]:
@@ -225,7 +251,8 @@ def run_once(job: Job, strategy: tf.distribute.Strategy, learning_rate: float, s
     for (task_name, split), examples in job.tests.items():
         predicted = predict(model, examples, tokenizer, job.setup, job.spec.eval_batch_size, job.task.label_list,
                             what=f"{task_name} {split} examples")
-        path = glue.write_submission(task_name, split, list(zip([e.index for e in examples], predicted)), run_dir)
+        task = job.task if task_name == job.task.name else task_name  # your own task is in no table
+        path = glue.write_submission(task, split, list(zip([e.index for e in examples], predicted)), run_dir)
         logging.info("Wrote %s", path)
     if scores:
         runtime.write_results(run_dir, scores)

@@ -6,6 +6,7 @@ compute_metrics gives each task what GLUE reports for it:
   mrpc, qqp                     accuracy, f1 (positive label "1"), acc_and_f1 (their mean)
   stsb                          pearson, spearman, corr (their mean)
   ax                            accuracy, mcc (GLUE's R3: MCC over the three classes)
+  your own data (tsv, tfds)     accuracy; with two labels also f1 (of the second label)
 
 Where a statistic is undefined (a constant input, no positive label or prediction) it is 0.0,
 as scikit-learn returns for MCC and F1: a constant predictor has no skill, and an evaluation
@@ -113,7 +114,7 @@ def compute_metrics(task: Union[str, "glue.GlueTask"], labels: Labels,
         _check_labels(task, "prediction", predictions)
         metrics = {"accuracy": accuracy(labels, predictions)}
         if "f1" in task.metric_names:
-            metrics["f1"] = f1_score(labels, predictions, positive_label="1")
+            metrics["f1"] = f1_score(labels, predictions, positive_label=task.positive_label)
             metrics["acc_and_f1"] = (metrics["accuracy"] + metrics["f1"]) / 2.0
         if "mcc" in task.metric_names:
             metrics["mcc"] = matthews_corrcoef(labels, predictions)

@@ -26,6 +26,18 @@ Key scheme of `evaluate` (percentages 0..100, totals as ints):
 
 Missing predictions score 0 and count in every total (evaluate-v1.1.py does the same and prints
 a message; evaluate-v2.0.py leaves them out of its totals or fails): a warning gives their number.
+Question ids missing from na_probs count as 0.0 (evaluate-v2.0.py fails on them).
+
+Where the two scripts differ in how they walk the data, each version follows its own script:
+  v1.1  every qa entry of every paragraph is scored, so an id repeated in the data counts once
+        per entry (its own gold answers, the one prediction of the id).
+  v2.0  scores are dicts by id (the last entry of a repeated id wins), and the threshold search
+        walks the ids in the order of the na_probs mapping's own keys (the na_prob file's order),
+        stably sorted by na_prob: tied na_probs are taken in that order, which decides where
+        the best threshold falls (the dataset's order can give another best_exact).
+
+`official_scores` gives the official scripts' own dicts (v1.1: exact_match, f1; v2.0: exact, f1,
+total, HasAns_*, NoAns_*, best_*), which `squad_evaluation` prints as the scripts do.
 """
 
 import collections
@@ -101,13 +113,14 @@ def evaluate(dataset_json_or_examples: Dataset, predictions: Mapping[str, str],
       FileNotFoundError / ValueError: an unreadable dataset, one without questions, a v1.1
         question without gold answers, or na_probs without version_2_with_negative.
     """
-    questions = gold_answers(dataset_json_or_examples)
+    entries = gold_entries(dataset_json_or_examples)
+    questions = collections.OrderedDict(entries)  # v2.0: by id, the last entry of an id wins
     if not questions:
         raise ValueError("the dataset has no questions to evaluate")
     if na_probs is not None and not version_2_with_negative:
         raise ValueError("na_probs apply to SQuAD 2.0 only (version_2_with_negative=True)")
     if not version_2_with_negative:
-        for qid, answers in questions.items():
+        for qid, answers in entries:
             if not answers:
                 raise ValueError(f"question {qid} has no gold answer; score SQuAD 2.0 data with "
                                  "version_2_with_negative=True")
@@ -116,45 +129,69 @@ def evaluate(dataset_json_or_examples: Dataset, predictions: Mapping[str, str],
         logging.warning("%d of %d questions have no prediction and score 0 (first: %s)",
                         len(missing), len(questions), missing[0])
     if not version_2_with_negative:
-        exact, f1 = _raw_scores(questions, predictions, version_2_with_negative=False)
-        total = len(questions)
-        return {"exact_match": 100.0 * sum(exact.values()) / total,
-                "f1": 100.0 * sum(f1.values()) / total, "total": total}
+        return _evaluate_v1(entries, predictions)
     return _evaluate_v2(questions, predictions, na_probs, na_prob_thresh)
 
 
-def gold_answers(dataset: Dataset) -> "collections.OrderedDict[str, List[str]]":
-    """{qas_id: gold answer texts} of a SQuAD JSON path, its parsed content, or SquadExamples."""
+def gold_entries(dataset: Dataset) -> List[Tuple[str, List[str]]]:
+    """(qas_id, gold answer texts) of every qa entry, in data order (a repeated id repeats).
+
+    dataset: a SQuAD JSON path, its parsed content, its "data" list, or SquadExamples.
+    """
     if isinstance(dataset, (str, os.PathLike)):
         dataset = _load_json(os.fspath(dataset))
     if isinstance(dataset, Mapping):
         if not isinstance(dataset.get("data"), list):
             raise ValueError("the SQuAD dataset has no 'data' list")
         dataset = dataset["data"]
-    result = collections.OrderedDict()
+    entries = []
     for item in dataset:
         if hasattr(item, "qas_id") and hasattr(item, "answers"):  # a SquadExample
-            result[item.qas_id] = list(item.answers)
+            entries.append((item.qas_id, list(item.answers)))
             continue
         if not isinstance(item, Mapping) or not isinstance(item.get("paragraphs"), list):
             raise ValueError("expected SQuAD articles (with 'paragraphs') or SquadExamples, got "
                              f"{type(item).__name__}")
         for paragraph in item["paragraphs"]:
             for qa in paragraph.get("qas", []):
-                result[str(qa["id"])] = [answer["text"] for answer in qa.get("answers", [])]
-    return result
+                if not isinstance(qa, Mapping) or "id" not in qa:
+                    raise ValueError("a SQuAD question has no 'id'")
+                entries.append((str(qa["id"]), [answer["text"] for answer in qa.get("answers", [])]))
+    return entries
+
+
+def gold_answers(dataset: Dataset) -> "collections.OrderedDict[str, List[str]]":
+    """{qas_id: gold answer texts}, ids in first-seen order, a repeated id's last entry winning."""
+    return collections.OrderedDict(gold_entries(dataset))
 
 
 def _load_json(path: str):
-    import tensorflow as tf  # gfile: local paths and gs:// alike.
+    """A JSON file's content; local paths with open (no TensorFlow), URLs (gs://) with gfile."""
+    if "://" in path:
+        import tensorflow as tf  # Only for remote paths: scoring a local file stays light.
 
-    if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
+        exists, is_dir, opener = tf.io.gfile.exists, tf.io.gfile.isdir, tf.io.gfile.GFile
+    else:
+        exists, is_dir, opener = os.path.exists, os.path.isdir, open
+    if not exists(path) or is_dir(path):
         raise FileNotFoundError(f"SQuAD file not found: {path}")
-    with tf.io.gfile.GFile(path, "r") as reader:
+    with opener(path, "r") as reader:
         try:
             return json.load(reader)
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"SQuAD file {path} is not JSON: {err}") from None
+
+
+def _evaluate_v1(entries: Sequence[Tuple[str, List[str]]],
+                 predictions: Mapping[str, str]) -> Dict[str, float]:
+    """evaluate-v1.1.py: one score per qa entry; a missing prediction scores 0."""
+    exact = f1 = 0.0
+    for qid, answers in entries:
+        if qid in predictions:
+            exact += max_over_ground_truths(exact_match_score, predictions[qid], answers)
+            f1 += max_over_ground_truths(f1_score, predictions[qid], answers)
+    total = len(entries)
+    return {"exact_match": 100.0 * exact / total, "f1": 100.0 * f1 / total, "total": total}
 
 
 def _raw_scores(questions: Mapping[str, List[str]], predictions: Mapping[str, str],
@@ -189,8 +226,10 @@ def _evaluate_v2(questions, predictions, na_probs, na_prob_thresh) -> Dict[str, 
             (result[prefix + "_exact"], result[prefix + "_f1"],
              result[prefix + "_total"]) = _averages(exact, f1, qids)
     if na_probs is not None:
-        # In dataset order: the stable sort then breaks ties in na_probs as the script does.
-        answered = [qid for qid in questions if qid in predictions]
+        # The na_probs mapping's own key order (the file's), then ids it lacks: the stable sort
+        # in _best_threshold then breaks ties as the script's sorted(na_probs, ...) does.
+        answered = [qid for qid in na_probs if qid in questions and qid in predictions]
+        answered += [qid for qid in questions if qid in predictions and qid not in na_probs]
         for name, raw in (("exact", exact_raw), ("f1", f1_raw)):
             best, thresh = _best_threshold(raw, probs, has_answer, predictions, answered)
             result["best_" + name], result[f"best_{name}_thresh"] = best, thresh
@@ -216,6 +255,7 @@ def _best_threshold(raw, probs, has_answer, predictions, answered) -> Tuple[floa
     the threshold past each question in order of its no-answer score: an answerable question
     then gains its raw score, an unanswerable one loses 1 if the model gave a non-empty text.
     Questions without a prediction score 0 throughout (they are in the denominator only).
+    `answered` is walked in its own order, stably sorted by no-answer score: ties keep it.
     """
     score = sum(1 for qid in answered if not has_answer[qid])
     best, best_thresh = score, 0.0
@@ -227,3 +267,46 @@ def _best_threshold(raw, probs, has_answer, predictions, answered) -> Tuple[floa
         if score > best:
             best, best_thresh = score, probs[qid]
     return 100.0 * best / len(raw), best_thresh
+
+
+# ------------------------------------------------------------------------- the scripts' own dicts
+_V2_KEYS = ("exact", "f1", "total", "HasAns_exact", "HasAns_f1", "HasAns_total", "NoAns_exact",
+            "NoAns_f1", "NoAns_total", "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh")
+
+
+def is_version_2(dataset: Dataset) -> bool:
+    """Whether data is SQuAD 2.0: a "v2..." version, an is_impossible field, or a question
+    without gold answers (SquadExamples: one is_impossible)."""
+    if isinstance(dataset, (str, os.PathLike)):
+        dataset = _load_json(os.fspath(dataset))
+    if isinstance(dataset, Mapping):
+        if str(dataset.get("version", "")).lstrip("v").startswith("2"):
+            return True
+        dataset = dataset.get("data") or []
+    for item in dataset:
+        if hasattr(item, "is_impossible"):
+            if item.is_impossible:
+                return True
+            continue
+        for paragraph in (item.get("paragraphs") or []) if isinstance(item, Mapping) else []:
+            for qa in paragraph.get("qas", []):
+                if "is_impossible" in qa or not qa.get("answers"):
+                    return True
+    return False
+
+
+def official_scores(dataset: Dataset, predictions: Mapping[str, str],
+                    na_probs: Optional[Mapping[str, float]] = None, na_prob_thresh: float = 1.0,
+                    version_2_with_negative: Optional[bool] = None) -> "collections.OrderedDict":
+    """The dict the official script prints: evaluate-v1.1.py's {exact_match, f1} or
+    evaluate-v2.0.py's {exact, f1, total, HasAns_*, NoAns_*[, best_*]}, in the script's order.
+
+    version_2_with_negative None: v2.0 when the data is (is_version_2) or na_probs are given.
+    """
+    if isinstance(dataset, (str, os.PathLike)):
+        dataset = _load_json(os.fspath(dataset))
+    if version_2_with_negative is None:
+        version_2_with_negative = na_probs is not None or is_version_2(dataset)
+    scores = evaluate(dataset, predictions, version_2_with_negative, na_probs, na_prob_thresh)
+    keys = _V2_KEYS if version_2_with_negative else ("exact_match", "f1")
+    return collections.OrderedDict((key, scores[key]) for key in keys if key in scores)

@@ -194,8 +194,7 @@ def _checkpoint_scorer(spec: JobSpec, examples: Optional[List[squad.SquadExample
     """EM / F1 of the prediction file at every checkpoint, when it has gold answers."""
     if not (spec.eval_at_checkpoints and _has_answers(examples)):
         return None
-    return lambda model: evaluation.evaluate(examples, predict(spec, model, examples, features)[0],
-                                             spec.version_2_with_negative)
+    return lambda model: _score(spec, examples, *predict(spec, model, examples, features))
 
 
 def predict(spec: JobSpec, model: keras.Model, examples: List[squad.SquadExample],
@@ -222,9 +221,16 @@ def predict_and_score(spec: JobSpec, model: keras.Model, examples: List[squad.Sq
                                 null_odds if spec.version_2_with_negative else None)
     if not _has_answers(examples):
         return {}  # A test file without gold answers: predictions only.
-    scores = evaluation.evaluate(examples, predictions, spec.version_2_with_negative)
+    scores = _score(spec, examples, predictions, nbest, null_odds)
     runtime.write_results(spec.output_dir, scores)
     return scores
+
+
+def _score(spec: JobSpec, examples: List[squad.SquadExample], predictions: Dict[str, str], nbest: Dict[str, Any],
+           null_odds: Dict[str, float]) -> Dict[str, float]:
+    """The official scores; v2.0 with null_odds.json as the na_probs (best_exact, best_f1 and thresholds)."""
+    na_probs = null_odds if spec.version_2_with_negative else None  # In the order null_odds.json has.
+    return evaluation.evaluate(examples, predictions, spec.version_2_with_negative, na_probs=na_probs)
 
 
 def report_lines(scores: Dict[str, float], spec: Optional[JobSpec] = None) -> List[str]:
