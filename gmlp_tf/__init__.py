@@ -5,6 +5,7 @@ Where things are (the README has the whole map):
   layers/                 the spatial projection, the SGU, tiny attention, drop path, the gMLP block,
                           the Table 3 baseline blocks (transformer, MLP-Mixer)
   models/                 the token encoder, heads, task models, the vision model, timm import
+  backbone.py             GMLPBackbone: the encoder as a keras.Model (from_preset, from_pretrained)
   tokenization.py         SentencePiece vocabularies and BERT's input framing
   counting.py, summary.py parameter and FLOP counts, beside the paper's
   runtime/                what every job shares: flags, start-up, checkpoints, training, results
@@ -12,6 +13,7 @@ Where things are (the README has the whole map):
   export/                 SavedModels with raw-input serving signatures
 """
 
+from gmlp_tf.backbone import GMLPBackbone
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.layers.baseline_blocks import MixerBlock, SelfAttention, TransformerBlock
 from gmlp_tf.layers.drop_path import DropPath
@@ -33,7 +35,7 @@ from gmlp_tf.presets import build_preset, get_preset_config, list_presets
 __version__ = "0.1.0"
 
 __all__ = [
-    "GMLPConfig", "GMLPEncoder", "GMLPBlock", "ClassificationHead", "MaskedLMHead", "SpanHead",
+    "GMLPConfig", "GMLPBackbone", "GMLPEncoder", "GMLPBlock", "ClassificationHead", "MaskedLMHead", "SpanHead",
     "GMLPForPretraining", "GMLPForQuestionAnswering", "GMLPForSequenceClassification", "build_model",
     "build_preset", "get_preset_config", "list_presets", "SpatialGatingUnit", "SpatialProjection",
     "toeplitz_matrix", "TinyAttention", "DropPath", "GMLPVisionClassifier", "SelfAttention",

@@ -40,8 +40,12 @@ class GMLPConfig:
         (s = Z * f(Z)), "additive" (s = Z + f(Z)) or "linear" (s = f(Z)).
       attention_size: size of the single-head tiny attention of aMLP; 0 for gMLP.
       causal: mask the spatial weights (and tiny attention) so token i sees only tokens j <= i.
-      use_padding_mask: zero padded tokens before the spatial projection and mask them as
-        attention keys, so they cannot leak into real tokens. Off in the paper.
+      sgu_padding_mask: zero padded tokens (input_mask 0) before the spatial projection of the
+        SGU (and before MLP-Mixer's token-mixing MLP), so that they cannot leak into real tokens.
+        Off, as in the paper: gMLP learns to ignore padding in finetuning.
+      attention_padding_mask: attention (aMLP's tiny attention, the transformer's self-attention)
+        never reads padded keys when an input_mask is given, as BERT. On by default.
+        Old config files with the single field `use_padding_mask` are read by from_dict.
       hidden_dropout_prob: dropout on the embeddings and on each block's output.
       attention_dropout_prob: dropout on the tiny attention probabilities.
       survival_prob: stochastic depth survival probability of a block (1.0 disables it).
@@ -88,7 +92,7 @@ class GMLPConfig:
     gating: str = "split"
     attention_size: int = 0
     causal: bool = False
-    use_padding_mask: bool = False
+    sgu_padding_mask: bool = False
     hidden_dropout_prob: float = 0.0
     attention_dropout_prob: float = 0.0
     survival_prob: float = 1.0
@@ -108,6 +112,7 @@ class GMLPConfig:
     attention_content: bool = True
     d_spatial: int = 0
     spatial_implementation: str = "auto"
+    attention_padding_mask: bool = True
 
     def __post_init__(self):
         self.validate()
@@ -128,6 +133,15 @@ class GMLPConfig:
     @property
     def is_amlp(self) -> bool:
         return self.attention_size > 0
+
+    @property
+    def blocks_read_padding_mask(self) -> bool:
+        """Whether the blocks get the input mask at all (each block masks only what its fields say)."""
+        if self.architecture == "transformer":
+            return self.attention_padding_mask
+        if self.architecture == "mlp_mixer":
+            return self.sgu_padding_mask
+        return self.sgu_padding_mask or (self.is_amlp and self.attention_padding_mask)
 
     def block_survival_probs(self) -> List[float]:
         """Survival probability of each block, first to last."""
@@ -206,12 +220,17 @@ class GMLPConfig:
     # ------------------------------------------------------------------ JSON, as BertConfig
     @classmethod
     def from_dict(cls, json_object: dict) -> "GMLPConfig":
-        """Builds a config from a dict; unknown keys are an error, not silently dropped."""
+        """Builds a config from a dict; unknown keys are an error, not silently dropped.
+
+        The field `use_padding_mask` of older files, which switched the SGU's and the tiny
+        attention's padding masks together, becomes sgu_padding_mask and attention_padding_mask
+        with the same behaviour (the transformer always masked padded keys).
+        """
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(json_object) - known)
+        unknown = sorted(set(json_object) - known - {_OLD_PADDING_FIELD})
         if unknown:
             raise ValueError(f"unknown GMLPConfig field(s): {', '.join(unknown)}")
-        return cls(**json_object)
+        return cls(**_upgrade_padding_field(json_object))
 
     @classmethod
     def from_json_file(cls, json_file: str) -> "GMLPConfig":
@@ -250,6 +269,27 @@ class GMLPConfig:
     def replace(self, **changes: Any) -> "GMLPConfig":
         """Returns a copy with some fields changed (validated)."""
         return dataclasses.replace(self, **changes)
+
+
+_OLD_PADDING_FIELD = "use_padding_mask"
+_NEW_PADDING_FIELDS = ("sgu_padding_mask", "attention_padding_mask")
+
+
+def _upgrade_padding_field(json_object: dict) -> dict:
+    """Maps the old `use_padding_mask` onto the two fields that replaced it."""
+    if _OLD_PADDING_FIELD not in json_object:
+        return json_object
+    both = [name for name in _NEW_PADDING_FIELDS if name in json_object]
+    if both:
+        raise ValueError(f"{_OLD_PADDING_FIELD} (an old field) cannot be given with {', '.join(both)}")
+    upgraded = dict(json_object)
+    old = upgraded.pop(_OLD_PADDING_FIELD)
+    if not isinstance(old, bool):
+        raise ValueError(f"{_OLD_PADDING_FIELD} must be true or false, got {old!r}")
+    upgraded["sgu_padding_mask"] = old
+    # The transformer masked padded keys whatever the old field said.
+    upgraded["attention_padding_mask"] = old or upgraded.get("architecture", "gmlp") == "transformer"
+    return upgraded
 
 
 def _check_choice(name: str, value, choices):

@@ -40,9 +40,30 @@ def get_preset_config(name: str) -> GMLPConfig:
 
 
 def build_preset(
-    name: str, task: Optional[str] = None, **kwargs: Any
+    name: str, task: Optional[str] = None, num_classes: Optional[int] = None, **kwargs: Any
 ) -> Union["keras.Model", "GMLPEncoder"]:
-    """Builds the model of a preset (see modeling.build_model for task and its arguments)."""
+    """Builds the model of a preset (see task_models.build_model for task and its arguments).
+
+    Vision presets take num_classes (or, as text models, num_labels): a fresh head of that many
+    classes, e.g. build_preset("gmlp_s16_224", num_classes=10) -> logits [batch, 10]; the backbone
+    is the preset's.
+
+    Raises:
+      ValueError: an unknown preset; num_classes for a text preset; num_classes and num_labels that
+        disagree; fewer than 2 classes.
+    """
     from gmlp_tf.models.task_models import build_model  # Deferred: reading configs needs no Keras model.
 
-    return build_model(get_preset_config(name), task=task, **kwargs)
+    config = get_preset_config(name)
+    if config.modality == "image":
+        num_labels = kwargs.pop("num_labels", None)
+        if num_classes is not None and num_labels is not None and num_classes != num_labels:
+            raise ValueError(f"num_classes={num_classes} and num_labels={num_labels} disagree; give one")
+        classes = num_classes if num_classes is not None else num_labels
+        if classes is not None:
+            if classes < 2:
+                raise ValueError(f"num_classes must be at least 2, got {classes}")
+            config = config.replace(num_classes=classes)
+    elif num_classes is not None:
+        raise ValueError(f"{name} is a text preset: give num_labels (classification), not num_classes")
+    return build_model(config, task=task, **kwargs)

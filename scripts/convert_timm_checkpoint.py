@@ -9,6 +9,14 @@ the project's layout (gmlp_config.json, run_info.json, preprocessing.json and
 checkpoints/latest.weights.h5), which the other scripts can read like a vision run. The model
 takes NHWC images normalised with mean = std = 0.5 per channel, as timm's gMLP weights expect.
 
+--num_classes=N (other than the checkpoint's 1000) drops the ImageNet head and writes a model
+with a fresh N-way head, for finetuning on another label set:
+
+  python scripts/convert_timm_checkpoint.py --checkpoint=gmlp_s16_224_raa-10536d42.pth \
+    --num_classes=10 --output=output/gmlp_s16_timm10
+  python scripts/run_imagenet.py --data_dir=IMAGES --init_checkpoint=output/gmlp_s16_timm10 \
+    --preset=gmlp_s16_224 --num_classes=10 --normalization=timm_gmlp ...
+
 Bad input ends the script with one line "convert_timm_checkpoint.py: error: ..." and exit 1;
 every check runs before anything is written, and the weights file is written atomically.
 """
@@ -40,6 +48,9 @@ class ConvertSpec:
         "checkpoint's shapes (or a config inferred from them).")
     output: Optional[str] = flags.option(
         None, "A .weights.h5 file, or an output directory (gmlp_config.json + checkpoints/latest.weights.h5).")
+    num_classes: Optional[int] = flags.option(
+        None, "Classes of the written model's head; other than the checkpoint's, its head is dropped and a "
+        "fresh one made (finetuning on another label set). Default: the checkpoint's.")
 
 
 flags.define_flags(ConvertSpec)
@@ -98,8 +109,11 @@ def convert(spec: ConvertSpec) -> Tuple[timm_convert.TimmModel, str]:
         raise ValueError("--checkpoint is required")
     if not spec.output:
         raise ValueError("--output is required (a .weights.h5 file or an output directory)")
+    if spec.num_classes is not None and spec.num_classes < 2:
+        raise ValueError(f"--num_classes must be at least 2, got {spec.num_classes}")
     _check_output(spec.output)
-    converted = timm_convert.load_timm_model(spec.checkpoint, spec.preset, stage=progress.stage)
+    converted = timm_convert.load_timm_model(spec.checkpoint, spec.preset, stage=progress.stage,
+                                             num_classes=spec.num_classes)
     if spec.output.endswith(WEIGHTS_SUFFIX):
         return converted, _save(converted, spec.output)
     return converted, _write_output_dir(spec.output, converted)
@@ -116,6 +130,8 @@ def report(converted: timm_convert.TimmModel, path: str, spec: ConvertSpec) -> s
     config = converted.config
     what = converted.preset or (f"an inferred config ({config.num_layers} blocks, width {config.d_model}, "
                                 f"{config.image_size}px, patch {config.patch_size})")
+    if converted.new_head:
+        what += f", with a new {config.num_classes}-class head"
     return f"Converted {spec.checkpoint} ({what}) to {path}; inputs: NHWC images normalised with mean = std = 0.5"
 
 

@@ -215,7 +215,7 @@ def test_mixer_padding_mask_stops_padding_from_leaking():
 
 
 def test_transformer_always_masks_padding_keys():
-    # use_padding_mask stays False: BERT masks padded keys all the same, gMLP does not.
+    # sgu_padding_mask stays False: BERT masks padded keys all the same, gMLP does not.
     inputs = _text_inputs()
     inputs["input_mask"][:, 6:] = 0
     other = dict(inputs, input_ids=inputs["input_ids"].copy())

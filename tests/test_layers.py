@@ -284,7 +284,7 @@ def test_encoder():
     # masks here; the task models' own round trips are in test_models.py.
     config = GMLPConfig(
         vocab_size=VOCAB, d_model=D_MODEL, d_ffn=D_FFN, num_layers=1, max_seq_length=N,
-        gating="additive", attention_size=4, use_padding_mask=True, hidden_dropout_prob=0.1,
+        gating="additive", attention_size=4, sgu_padding_mask=True, hidden_dropout_prob=0.1,
     )
 
     def shapes(n):

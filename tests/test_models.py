@@ -88,15 +88,43 @@ def test_longer_inputs_are_rejected(tiny_text_config):
         model(text_inputs(tiny_text_config, n=9, masked=0))
 
 
-def test_padding_mask_option_isolates_real_tokens(tiny_text_config):
-    config = tiny_text_config.replace(use_padding_mask=True, attention_size=4)
-    model = build_model(config, "encoder")
+def _real_positions_when_padding_changes(model, config, spatial_scale=0.0):
+    """Encoder outputs at the 5 real tokens for two inputs that differ only in their padded tokens.
+
+    The spatial weights W are set to spatial_scale * noise: 0 leaves the tiny attention as the only
+    path between tokens (the SGU's gate is then its bias), other values let the SGU mix tokens.
+    The tiny attention's weights get noise of scale 0.5, so that what it reads shows.
+    """
+    rng = np.random.default_rng(0)
+    for variable in model.weights:
+        scale = spatial_scale if "/sgu/proj/kernel" in variable.path else 0.5
+        if "/sgu/proj/kernel" in variable.path or "/tiny_attention/" in variable.path:
+            variable.assign(scale * rng.normal(size=variable.shape).astype("float32"))
     inputs = text_inputs(config, masked=0)
     inputs["input_mask"][:, 5:] = 0
     other = dict(inputs, input_ids=inputs["input_ids"].copy())
     other["input_ids"][:, 5:] = (other["input_ids"][:, 5:] + 1) % config.vocab_size
-    a = np.asarray(model(inputs)["sequence_output"])[:, :5]
-    b = np.asarray(model(other)["sequence_output"])[:, :5]
+    return (np.asarray(model(inputs)["sequence_output"])[:, :5],
+            np.asarray(model(other)["sequence_output"])[:, :5])
+
+
+def test_tiny_attention_masks_padding_keys_with_the_sgu_mask_off(tiny_text_config):
+    config = tiny_text_config.replace(attention_size=4, spatial_kind="dense")
+    assert not config.sgu_padding_mask and config.attention_padding_mask  # The defaults.
+    a, b = _real_positions_when_padding_changes(build_model(config, "encoder"), config)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    # The check can fail: the same weights without the attention mask let padding through.
+    unmasked = config.replace(attention_padding_mask=False)
+    a, b = _real_positions_when_padding_changes(build_model(unmasked, "encoder"), unmasked)
+    assert np.abs(a - b).max() > 1e-3
+
+
+def test_sgu_padding_mask_off_lets_padding_in_and_on_isolates_real_tokens(tiny_text_config):
+    config = tiny_text_config.replace(attention_size=4, spatial_kind="dense")
+    a, b = _real_positions_when_padding_changes(build_model(config, "encoder"), config, spatial_scale=0.5)
+    assert np.abs(a - b).max() > 1e-3  # As in the paper: the SGU reads padded tokens.
+    both = config.replace(sgu_padding_mask=True)
+    a, b = _real_positions_when_padding_changes(build_model(both, "encoder"), both, spatial_scale=0.5)
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 

@@ -396,3 +396,111 @@ def test_failed_download_or_bad_archive_leaves_no_cache(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="needs at least 2"):
         demo_corpus.fetch_demo_corpus(cache, download_fn=lambda folder: one)
     assert os.listdir(cache) == []
+
+
+
+# ------------------------------------------------------------------- segment pairs (BERT's format)
+PAIR_L = 48
+
+
+@pytest.fixture(scope="module")
+def pair_features(data_dir, sp_model):
+    """Every segment-pair example of the three files, 30% of them short (one pipeline, shared)."""
+    return collect(make(lines_source(data_dir), sp_model, max_seq_length=PAIR_L, max_predictions_per_seq=4,
+                        batch_size=64, example_format="segment_pair", short_seq_prob=0.3,
+                        drop_remainder=False))
+
+
+def test_segment_pairs_are_cls_a_sep_b_sep_with_segment_ids(pair_features):
+    f = pair_features
+    original, lengths, segments = pd.original_input_ids(f), f["input_mask"].sum(1), f["segment_ids"]
+    assert len(lengths) > 150 and lengths.max() == PAIR_L and lengths.min() >= 5
+    for row, length, seg in zip(original, lengths, segments):
+        boundary = int(np.argmax(seg))  # first position of segment B
+        assert row[0] == CLS_ID and row[boundary - 1] == SEP_ID and row[length - 1] == SEP_ID
+        assert 3 <= boundary <= length - 2  # [CLS] A [SEP] and B [SEP] each hold a real token
+        assert seg.tolist() == [0] * boundary + [1] * (length - boundary) + [0] * (PAIR_L - length)
+        assert row[1] != SEP_ID and row[boundary - 2] != SEP_ID and row[boundary] != SEP_ID
+        assert (row[length:] == PAD_ID).all()
+    assert (f["masked_lm_weights"].sum(1) >= 1).all()
+    assert len(set(np.argmax(segments, 1).tolist())) > 20  # the split point varies
+    # About short_seq_prob of them are short (and padded): a target of the full 45 tokens, or a
+    # dropped [SEP], makes a few short ones look full or full ones one token short, hence a band.
+    short = (lengths < PAIR_L - 1).mean()
+    assert 0.22 < short < 0.38, short
+
+
+def test_target_lengths_follow_short_seq_prob():
+    always = pd.target_lengths(5000, 45, 1.0, (7, 1)).numpy()
+    assert always.min() == 2 and always.max() == 45 and abs(always.mean() - 23.5) < 0.5
+    for prob in (0.0, 0.1, 0.5):
+        drawn = pd.target_lengths(20000, 45, prob, (7, 2)).numpy()
+        short = (drawn < 45).mean()
+        assert abs(short - prob * 43 / 44) < 0.01, (prob, short)
+    np.testing.assert_array_equal(pd.target_lengths(100, 45, 0.5, (7, 3)), pd.target_lengths(100, 45, 0.5, (7, 3)))
+    assert (pd.target_lengths(100, 45, 0.5, (8, 3)).numpy() != pd.target_lengths(100, 45, 0.5, (7, 3)).numpy()).any()
+
+
+def test_short_packing_and_splitting_keep_all_the_text_in_order():
+    docs = tf.ragged.constant([list(range(10, 40)), [], list(range(50, 57)), list(range(60, 95))], tf.int32)
+    rows = pd.pack_tokens(docs, 12, short_seq_prob=0.5, seed=(3, 4))
+    lengths = rows.row_lengths().numpy()
+    assert lengths.max() <= 12 and (lengths < 11).sum() >= 2  # some rows were cut short
+    flat = rows.flat_values.numpy()
+    assert [t for t in flat if t != SEP_ID] == list(range(10, 40)) + list(range(50, 57)) + list(range(60, 95))
+    rows = tf.gather(rows, tf.where(rows.row_lengths() >= 2)[:, 0])
+    first, second = pd.split_segments(rows, (3, 5))
+    for row, a, b in zip(rows.to_list(), first.to_list(), second.to_list()):
+        assert a and b and a[0] == row[0] and b[-1] == row[-1]
+        assert SEP_ID not in (a[-1], b[0])  # no [SEP] left beside the framing one
+        assert [t for t in a + b if t != SEP_ID] == [t for t in row if t != SEP_ID]
+    again = pd.split_segments(rows, (3, 5))[0]
+    assert again.to_list() == first.to_list()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("pairs", None, 128), "unknown example format 'pairs'"),
+    (("segment_pair", 1.5, 128), "short_seq_prob must be in \\[0, 1\\], got 1.5"),
+    (("packed", -0.1, 128), "short_seq_prob must be in \\[0, 1\\], got -0.1"),
+    (("segment_pair", None, 4), "the segment_pair format needs max_seq_length >= 5"),
+])
+def test_bad_example_format_options_are_clear_errors(args, message):
+    with pytest.raises(ValueError, match=message):
+        pd.check_example_format(*args)
+    assert pd.check_example_format("segment_pair", None, 5) == 0.1
+    assert pd.check_example_format("packed", None, 5) == 0.0
+
+
+# ------------------------------------------------------------------------------------ TFRecord shards
+def test_shards_hold_every_example_once_and_read_back_as_a_glob(pair_features, tmp_path):
+    features = pair_features
+    n = len(features["input_ids"])
+    batches = tf.data.Dataset.from_tensor_slices(features).batch(16).map(pd.serialize_examples)
+    output = str(tmp_path / "out" / "train.tfrecord")
+    assert pd.write_tfrecord_shards(batches.as_numpy_iterator(), output, 4) == n
+    names = sorted(os.listdir(tmp_path / "out"))
+    assert names == [f"train.tfrecord-{i:05d}-of-00004" for i in range(4)]  # no temporary files
+    # Round-robin: shard 1 holds examples 1, 5, 9, ...
+    shard = [pd.parse_examples(r[None], PAIR_L, 4) for r in tf.data.TFRecordDataset(output + "-00001-of-00004")]
+    assert len(shard) == len(range(1, n, 4))
+    for name in pd.FEATURE_NAMES:
+        np.testing.assert_array_equal(np.concatenate([e[name] for e in shard]), features[name][1::4])
+    reader = lambda **kw: make(pd.TFRecordSource(output + "-*"), None, max_seq_length=PAIR_L,
+                               max_predictions_per_seq=4, batch_size=8, **kw)
+    back = collect(reader(drop_remainder=False))
+    order = lambda f: np.lexsort(np.concatenate([f[k] for k in pd.FEATURE_NAMES[:5]], 1).T)
+    for name in pd.FEATURE_NAMES:  # every example exactly once, segment ids included
+        np.testing.assert_array_equal(back[name][order(back)], features[name][order(features)])
+    # Training reads the glob interleaved, in the same order for the same seed.
+    train = lambda: collect(reader(is_training=True, seed=2), 3)["input_ids"]
+    np.testing.assert_array_equal(train(), train())
+
+
+def test_bad_shards_are_clear_errors_and_leave_no_file(tmp_path):
+    for bad in (0, -2):
+        with pytest.raises(ValueError, match=f"^num_shards must be a positive integer, got {bad}$"):
+            pd.write_tfrecord_shards(iter([]), str(tmp_path / "x.tfrecord"), bad)
+    two = {k: np.zeros([2, 6], np.float32 if k == "masked_lm_weights" else np.int32) for k in pd.FEATURE_NAMES}
+    with pytest.raises(ValueError, match="only 2 examples for 3 shards"):
+        pd.write_tfrecord_shards([pd.serialize_examples(two).numpy()], str(tmp_path / "x.tfrecord"), 3)
+    assert os.listdir(tmp_path) == []

@@ -253,3 +253,16 @@ def test_init_checkpoint_warm_starts_only_a_fresh_output_dir(fixture_dir, tmp_pa
     # b now has a checkpoint: rerunning resumes it and leaves --init_checkpoint alone.
     pretraining_job.run(dataclasses.replace(warm, num_train_steps=20))
     assert checkpointing.latest_weights(str(tmp_path / "b")).endswith("ckpt-00000020.weights.h5") and len(calls) == 1
+
+
+def test_segment_pairs_are_the_default_and_short_seq_prob_is_checked(fixture_dir, tmp_path):
+    job = pretraining_job.resolve(spec(fixture_dir, tmp_path))
+    assert job.spec.example_format == "segment_pair"  # the paper follows BERT's input protocol
+    # The tiny runs above train on these: both segments, [PAD] in the short ones.
+    batch = next(iter(pretraining_job._dataset(job, job.train_source, True, 64)))
+    assert (batch["segment_ids"].numpy() == 1).any() and (batch["input_mask"].numpy() == 0).any()
+    with pytest.raises(ValueError, match="short_seq_prob must be in \\[0, 1\\], got 2.0"):
+        pretraining_job.resolve(spec(fixture_dir, tmp_path / "x", short_seq_prob=2.0))
+    packed = pretraining_job.resolve(spec(fixture_dir, tmp_path, example_format="packed"))
+    batch = next(iter(pretraining_job._dataset(packed, packed.train_source, True, 8)))
+    assert (batch["segment_ids"].numpy() == 0).all()

@@ -168,7 +168,7 @@ def test_tiny_attention_scores_leave_the_output_unchanged_and_are_probabilities(
 
 
 def test_attention_maps_follow_the_encoder():
-    model = build_model(_text_config(attention_size=8, use_padding_mask=True), "classification", num_labels=3)
+    model = build_model(_text_config(attention_size=8, sgu_padding_mask=True), "classification", num_labels=3)
     for variable in model.weights:
         variable.assign(np.random.default_rng(4).normal(0.0, 0.3, size=variable.shape).astype("float32"))
     rng = np.random.default_rng(5)

@@ -294,3 +294,32 @@ def test_save_keras_weights_is_atomic_and_loadable(tmp_path, state_dict, inputs_
     assert _max_logit_diff(fresh, inputs_and_logits) < 1e-4
     with pytest.raises(ValueError, match="must end in .weights.h5"):
         timm_convert.save_keras_weights(model, str(tmp_path / "tiny.h5"))
+
+
+def test_new_head_for_another_class_count(state_dict, inputs_and_logits):
+    full = timm_convert.load_timm_model(SAFETENSORS)
+    converted = timm_convert.load_timm_model(SAFETENSORS, num_classes=3)
+    assert converted.new_head and not full.new_head and converted.config.num_classes == 3
+    model = converted.model
+    assert tuple(model.head.kernel.shape) == (16, 3) and tuple(model.head.bias.shape) == (3,)
+    np.testing.assert_array_equal(model.head.kernel.numpy(), 0.0)  # Fresh (timm's zero init), not the checkpoint's.
+    backbone = [(a, b) for a, b in zip(model.weights, full.model.weights) if "head" not in a.path]
+    assert len(backbone) == 24
+    for ours, theirs in backbone:
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=ours.path)
+    # The same class count keeps the head: the logits are timm's.
+    same = timm_convert.load_timm_model(SAFETENSORS, num_classes=5)
+    assert not same.new_head and _max_logit_diff(same.model, inputs_and_logits) < 1e-4
+    weights = timm_convert.to_keras_weights(state_dict, build_model(TINY.replace(num_classes=7), "vision"),
+                                            new_head=True)
+    assert len(weights) == 24
+    with pytest.raises(ValueError, match="classes"):  # Without new_head, another class count is refused.
+        timm_convert.to_keras_weights(state_dict, build_model(TINY.replace(num_classes=7), "vision"))
+    with pytest.raises(ValueError, match="num_classes must be at least 2, got 1"):
+        timm_convert.load_timm_model(SAFETENSORS, num_classes=1)
+
+
+def test_linear_drop_path_schedule_is_accepted(state_dict, inputs_and_logits):
+    model = build_model(TINY.replace(drop_path_schedule="linear", survival_prob=0.8), "vision")
+    assert timm_convert.convert_state_dict(state_dict, model) == 26
+    assert _max_logit_diff(model, inputs_and_logits) < 1e-4  # Stochastic depth is off at inference.

@@ -123,7 +123,8 @@ def attention_maps(model: Any, inputs: ModelInputs) -> List[np.ndarray]:
     Args:
       model: a built aMLP text task model, GMLPEncoder or GMLPVisionClassifier.
       inputs: what the model takes: a text model's dict of int [batch, n] "input_ids" (optional
-        "segment_ids", and "input_mask", which the blocks use only with config.use_padding_mask),
+        "segment_ids", and "input_mask", which the blocks use as config.attention_padding_mask
+        and config.sgu_padding_mask say),
         or a vision model's float images [batch, image_size, image_size, num_channels].
 
     Raises:
@@ -137,7 +138,8 @@ def attention_maps(model: Any, inputs: ModelInputs) -> List[np.ndarray]:
     for block in blocks:
         # The block's own steps up to its attention (GMLPBlock.call): LayerNorm, then the attention.
         _, probabilities = block.attention(
-            block.norm(x), padding_mask=padding_mask, training=False, return_attention_scores=True)
+            block.norm(x), padding_mask=padding_mask if block.attention_padding_mask else None,
+            training=False, return_attention_scores=True)
         maps.append(np.asarray(ops.convert_to_numpy(probabilities), dtype=np.float32))
         x = block(x, padding_mask=padding_mask, training=False)
     return maps
@@ -159,6 +161,6 @@ def _block_input(model: Any, inputs: ModelInputs) -> Tuple[Tensor, Optional[Tens
     input_ids = ops.convert_to_tensor(inputs["input_ids"])
     segment_ids = inputs.get("segment_ids")
     segment_ids = ops.zeros_like(input_ids) if segment_ids is None else ops.convert_to_tensor(segment_ids)
-    padding_mask = inputs.get("input_mask") if config.use_padding_mask else None
+    padding_mask = inputs.get("input_mask") if config.blocks_read_padding_mask else None
     x = encoder.token_embedding(input_ids) + encoder.segment_embedding(segment_ids)
     return x, padding_mask

@@ -23,6 +23,8 @@ def _gmlp_block(config: GMLPConfig, **common: Any) -> GMLPBlock:
         sgu_layer_norm_eps=config.sgu_layer_norm_eps,
         spatial_init_stddev=config.spatial_init_stddev,
         spatial_implementation=config.spatial_implementation,
+        sgu_padding_mask=config.sgu_padding_mask,
+        attention_padding_mask=config.attention_padding_mask,
         **common,
     )
 
@@ -63,7 +65,9 @@ def blocks_from_config(
 
     config.architecture picks the block: GMLPBlock ("gmlp"), TransformerBlock ("transformer")
     or MixerBlock ("mlp_mixer"); every kind takes [batch, n, d_model] and an optional padding
-    mask, so that the encoder runs them alike.
+    mask, so that the encoder runs them alike (config.blocks_read_padding_mask says whether it
+    passes one; a gMLP block then applies it as config.sgu_padding_mask and
+    config.attention_padding_mask say).
 
     Args:
       config: a GMLPConfig.

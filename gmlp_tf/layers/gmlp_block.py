@@ -38,12 +38,17 @@ class GMLPBlock(keras.layers.Layer):
       sgu_layer_norm_eps: epsilon of the SGU's LayerNorm.
       spatial_init_stddev: stddev of the spatial weights' normal initializer.
       spatial_implementation: "auto", "matmul" or "fft" (see SpatialProjection).
+      sgu_padding_mask: whether the SGU zeroes padded tokens before its spatial projection
+        when call gets a padding_mask.
+      attention_padding_mask: whether the tiny attention skips padded keys when call gets a
+        padding_mask.
       kernel_initializer, bias_initializer: initializers of U and V (and the kernels of the
         tiny attention).
 
     Call args:
       inputs: [batch, n, d_model], n <= max_length.
-      padding_mask: optional [batch, n], 1 for real tokens (see SpatialProjection).
+      padding_mask: optional [batch, n], 1 for real tokens; used by the SGU and the tiny
+        attention as sgu_padding_mask and attention_padding_mask say.
       training: enables dropout and stochastic depth.
 
     Returns:
@@ -66,6 +71,8 @@ class GMLPBlock(keras.layers.Layer):
         sgu_layer_norm_eps: float = 1e-5,
         spatial_init_stddev: float = 1e-6,
         spatial_implementation: str = "auto",
+        sgu_padding_mask: bool = True,
+        attention_padding_mask: bool = True,
         kernel_initializer: InitializerLike = "glorot_uniform",
         bias_initializer: InitializerLike = "zeros",
         **kwargs: Any,
@@ -85,6 +92,8 @@ class GMLPBlock(keras.layers.Layer):
         self.sgu_layer_norm_eps = float(sgu_layer_norm_eps)
         self.spatial_init_stddev = float(spatial_init_stddev)
         self.spatial_implementation = spatial_implementation
+        self.sgu_padding_mask = bool(sgu_padding_mask)
+        self.attention_padding_mask = bool(attention_padding_mask)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
 
@@ -137,8 +146,10 @@ class GMLPBlock(keras.layers.Layer):
         z = ops.gelu(self.proj_in(h), approximate=False)
         attention_output = None
         if self.attention is not None:
-            attention_output = self.attention(h, padding_mask=padding_mask, training=training)
-        s = self.sgu(z, attention_output=attention_output, padding_mask=padding_mask)
+            attention_output = self.attention(
+                h, padding_mask=padding_mask if self.attention_padding_mask else None, training=training)
+        s = self.sgu(z, attention_output=attention_output,
+                     padding_mask=padding_mask if self.sgu_padding_mask else None)
         y = self.dropout(self.proj_out(s), training=training)
         return inputs + self.drop_path(y, training=training)
 
@@ -162,6 +173,8 @@ class GMLPBlock(keras.layers.Layer):
             sgu_layer_norm_eps=self.sgu_layer_norm_eps,
             spatial_init_stddev=self.spatial_init_stddev,
             spatial_implementation=self.spatial_implementation,
+            sgu_padding_mask=self.sgu_padding_mask,
+            attention_padding_mask=self.attention_padding_mask,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             bias_initializer=keras.initializers.serialize(self.bias_initializer),
         )

@@ -11,6 +11,24 @@ from gmlp_tf.layers.blocks import blocks_from_config
 from gmlp_tf.layers.spatial_projection import checked_length
 
 
+# BERT's feature names, in the order of a serving signature.
+TEXT_INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")
+
+
+def text_inputs(masked_lm_positions: bool = False) -> Dict[str, keras.KerasTensor]:
+    """Named int32 keras.Inputs of the token models: the serving signature of export().
+
+    Args:
+      masked_lm_positions: also an int32 [batch, num_predictions] "masked_lm_positions".
+
+    Returns:
+      dict of int32 [batch, seq_length] "input_ids", "input_mask", "segment_ids" (any length up
+      to max_seq_length), plus "masked_lm_positions" if asked.
+    """
+    names = TEXT_INPUT_NAMES + (("masked_lm_positions",) if masked_lm_positions else ())
+    return {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in names}
+
+
 def text_initializer(config: GMLPConfig) -> keras.initializers.Initializer:
     """BERT's initializer for the token model's embeddings and dense kernels."""
     return keras.initializers.TruncatedNormal(stddev=config.initializer_range)
@@ -37,9 +55,11 @@ class GMLPEncoder(keras.layers.Layer):
       inputs: dict with
         "input_ids": int [batch, n], n <= config.max_seq_length;
         "segment_ids": optional int [batch, n] (zeros if absent);
-        "input_mask": optional [batch, n], 1 for real tokens. gMLP and MLP-Mixer use it only
-          when config.use_padding_mask is true (the paper lets the model learn to ignore
-          padding); the transformer, as BERT, always masks padded keys with it when given.
+        "input_mask": optional [batch, n], 1 for real tokens. Attention (aMLP's tiny
+          attention, the transformer's) masks padded keys with it when
+          config.attention_padding_mask is true (the default, as BERT); the SGU and MLP-Mixer's
+          token mixing zero padded tokens only when config.sgu_padding_mask is true (off, as in
+          the paper: gMLP learns to ignore padding).
       training: enables dropout and stochastic depth.
 
     Returns:
@@ -106,9 +126,7 @@ class GMLPEncoder(keras.layers.Layer):
         segment_ids = inputs.get("segment_ids")
         if segment_ids is None:
             segment_ids = ops.zeros_like(input_ids)
-        # BERT masks padded keys whatever use_padding_mask says; gMLP and Mixer follow the flag.
-        always_masks = self.config.architecture == "transformer"
-        padding_mask = inputs.get("input_mask") if self.config.use_padding_mask or always_masks else None
+        padding_mask = inputs.get("input_mask") if self.config.blocks_read_padding_mask else None
 
         x = self.token_embedding(input_ids) + self.segment_embedding(segment_ids)
         if self.position_embedding is not None:
@@ -119,6 +137,18 @@ class GMLPEncoder(keras.layers.Layer):
             x = block(x, padding_mask=padding_mask, training=training)
         x = self.final_norm(x)
         return {"sequence_output": x, "cls_output": x[:, 0, :]}
+
+    def compute_output_spec(
+        self, inputs: Mapping[str, keras.KerasTensor], training: Optional[bool] = None
+    ) -> Dict[str, keras.KerasTensor]:
+        # Symbolic inputs of unknown length (keras.Input((None,))) would otherwise be traced
+        # at a placeholder length that may exceed max_seq_length.
+        batch, n = tuple(inputs["input_ids"].shape)
+        d_model = self.config.d_model
+        return {
+            "sequence_output": keras.KerasTensor((batch, n, d_model), dtype=self.compute_dtype),
+            "cls_output": keras.KerasTensor((batch, d_model), dtype=self.compute_dtype),
+        }
 
     def get_config(self) -> Dict[str, Any]:
         base = super().get_config()

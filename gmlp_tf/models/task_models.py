@@ -10,7 +10,7 @@ import keras
 
 from gmlp_tf.config import GMLPConfig, as_config
 from gmlp_tf.layers import Shape, Tensor
-from gmlp_tf.models.encoder import GMLPEncoder
+from gmlp_tf.models.encoder import GMLPEncoder, text_inputs
 from gmlp_tf.models.heads import ClassificationHead, MaskedLMHead, SpanHead
 from gmlp_tf.models.vision import GMLPVisionClassifier
 
@@ -18,7 +18,15 @@ TASKS = ("pretraining", "classification", "squad", "encoder", "vision")
 
 
 class _TextTaskModel(keras.Model):
-    """Shared plumbing: config handling, an encoder, build from BERT-style input shapes."""
+    """Shared plumbing: config handling, an encoder, build from BERT-style input shapes, export.
+
+    The models stay subclassed (their checkpoints' variable paths, "encoder/block_0/...", are
+    what warm starts match), so Keras cannot infer their inputs; `serving_inputs` names them
+    for `export`, which serves int32 "input_ids", "input_mask" and "segment_ids".
+    """
+
+    # Whether the serving signature also takes "masked_lm_positions".
+    _serves_masked_lm_positions = False
 
     def __init__(self, config: Union[GMLPConfig, Dict[str, Any]], **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -33,6 +41,24 @@ class _TextTaskModel(keras.Model):
     def build_head(self, sequence_shape: Shape) -> None:
         """Builds the head for the encoder's [batch, n, d_model] sequence output."""
         raise NotImplementedError
+
+    def serving_inputs(self) -> Dict[str, keras.KerasTensor]:
+        """The named int32 inputs [batch, seq_length] that `export` serves (see text_inputs)."""
+        return text_inputs(masked_lm_positions=self._serves_masked_lm_positions)
+
+    def export(self, filepath: str, format: str = "tf_saved_model", verbose: Optional[bool] = None,
+               input_signature: Any = None, **kwargs: Any) -> None:
+        """keras.Model.export, by default with the named int32 inputs of `serving_inputs`.
+
+        The SavedModel's `serve` endpoint and "serving_default" signature take int32
+        [batch, seq_length] input_ids, input_mask, segment_ids (seq_length up to
+        max_seq_length) and return what `call` returns.
+        """
+        if not self.built:
+            self.build({"input_ids": (None, self.config.max_seq_length)})
+        if input_signature is None:
+            input_signature = [self.serving_inputs()]  # One positional argument: the dict.
+        super().export(filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)
 
     def get_config(self) -> Dict[str, Any]:
         return {"config": self.config.to_dict(), "name": self.name}
@@ -54,6 +80,8 @@ class GMLPForPretraining(_TextTaskModel):
     Returns:
       float32 logits [batch, max_predictions_per_seq (or n), vocab_size].
     """
+
+    _serves_masked_lm_positions = True
 
     def __init__(self, config: Union[GMLPConfig, Dict[str, Any]], **kwargs: Any) -> None:
         super().__init__(config, **kwargs)

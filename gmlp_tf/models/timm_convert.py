@@ -29,6 +29,8 @@ The steps, each a public function:
   to_keras_weights(state_dict, model)     -> {Keras variable path: array in Keras's layout}
   assign_weights(model, weights)          -> the model holds them
   load_timm_model(path, preset)           -> all of the above: a built model with timm's weights
+  load_timm_model(path, num_classes=N)    -> the same with a fresh N-way head (finetuning on
+                                             another label set): the checkpoint's head is dropped
 
 Checkpoints are read without PyTorch: safetensors files through the safetensors library's NumPy
 API, and torch.save zip files (.pth / .bin / .pt), whose pickle is read by a restricted
@@ -55,6 +57,9 @@ from gmlp_tf.presets import get_preset_config, list_presets
 
 IMAGE_MEAN = (0.5, 0.5, 0.5)
 IMAGE_STD = (0.5, 0.5, 0.5)
+
+# The classifier head's parameters, which new_head leaves out.
+HEAD_KEYS = ("head.weight", "head.bias")
 
 # Presets that a timm gMLP checkpoint can map onto.
 TIMM_PRESETS = ("gmlp_ti16_224", "gmlp_s16_224", "gmlp_b16_224")
@@ -386,13 +391,17 @@ def _check_timm_kind(config: GMLPConfig, what: str) -> None:
         raise ValueError("; ".join(problems))
 
 
-def check_matches_checkpoint(config: GMLPConfig, checkpoint_config: GMLPConfig, name: Optional[str] = None) -> None:
+def check_matches_checkpoint(config: GMLPConfig, checkpoint_config: GMLPConfig, name: Optional[str] = None,
+                             new_head: bool = False) -> None:
     """Raises a ValueError naming every shape-determining difference between a model config and
     the config inferred from a checkpoint, e.g. "checkpoint has 30 blocks of width 256
-    (gmlp_s16_224) but the preset gmlp_ti16_224 has width 128"."""
+    (gmlp_s16_224) but the preset gmlp_ti16_224 has width 128". new_head: the class counts may
+    differ (the head is not taken from the checkpoint). Regularisation (survival_prob, its
+    uniform or linear schedule) changes no weight and is not compared."""
     what = f"the preset {name}" if name else "the model config"
     _check_timm_kind(config, what)
-    differing = [f for f, _ in _SHAPE_FIELDS if getattr(config, f) != getattr(checkpoint_config, f)]
+    differing = [f for f, _ in _SHAPE_FIELDS if getattr(config, f) != getattr(checkpoint_config, f)
+                 and not (new_head and f == "num_classes")]
     if differing:
         known = matching_preset(checkpoint_config)
         ckpt = f"checkpoint has {checkpoint_config.num_layers} blocks of width {checkpoint_config.d_model}"
@@ -501,16 +510,17 @@ def _key_list(keys: Iterable[str], limit: int = 8) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-def _check_architecture(state_dict: Mapping[str, np.ndarray], config: GMLPConfig, preset: Optional[str]) -> None:
+def _check_architecture(state_dict: Mapping[str, np.ndarray], config: GMLPConfig, preset: Optional[str],
+                        new_head: bool = False) -> None:
     try:
         checkpoint_config = infer_preset(state_dict)
     except ValueError:
         return  # Not a complete timm gMLP: the key check says what is wrong.
-    check_matches_checkpoint(config, checkpoint_config, preset)
+    check_matches_checkpoint(config, checkpoint_config, preset, new_head)
 
 
 def _check_keys(state_dict: Mapping[str, np.ndarray], mapping: Mapping[str, Tuple[keras.Variable, Transform]],
-                model: keras.Model) -> None:
+                model: keras.Model, new_head: bool = False) -> None:
     """Raises unless the checkpoint's names are exactly the mapped ones and those cover the model."""
     missing = set(mapping) - set(state_dict)
     unexpected = set(state_dict) - set(mapping)
@@ -522,6 +532,8 @@ def _check_keys(state_dict: Mapping[str, np.ndarray], mapping: Mapping[str, Tupl
             parts.append(f"unexpected keys: {_key_list(unexpected)}")
         raise ValueError("checkpoint does not match the model: " + "; ".join(parts))
     mapped_ids = {id(var) for var, _ in mapping.values()}
+    if new_head:  # The head keeps its fresh initialisation.
+        mapped_ids |= {id(model.head.kernel), id(model.head.bias)}
     unmapped = [v.path for v in model.weights if id(v) not in mapped_ids]
     if unmapped:
         raise ValueError(f"the model has weights with no timm counterpart: {', '.join(unmapped)}")
@@ -552,7 +564,7 @@ def _keras_value(key: str, array: np.ndarray, variable: keras.Variable, transfor
 
 
 def to_keras_weights(state_dict: Mapping[str, np.ndarray], model: keras.Model,
-                     preset: Optional[str] = None) -> Dict[str, np.ndarray]:
+                     preset: Optional[str] = None, new_head: bool = False) -> Dict[str, np.ndarray]:
     """timm's weights as the weights of a built GMLPVisionClassifier, every one checked.
 
     The checks, in order: the checkpoint's architecture against model.config, then the key sets
@@ -562,18 +574,24 @@ def to_keras_weights(state_dict: Mapping[str, np.ndarray], model: keras.Model,
       state_dict: {timm name: array in torch's layout}, e.g. from read_checkpoint.
       model: a built GMLPVisionClassifier.
       preset: the preset name the model was built from, for error messages.
+      new_head: drop the checkpoint's head (head.weight, head.bias): the model's head, of any
+        class count, is left out of the result and keeps its initialisation.
 
     Returns:
-      {Keras variable path: array}, one per variable of the model, each in its variable's layout
+      {Keras variable path: array}, one per variable of the model (but the head with new_head),
+      each in its variable's layout
       and dtype: the stem kernel [p, p, C, d], proj_in [d, e], proj_out [e / 2, d], head [d, K]
       and the SGU's spatial kernel [n, n] as in timm.
 
     Raises:
       ValueError: a mismatched preset/config, missing or unexpected keys, or a shape mismatch.
     """
-    _check_architecture(state_dict, model.config, preset)
+    _check_architecture(state_dict, model.config, preset, new_head)
     mapping = timm_weight_map(model)
-    _check_keys(state_dict, mapping, model)
+    if new_head:
+        state_dict = {k: v for k, v in state_dict.items() if k not in HEAD_KEYS}
+        mapping = {k: v for k, v in mapping.items() if k not in HEAD_KEYS}
+    _check_keys(state_dict, mapping, model, new_head)
     return {variable.path: _keras_value(key, state_dict[key], variable, transform)
             for key, (variable, transform) in mapping.items()}
 
@@ -615,10 +633,12 @@ class TimmModel:
     model: keras.Model
     config: GMLPConfig
     preset: Optional[str]  # None: no preset has the checkpoint's shapes; config was inferred from them.
+    new_head: bool = False  # True: the checkpoint's head was dropped for a fresh config.num_classes-way one.
 
 
 def load_timm_model(path: PathLike, preset: Optional[str] = None,
-                    stage: Callable[[str], ContextManager[Any]] = contextlib.nullcontext) -> TimmModel:
+                    stage: Callable[[str], ContextManager[Any]] = contextlib.nullcontext,
+                    num_classes: Optional[int] = None) -> TimmModel:
     """Reads a timm gMLP checkpoint and builds the Keras model holding its weights.
 
     Args:
@@ -627,6 +647,8 @@ def load_timm_model(path: PathLike, preset: Optional[str] = None,
       stage: wraps each step, called with its description ("Reading the checkpoint x.pth (78.1 MB)",
         "Building ...", "Converting ...", "Assigning ..."): a context manager factory such as
         gmlp_tf.runtime.progress.stage, which logs the steps; by default nothing is logged.
+      num_classes: a class count other than the checkpoint's drops its head for a fresh
+        num_classes-way one (zero-initialised, as timm's); the same count (or None) keeps it.
 
     Returns:
       The model (NHWC images normalised with IMAGE_MEAN / IMAGE_STD -> logits [batch, K]), its
@@ -640,13 +662,25 @@ def load_timm_model(path: PathLike, preset: Optional[str] = None,
     with stage(f"Reading the checkpoint {os.fspath(path)}{size_text}"):
         state_dict = read_checkpoint(path)
     config, preset = resolve_config(state_dict, preset)
-    with stage(f"Building the Keras model ({preset or 'a config inferred from the checkpoint'})"):
+    if num_classes is not None and num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    new_head = num_classes is not None and num_classes != config.num_classes
+    what = preset or "a config inferred from the checkpoint"
+    if new_head:
+        config = config.replace(num_classes=num_classes)
+        what += f", a new {num_classes}-class head instead of the checkpoint's {config_classes(state_dict)}"
+    with stage(f"Building the Keras model ({what})"):
         model = build_model(config, "vision")
     with stage(f"Converting {len(state_dict)} tensors to the Keras layout"):
-        weights = to_keras_weights(state_dict, model, preset)
+        weights = to_keras_weights(state_dict, model, preset, new_head)
     with stage(f"Assigning {len(weights)} weights to the Keras model"):
         assign_weights(model, weights)
-    return TimmModel(model=model, config=config, preset=preset)
+    return TimmModel(model=model, config=config, preset=preset, new_head=new_head)
+
+
+def config_classes(state_dict: Mapping[str, np.ndarray]) -> int:
+    """The class count of a timm checkpoint's head (head.weight [K, d])."""
+    return _shape_of(state_dict, "head.weight", 2)[0]
 
 
 def save_keras_weights(model: keras.Model, path: PathLike) -> str:

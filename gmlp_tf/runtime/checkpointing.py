@@ -41,7 +41,8 @@ WEIGHTS_NAME = checkpoint_files.LEGACY_WEIGHTS_NAME
 # Fields that may differ between a checkpoint and the model it initialises: they change no
 # weight shape (regularisation, padding handling).
 COMPATIBLE_FIELDS = frozenset(
-    {"hidden_dropout_prob", "attention_dropout_prob", "survival_prob", "drop_path_schedule", "use_padding_mask"}
+    {"hidden_dropout_prob", "attention_dropout_prob", "survival_prob", "drop_path_schedule", "sgu_padding_mask",
+     "attention_padding_mask"}
 )
 
 

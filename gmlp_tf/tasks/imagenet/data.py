@@ -3,7 +3,7 @@
 Every source becomes a dataset of (uint8 image [h, w, 3], int label); one pipeline then makes
   training batches: random-resized crop (Inception / timm: area 8%-100%, aspect 3/4-4/3) to
     image_size, random horizontal flip, batch with drop_remainder; float32 pixels in [0, 255]
-    (augment.py then applies RandAugment, label smoothing and MixUp / CutMix, and normalises);
+    (augment.py then applies AutoAugment, label smoothing and Mixup / CutMix, and normalises);
   evaluation batches: shorter side resized to image_size / crop_fraction (0.875, timm's
     default), centre crop to image_size, normalised; the last batch padded with weight-0 copies
     so that every batch has a static shape (as the GLUE pipeline does for text; TPUs need it).
@@ -286,7 +286,7 @@ def train_dataset(
 ) -> tf.data.Dataset:
     """Batches (float32 images [B, s, s, 3] in [0, 255], int32 labels [B]), drop_remainder.
 
-    Normalisation is left to augment.py (keras-cv layers take pixel values in [0, 255]).
+    Normalisation is left to augment.py (its operations take pixel values in [0, 255]).
     """
     dataset = source
     if shuffle_buffer:

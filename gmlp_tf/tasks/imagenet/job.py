@@ -6,9 +6,11 @@ Data: TFDS (--tfds_name imagenet2012, prepared beforehand) or an image folder
 
 Recipe defaults (Table 7): AdamW, peak lr 1e-3 at batch 4096 scaled linearly with the batch
 size, (0.9, 0.999), eps 1e-6, weight decay 0.05, 10K warmup steps (at most max_warmup_fraction of
-the run) then cosine decay, global-norm clipping 1.0, label smoothing 0.1, RandAugment (keras-cv
-has no AutoAugment), MixUp 0.8 / CutMix 1.0 switched with probability 0.5, stochastic depth from
-the preset, 300 epochs. Evaluation: top-1 and (with more than 5 classes) top-5 on the validation
+the run) then cosine decay, global-norm clipping 1.0, label smoothing 0.1, AutoAugment's ImageNet
+policy (--augment=randaugment for RandAugment), Mixup 0.8 / CutMix 1.0 with one coefficient per
+batch, switched with probability 0.5 (DeiT's), stochastic depth from the preset, 300 epochs.
+--num_classes other than --init_checkpoint's (a 1000-class run, or a converted timm checkpoint)
+warm-starts everything but the classifier head, which starts new. Evaluation: top-1 and (with more than 5 classes) top-5 on the validation
 split (centre crop 0.875), written to eval_results.txt and eval_results.json.
 """
 
@@ -32,7 +34,7 @@ from gmlp_tf.runtime import job as runtime
 from gmlp_tf.runtime import progress, training
 from gmlp_tf.runtime.flags import CommonSpec, option
 from gmlp_tf.runtime.optimization import create_optimizer
-from gmlp_tf.tasks.imagenet import augment
+from gmlp_tf.tasks.imagenet import augment as augmentation
 from gmlp_tf.tasks.imagenet import data as imagenet_data
 from gmlp_tf.tasks.imagenet import demo_data as digits_demo
 from gmlp_tf.tasks.imagenet import metrics
@@ -57,7 +59,9 @@ class JobSpec(CommonSpec):
                                             "(splits train and validation; never downloaded here).")
     tfds_data_dir: Optional[str] = option(None, "TFDS data directory.")
     data_dir: Optional[str] = option(None, "Image folder root with train/<class>/* and val/<class>/*.")
-    num_classes: Optional[int] = option(None, "Classes of the head (default: the config's); must match the data.")
+    num_classes: Optional[int] = option(
+        None, "Classes of the head (default: the config's); must match the data. With an --init_checkpoint of "
+        "another class count, everything but the head is warm-started and the head is new.")
     do_train: bool = option(True, "Train on the train split.")
     do_eval: bool = option(True, "Evaluate top-1 (and, with more than 5 classes, top-5) on the validation split.")
     train_batch_size: Optional[int] = option(None, "Global training batch size (Table 7: 4096; demo: 64).")
@@ -74,10 +78,13 @@ class JobSpec(CommonSpec):
     label_smoothing: float = option(0.1, "Label smoothing (Table 7: 0.1).")
     mixup_alpha: float = option(0.8, "MixUp alpha (Table 7: 0.8; 0 disables).")
     cutmix_alpha: float = option(1.0, "CutMix alpha (Table 7: 1.0; 0 disables).")
-    mix_switch_prob: float = option(0.5, "Probability that a batch gets CutMix instead of MixUp (Table 7: 0.5).")
+    mix_switch_prob: float = option(0.5, "Probability that a batch gets CutMix instead of Mixup (Table 7: 0.5).")
+    augment: Optional[str] = option(
+        None, "Per-image augmentation: autoaugment (AutoAugment's ImageNet policy, Table 7; the default), "
+        "randaugment (keras-cv RandAugment m9 n2, timm's rand-m9-mstd0.5) or none (the digits demo's default).",
+        augmentation.AUGMENTATIONS)
     rand_augment: Optional[bool] = option(
-        None, "keras-cv RandAugment m9 n2 (stands in for AutoAugment, which keras-cv lacks; default on, off in "
-        "the digits demo).")
+        None, "Older spelling: true is --augment=randaugment, false --augment=none.")
     normalization: Optional[str] = option(
         None, "Pixel mean / std: imagenet (default, training from scratch) or timm_gmlp (0.5 / 0.5, timm's gMLP "
         "weights).", ("imagenet", "timm_gmlp"))
@@ -101,17 +108,18 @@ class Setup:
     learning_rate: Optional[float] = None  # None: BASE_LEARNING_RATE * batch / BASE_BATCH_SIZE.
     warmup_steps: int = 10000
     num_train_epochs: float = 300.0
-    rand_augment: bool = True
+    augment: str = "autoaugment"
     normalization: str = "imagenet"
     crop_fraction: float = imagenet_data.DEFAULT_CROP_FRACTION
     crop_area_range: tuple = (0.08, 1.0)
     flip: bool = True
 
 
-# Digits: no flips (a mirrored 2 is no 2), gentle crops, no RandAugment (it rotates, shears and
-# posterises 28 x 28 strokes into other digits), full-frame evaluation; MixUp / CutMix stay on.
+# Digits: no flips (a mirrored 2 is no 2), gentle crops, no AutoAugment / RandAugment (they rotate,
+# shear, invert and posterise 28 x 28 strokes into other digits), full-frame evaluation; Mixup /
+# CutMix stay on.
 DEMO_SETUP = Setup(train_batch_size=64, eval_batch_size=100, learning_rate=2e-3, warmup_steps=200,
-                   num_train_epochs=30.0, rand_augment=False, normalization="timm_gmlp", crop_fraction=1.0,
+                   num_train_epochs=30.0, augment="none", normalization="timm_gmlp", crop_fraction=1.0,
                    crop_area_range=(0.6, 1.0), flip=False)
 
 
@@ -135,9 +143,16 @@ def resolve_setup(spec: JobSpec) -> Setup:
     check_flags(spec)
     base = DEMO_SETUP if spec.is_demo else Setup()
     changes = {name: getattr(spec, name) for name in (
-        "train_batch_size", "eval_batch_size", "learning_rate", "warmup_steps", "num_train_epochs", "rand_augment",
+        "train_batch_size", "eval_batch_size", "learning_rate", "warmup_steps", "num_train_epochs", "augment",
         "normalization", "crop_fraction") if getattr(spec, name) is not None}
+    if spec.rand_augment is not None:
+        implied = "randaugment" if spec.rand_augment else "none"
+        if spec.augment not in (None, implied):
+            raise ValueError(f"--rand_augment={spec.rand_augment} contradicts --augment={spec.augment}")
+        changes["augment"] = implied
     setup = dataclasses.replace(base, **changes)
+    if setup.augment not in augmentation.AUGMENTATIONS:
+        raise ValueError(f"--augment must be one of {', '.join(augmentation.AUGMENTATIONS)}, got {setup.augment!r}")
     if setup.learning_rate is None:
         setup.learning_rate = BASE_LEARNING_RATE * setup.train_batch_size / BASE_BATCH_SIZE
     if setup.normalization not in NORMALIZATIONS:
@@ -165,16 +180,27 @@ def resolve_config(spec: JobSpec) -> GMLPConfig:
             raise ValueError(f"--num_classes must be at least 2, got {spec.num_classes}")
         config = config.replace(num_classes=spec.num_classes)
     if spec.init_checkpoint:
-        _check_init_checkpoint(spec.init_checkpoint, config)
-        runtime.check_init_checkpoint(spec.init_checkpoint, config)
+        source_config = init_source_config(spec.init_checkpoint, config)
+        if source_config.num_classes != config.num_classes and not spec.do_train:
+            raise ValueError(f"--init_checkpoint {spec.init_checkpoint} has a {source_config.num_classes}-class head "
+                             f"but the model has {config.num_classes} classes: evaluating needs the same classes "
+                             "(train a new head with --do_train)")
+        runtime.check_init_checkpoint(spec.init_checkpoint, source_config)
     return config
 
 
-def _check_init_checkpoint(init_checkpoint: str, config: GMLPConfig) -> None:
-    """The warm-start source is an image classifier of the same class count (when it has a config)."""
+def init_source_config(init_checkpoint: str, config: GMLPConfig) -> GMLPConfig:
+    """`config` with the warm-start source's class count, to check and warm-start the model against.
+
+    A source of another class count warm-starts everything but the classifier head, whose
+    weights do not fit (checkpointing.warm_start leaves them new); the model keeps `config`.
+
+    Raises:
+      ValueError: the source holds a text model (a config without one is left to the runtime's check).
+    """
     path = os.path.join(init_checkpoint, checkpointing.CONFIG_NAME)
     if not tf.io.gfile.exists(path):
-        return
+        return config
     saved = GMLPConfig.from_json_file(path)
     if saved.modality != "image":
         info_path = os.path.join(init_checkpoint, checkpointing.RUN_INFO_NAME)
@@ -185,10 +211,7 @@ def _check_init_checkpoint(init_checkpoint: str, config: GMLPConfig) -> None:
             task = ""
         raise ValueError(f"--init_checkpoint {init_checkpoint} holds a {saved.modality} model{task}, not an image "
                          "classifier: give an output directory of run_imagenet.py")
-    if saved.num_classes != config.num_classes:
-        raise ValueError(
-            f"--init_checkpoint {init_checkpoint} has a {saved.num_classes}-class head but the model "
-            f"has {config.num_classes} classes")
+    return config.replace(num_classes=saved.num_classes)
 
 
 def load_sources(spec: JobSpec, setup: Setup) -> Dict[str, Tuple[tf.data.Dataset, imagenet_data.SourceInfo]]:
@@ -213,7 +236,8 @@ def check_classes(sources: Mapping[str, Tuple[tf.data.Dataset, imagenet_data.Sou
         if info.num_classes != config.num_classes:
             raise ValueError(
                 f"the {split} data has {info.num_classes} classes but the model config has {config.num_classes}; "
-                f"pass --num_classes={info.num_classes} to train a new head (not with a checkpoint of another class count)")
+                f"pass --num_classes={info.num_classes} to train a new head (an --init_checkpoint of another class "
+                "count warm-starts all but its head)")
 
 
 def schedule(spec: JobSpec, setup: Setup, num_examples: int) -> Tuple[int, int, int, int]:
@@ -295,18 +319,23 @@ def train(spec: JobSpec, setup: Setup, config: GMLPConfig, model: keras.Model, s
         model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(from_logits=True),
                       metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
                       steps_per_execution=spec.steps_per_execution)
-    runtime.warm_start_unless_resuming(model, spec.init_checkpoint, output_dir, config)
+    source_config = init_source_config(spec.init_checkpoint, config) if spec.init_checkpoint else config
+    if source_config.num_classes != config.num_classes and not checkpointing.latest_weights(output_dir):
+        logging.info("--init_checkpoint %s has a %d-class head and the model %d classes: warm-starting all but "
+                     "the classifier head, which starts new", spec.init_checkpoint, source_config.num_classes,
+                     config.num_classes)
+    runtime.warm_start_unless_resuming(model, spec.init_checkpoint, output_dir, source_config)
     if runtime.is_chief(strategy):
         checkpointing.record_recipe(output_dir, dict(dataclasses.asdict(setup), num_train_steps=num_steps,
                                                      save_checkpoints_steps=steps_per_epoch, warmup_steps=warmup))
     batches = imagenet_data.train_dataset(source, config.image_size, setup.train_batch_size, spec.shuffle_buffer,
                                           seed=spec.random_seed, area_range=setup.crop_area_range, flip=setup.flip)
     mean, std = NORMALIZATIONS[setup.normalization]
-    aug = augment.AugmentConfig(num_classes=config.num_classes, label_smoothing=spec.label_smoothing,
-                                rand_augment=setup.rand_augment, mixup_alpha=spec.mixup_alpha,
+    aug = augmentation.AugmentConfig(num_classes=config.num_classes, label_smoothing=spec.label_smoothing,
+                                augment=setup.augment, mixup_alpha=spec.mixup_alpha,
                                 cutmix_alpha=spec.cutmix_alpha, switch_prob=spec.mix_switch_prob, mean=mean, std=std)
     callbacks = [UnreadableFilesLog(info, "training")] if info.unreadable is not None else []
-    training.fit_resumable(model, augment.augment_dataset(batches, aug, seed=spec.random_seed).skip, output_dir,
+    training.fit_resumable(model, augmentation.augment_dataset(batches, aug, seed=spec.random_seed).skip, output_dir,
                            num_steps, steps_per_epoch, verbose=2, callbacks=callbacks,
                            log_every_steps=spec.log_every_steps, evaluate_fn=evaluate_fn)
     return {"skipped_unreadable_train_images": info.num_unreadable,

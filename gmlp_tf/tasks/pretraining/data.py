@@ -15,8 +15,17 @@ From text to features (`make_pretraining_dataset`):
      between documents (RoBERTa's "full sentences"), is cut into pieces of max_seq_length - 2
      tokens; a document longer than that continues in the next sequence, so no text is lost.
      With pack=False each document is one sequence, trimmed to max_seq_length - 2 tokens.
-  3. Each sequence is framed as [CLS] tokens [SEP]. gMLP's pretraining is masked LM only, with
-     no next-sentence prediction, so there is a single segment: segment_ids are all 0.
+  3. Framing, by example_format:
+     packed (the library's default): [CLS] tokens [SEP], one segment, segment_ids all 0.
+     segment_pair (the scripts' default: the paper follows BERT's input protocol): pieces of
+       max_seq_length - 3 tokens, each cut at a uniformly drawn point into A and B and framed as
+       [CLS] A [SEP] B [SEP], segment_ids 0 for [CLS] A [SEP] and 1 for B [SEP]. B is always the
+       text that follows A: with no next-sentence head a random B would only put unrelated
+       context beside the masked tokens, and the pair still trains the segment-B embedding.
+     short_seq_prob (BERT's; default 0.1 for segment_pair, 0 for packed): that share of pieces
+     gets a target length drawn uniformly in [2, full]; packing then starts the next piece where
+     the short one ends, so no text is lost. These draws hash (seed, the text of the documents'
+     batch, the piece's index), so they too are the same on every run of a seed.
   4. Masking as BERT: 15% of the non-special tokens of each sequence (rounded up, at most
      max_predictions_per_seq) are predicted; of those 80% become [MASK], 10% a random
      non-special token, 10% stay unchanged. Special tokens are never selected.
@@ -26,7 +35,7 @@ From text to features (`make_pretraining_dataset`):
 Features (BERT's names), per example; a batch adds a leading [batch] dimension:
   input_ids            int32   [max_seq_length]
   input_mask           int32   [max_seq_length]            1 on real tokens, 0 on [PAD]
-  segment_ids          int32   [max_seq_length]            all 0
+  segment_ids          int32   [max_seq_length]            0 (segment_pair: 1 on B [SEP]; 0 on [PAD])
   masked_lm_positions  int32   [max_predictions_per_seq]
   masked_lm_ids        int32   [max_predictions_per_seq]   the original ids at those positions
   masked_lm_weights    float32 [max_predictions_per_seq]   1.0 real, 0.0 padding
@@ -68,6 +77,11 @@ DOCS_PER_BATCH = 512
 # The default training shuffle buffer, in tokens.
 SHUFFLE_BUFFER_TOKENS = 10_000 * 128
 FILE_CYCLE_LENGTH = 8
+# packed: one segment of running text per example; segment_pair: BERT's [CLS] A [SEP] B [SEP].
+EXAMPLE_FORMATS = ("packed", "segment_pair")
+# BERT's share of examples with a shorter target length (create_pretraining_data.py's
+# short_seq_prob), the default of the segment_pair format; the packed format's default is 0.
+BERT_SHORT_SEQ_PROB = 0.1
 # Paragraph separator used internally for blank-line documents (ASCII record separator).
 _RECORD_SEPARATOR = "\x1e"
 
@@ -154,6 +168,8 @@ def make_pretraining_dataset(
     repeat: Optional[bool] = None,
     pack: bool = True,
     drop_remainder: bool = True,
+    example_format: str = "packed",
+    short_seq_prob: Optional[float] = None,
 ) -> tf.data.Dataset:
     """The masked-LM dataset: batches of BERT's pretraining features (see the module docstring).
 
@@ -179,22 +195,22 @@ def make_pretraining_dataset(
       pack: pack consecutive documents into full sequences (default) or trim each document.
       drop_remainder: drop a last partial batch, so every batch has the same static shape (as
         TPUs need). create_pretraining_data.py sets it False to write every example.
+      example_format: "packed" (one segment, segment_ids all 0) or "segment_pair" (BERT's
+        [CLS] A [SEP] B [SEP], segment_ids 0 then 1); see the module docstring. Text sources only:
+        TFRecords hold the format they were written with.
+      short_seq_prob: the share of sequences given a target length drawn uniformly in
+        [2, the full length] (BERT's short_seq_prob). None: BERT_SHORT_SEQ_PROB for
+        segment_pair, 0 for packed.
 
     Returns:
       A tf.data.Dataset of dicts of FEATURE_NAMES: int32 [batch, max_seq_length] and
       [batch, max_predictions_per_seq], masked_lm_weights float32.
     """
-    _check_positive("max_seq_length", max_seq_length)
-    _check_positive("max_predictions_per_seq", max_predictions_per_seq)
-    _check_positive("batch_size", batch_size)
+    _check_lengths(max_seq_length, max_predictions_per_seq, batch_size)
     if shuffle_buffer is None:
         shuffle_buffer = max(batch_size, SHUFFLE_BUFFER_TOKENS // max_seq_length)
     _check_positive("shuffle_buffer", shuffle_buffer)
-    if max_seq_length < 3:
-        raise ValueError(f"max_seq_length must be >= 3 ([CLS], a token, [SEP]), got {max_seq_length}")
-    if max_predictions_per_seq > max_seq_length - 2:
-        raise ValueError(f"max_predictions_per_seq {max_predictions_per_seq} exceeds the "
-                         f"max_seq_length - 2 = {max_seq_length - 2} tokens of a sequence")
+    short_seq_prob = check_example_format(example_format, short_seq_prob, max_seq_length)
     if repeat is None:
         repeat = is_training
     if input_context is not None:
@@ -221,8 +237,12 @@ def make_pretraining_dataset(
     tokenizer = tokenization.make_tokenizer(sp_model)
     vocab_size = tokenization.vocab_size(sp_model)
 
+    from_documents = (segment_pairs_from_documents if example_format == "segment_pair"
+                      else sequences_from_documents)
+
     def to_sequences(documents):
-        return sequences_from_documents(documents, tokenizer, max_seq_length, pack)
+        return from_documents(documents, tokenizer, max_seq_length, pack,
+                              short_seq_prob=short_seq_prob, seed=mask_seed)
 
     if isinstance(source, TextFilesSource):
         sequences = _text_file_sequences(source, to_sequences, shard, is_training, seed, deterministic)
@@ -239,24 +259,58 @@ def make_pretraining_dataset(
     batches = examples.ragged_batch(batch_size, drop_remainder=drop_remainder)
     masker = _Masker(vocab_size, max_seq_length, max_predictions_per_seq, mask_seed, pipeline_id,
                      batch_size=batch_size if drop_remainder else None)
+    if example_format == "segment_pair":  # Elements are ((ids, segment_ids), index).
+        masker = (lambda mask: lambda pair, index: mask(pair[0], index, pair[1]))(masker)
     batches = batches.map(masker, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
+def _check_lengths(max_seq_length, max_predictions_per_seq, batch_size):
+    _check_positive("max_seq_length", max_seq_length)
+    _check_positive("max_predictions_per_seq", max_predictions_per_seq)
+    _check_positive("batch_size", batch_size)
+    if max_seq_length < 3:
+        raise ValueError(f"max_seq_length must be >= 3 ([CLS], a token, [SEP]), got {max_seq_length}")
+    if max_predictions_per_seq > max_seq_length - 2:
+        raise ValueError(f"max_predictions_per_seq {max_predictions_per_seq} exceeds the "
+                         f"max_seq_length - 2 = {max_seq_length - 2} tokens of a sequence")
+
+
+def check_example_format(example_format: str, short_seq_prob: Optional[float],
+                         max_seq_length: int) -> float:
+    """The short_seq_prob to use (None: the format's default), after checking the three.
+
+    Raises:
+      ValueError: an unknown format, a probability outside [0, 1], or a max_seq_length too short
+        for two segments ([CLS] a [SEP] b [SEP] needs 5).
+    """
+    if example_format not in EXAMPLE_FORMATS:
+        raise ValueError(f"unknown example format {example_format!r}; use one of {', '.join(EXAMPLE_FORMATS)}")
+    if short_seq_prob is None:
+        short_seq_prob = BERT_SHORT_SEQ_PROB if example_format == "segment_pair" else 0.0
+    if not 0.0 <= short_seq_prob <= 1.0:
+        raise ValueError(f"short_seq_prob must be in [0, 1], got {short_seq_prob!r}")
+    if example_format == "segment_pair" and max_seq_length < 5:
+        raise ValueError(f"the segment_pair format needs max_seq_length >= 5 ([CLS] a [SEP] b [SEP]), "
+                         f"got {max_seq_length}")
+    return float(short_seq_prob)
+
+
 # ------------------------------------------------------------------------------- text -> sequences
 def sequences_from_documents(documents: tf.data.Dataset, tokenizer: tf_text.SentencepieceTokenizer,
-                             max_seq_length: int, pack: bool = True) -> tf.data.Dataset:
+                             max_seq_length: int, pack: bool = True, *, short_seq_prob: float = 0.0,
+                             seed: int = 0) -> tf.data.Dataset:
     """Scalar string documents -> int32 sequences [length <= max_seq_length], [CLS] ... [SEP].
 
     Consecutive documents are packed together (pack=True) or each is trimmed (pack=False); see
-    the module docstring. Documents with no tokens give no sequence.
+    the module docstring. With short_seq_prob > 0 that share of sequences gets a shorter target
+    length, drawn (like every draw here) from a hash of seed and the documents' text. Documents
+    with no tokens give no sequence.
     """
     body = max_seq_length - 2
 
     def tokenize_and_frame(texts):
-        tokens = tokenizer.tokenize(texts)  # [docs, (tokens)] int32
-        rows = pack_tokens(tokens, body) if pack else tokens[:, :body]
-        rows = tf.gather(rows, tf.where(rows.row_lengths() > 0)[:, 0])
+        rows = _token_rows(texts, tokenizer, body, pack, short_seq_prob, (seed, _batch_key(texts)))
         num_rows = rows.nrows()
         return tf.concat([tf.fill([num_rows, 1], CLS_ID), rows, tf.fill([num_rows, 1], SEP_ID)],
                          axis=1)
@@ -266,12 +320,90 @@ def sequences_from_documents(documents: tf.data.Dataset, tokenizer: tf_text.Sent
             .unbatch())
 
 
-def pack_tokens(tokens: tf.RaggedTensor, length: int) -> tf.RaggedTensor:
+def segment_pairs_from_documents(documents: tf.data.Dataset, tokenizer: tf_text.SentencepieceTokenizer,
+                                 max_seq_length: int, pack: bool = True, *,
+                                 short_seq_prob: float = BERT_SHORT_SEQ_PROB,
+                                 seed: int = 0) -> tf.data.Dataset:
+    """Scalar string documents -> BERT's pairs ([CLS] A [SEP] B [SEP], segment ids 0...0 1...1).
+
+    The text is cut into pieces of at most max_seq_length - 3 tokens as sequences_from_documents
+    does (packed or trimmed, short_seq_prob of them shorter); each piece of 2 tokens or more is
+    split at a uniformly drawn point into A and B, so B is the text that follows A. Pieces of one
+    token give no example.
+
+    Returns:
+      A dataset of (input ids int32 [length], segment ids int32 [length]), length <= max_seq_length.
+    """
+    body = max_seq_length - 3
+
+    def tokenize_and_split(texts):
+        key = (seed, _batch_key(texts))
+        rows = _token_rows(texts, tokenizer, body, pack, short_seq_prob, key)
+        rows = tf.gather(rows, tf.where(rows.row_lengths() >= 2)[:, 0])
+        first, second = split_segments(rows, key)
+        ids, segment_ids = tf_text.combine_segments([first, second], CLS_ID, SEP_ID)
+        return tf.cast(ids, tf.int32), tf.cast(segment_ids, tf.int32)
+
+    return (documents.batch(DOCS_PER_BATCH)
+            .map(tokenize_and_split, num_parallel_calls=tf.data.AUTOTUNE)
+            .unbatch())
+
+
+def split_segments(rows: tf.RaggedTensor, seed: Sequence[Union[int, tf.Tensor]]):
+    """Rows [rows, (>= 2 tokens)] -> (A, B): each row cut after a drawn 1 <= a < length tokens.
+
+    A document-separating [SEP] at the cut (last of A or first of B) is dropped, since the
+    framing puts one there; A and B keep at least their outer tokens, which are never [SEP].
+    """
+    lengths = rows.row_lengths()
+    draw = hash_uint64(*seed, _SPLIT_STREAM, tf.range(rows.nrows()))
+    cut = tf.cast(draw % tf.cast(lengths - 1, tf.uint64), tf.int64)[:, None] + 1  # [rows, 1]
+    position = tf.ragged.range(lengths)
+    is_sep = tf.equal(rows, tf.cast(SEP_ID, rows.dtype))
+    keep_first = (position < cut) & ~(is_sep & tf.equal(position, cut - 1))
+    keep_second = (position >= cut) & ~(is_sep & tf.equal(position, cut))
+    return tf.ragged.boolean_mask(rows, keep_first), tf.ragged.boolean_mask(rows, keep_second)
+
+
+def _batch_key(texts: tf.Tensor) -> tf.Tensor:
+    """An int64 hash of a batch of documents' text: what keys the draws of their sequences, so
+    they do not depend on file order, sharding or threads."""
+    return tf.strings.to_hash_bucket_fast(tf.strings.reduce_join(texts, separator=_RECORD_SEPARATOR),
+                                          (1 << 63) - 1)
+
+
+def _token_rows(texts, tokenizer, length, pack, short_seq_prob, seed):
+    """Documents [docs] -> the non-empty token rows [rows, (<= length)] of sequences, unframed."""
+    tokens = tokenizer.tokenize(texts)  # [docs, (tokens)] int32
+    if pack:
+        rows = pack_tokens(tokens, length, short_seq_prob=short_seq_prob, seed=seed)
+    elif short_seq_prob > 0:
+        targets = target_lengths(tokens.nrows(), length, short_seq_prob, seed)
+        rows = tf.ragged.boolean_mask(tokens, tf.ragged.range(tokens.row_lengths()) < targets[:, None])
+    else:
+        rows = tokens[:, :length]
+    return tf.gather(rows, tf.where(rows.row_lengths() > 0)[:, 0])
+
+
+def target_lengths(count: tf.Tensor, length: int, short_seq_prob: float,
+                   seed: Sequence[Union[int, tf.Tensor]]) -> tf.Tensor:
+    """int64 [count] target lengths: `length`, or with probability short_seq_prob one drawn
+    uniformly in [2, length] (BERT's short sequences), the i-th from a hash of (seed, i)."""
+    index = tf.range(tf.cast(count, tf.int64))
+    low = min(2, length)
+    u = _to_unit_float(hash_uint64(*seed, _SHORT_STREAM, index))
+    drawn = tf.cast(hash_uint64(*seed, _LENGTH_STREAM, index) % (length - low + 1), tf.int64) + low
+    return tf.where(u < short_seq_prob, drawn, tf.constant(length, tf.int64))
+
+
+def pack_tokens(tokens: tf.RaggedTensor, length: int, *, short_seq_prob: float = 0.0,
+                seed: Sequence[Union[int, tf.Tensor]] = (0,)) -> tf.RaggedTensor:
     """Packs documents [docs, (tokens)] into rows of at most `length` tokens, [SEP] between docs.
 
     The documents' tokens are laid end to end with one [SEP] after each and cut every `length`
-    tokens. A [SEP] that lands first or last in a row (a boundary at the cut) is dropped, and
-    runs of [SEP] (empty documents) are merged, so rows never start or end with one.
+    tokens (or, with short_seq_prob > 0, after each row's `target_lengths`, so no text is lost).
+    A [SEP] that lands first or last in a row (a boundary at the cut) is dropped, and runs of
+    [SEP] (empty documents) are merged, so rows never start or end with one.
 
     Returns:
       RaggedTensor [rows, (<= length)] of the tokens' dtype; rows can be empty.
@@ -281,7 +413,14 @@ def pack_tokens(tokens: tf.RaggedTensor, length: int) -> tf.RaggedTensor:
     previous = tf.concat([[sep], stream[:-1]], axis=0)
     stream = tf.boolean_mask(stream, ~((stream == sep) & (previous == sep)))
     size = tf.size(stream, out_type=tf.int64)
-    splits = tf.concat([tf.range(0, size, length, dtype=tf.int64), [size]], axis=0)
+    if short_seq_prob > 0:
+        # Rows hold at least min(2, length) tokens, so this many targets always suffice.
+        starts = tf.cumsum(target_lengths(size // min(2, length) + 1, length, short_seq_prob, seed),
+                           exclusive=True)
+        starts = tf.boolean_mask(starts, starts < size)
+    else:
+        starts = tf.range(0, size, length, dtype=tf.int64)
+    splits = tf.concat([starts, [size]], axis=0)
     rows = tf.RaggedTensor.from_row_splits(stream, splits, validate=False)
     # Position of each token in its row, to find the first and last ones.
     row_ids = rows.value_rowids()
@@ -417,7 +556,9 @@ class _Masker:
         self.pipeline_id = pipeline_id
         self.batch_size = batch_size  # static batch dimension, None if the last batch is smaller
 
-    def __call__(self, sequences: tf.RaggedTensor, example_ids: tf.Tensor) -> Dict[str, tf.Tensor]:
+    def __call__(self, sequences: tf.RaggedTensor, example_ids: tf.Tensor,
+                 segment_ids: Optional[tf.RaggedTensor] = None) -> Dict[str, tf.Tensor]:
+        """segment_ids: [batch, (length)] like sequences, or None for one segment (all 0)."""
         # Every token's example index and position in its example: what the random draws hash.
         lengths = sequences.row_lengths()
         token_example = tf.repeat(example_ids, lengths)
@@ -452,7 +593,8 @@ class _Masker:
         features = {
             "input_ids": tf.cast(input_ids, tf.int32),
             "input_mask": tf.cast(input_mask, tf.int32),
-            "segment_ids": tf.zeros_like(input_ids, tf.int32),
+            "segment_ids": (tf.zeros_like(input_ids, tf.int32) if segment_ids is None else tf.cast(
+                tf_text.pad_model_inputs(segment_ids, self.max_seq_length, pad_value=0)[0], tf.int32)),
             "masked_lm_positions": positions,
             "masked_lm_ids": targets,
             "masked_lm_weights": tf.cast(weights, tf.float32),
@@ -504,6 +646,7 @@ class HashedMaskValuesChooser(tf_text.MaskValuesChooser):
 
 # Streams keep the three kinds of draws independent of one another.
 _SELECT_STREAM, _VALUE_STREAM, _TOKEN_STREAM = 1, 2, 3
+_SHORT_STREAM, _LENGTH_STREAM, _SPLIT_STREAM = 4, 5, 6
 
 
 def hash_uint64(*parts: Union[tf.Tensor, int]) -> tf.Tensor:
@@ -592,6 +735,84 @@ def write_tfrecords(dataset: Iterable[Mapping[str, object]], output_path: str,
     except BaseException:
         if tf.io.gfile.exists(tmp_path):
             tf.io.gfile.remove(tmp_path)
+        raise
+    return count
+
+
+def shard_paths(output_path: str, num_shards: int) -> List[str]:
+    """The files of a sharded output, named as TFDS and BERT-style pipelines do:
+    OUTPUT-00000-of-00004, ... (read them back with the glob OUTPUT-*)."""
+    _check_positive("num_shards", num_shards)
+    return [f"{output_path}-{i:05d}-of-{num_shards:05d}" for i in range(num_shards)]
+
+
+def serialize_examples(features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+    """Feature batches -> serialized tf.train.Examples string [batch], in the graph.
+
+    The same features as write_tfrecords writes (int64 ids, float weights), built with
+    tf.io.encode_proto so that serialization runs in tf.data's parallel map, not in Python.
+    """
+    batch = tf.shape(features["input_ids"])[0]
+
+    def encode(values, field_names, message_type):  # values: [batch, k] tensors, one per field
+        sizes = tf.stack([tf.fill([batch], tf.shape(v)[1]) for v in values], axis=1)
+        return tf.io.encode_proto(sizes, values, field_names, f"tensorflow.{message_type}")
+
+    entries = []
+    for name in FEATURE_NAMES:
+        if name == "masked_lm_weights":
+            kind, values = ("float_list", "FloatList"), tf.cast(features[name], tf.float32)
+        else:
+            kind, values = ("int64_list", "Int64List"), tf.cast(features[name], tf.int64)
+        value_list = encode([values], ["value"], kind[1])
+        feature = encode([value_list[:, None]], [kind[0]], "Feature")
+        entries.append(encode([tf.fill([batch, 1], name), feature[:, None]], ["key", "value"],
+                              "Features.FeatureEntry"))
+    feature_map = encode([tf.stack(entries, axis=1)], ["feature"], "Features")
+    return encode([feature_map[:, None]], ["features"], "Example")
+
+
+def write_tfrecord_shards(serialized: Iterable[object], output_path: str, num_shards: int,
+                          max_examples: Optional[int] = None) -> int:
+    """Writes serialized examples (batches [batch] of bytes) to `shard_paths`; returns the count.
+
+    Example k of the stream goes to shard k % num_shards, so the split is deterministic and the
+    shards differ by at most one example. Every shard is written under a temporary name and all
+    are renamed only once all are complete: a failure (or fewer examples than shards, a
+    ValueError) leaves no output file.
+    """
+    paths = shard_paths(output_path, num_shards)
+    if max_examples is not None:
+        _check_positive("max_examples", max_examples)
+    check_output_file(output_path)
+    folder = os.path.dirname(output_path)
+    if folder:
+        tf.io.gfile.makedirs(folder)
+    tmp_paths = [f"{path}.tmp-{os.getpid()}" for path in paths]
+    count = 0
+    try:
+        writers = [tf.io.TFRecordWriter(path) for path in tmp_paths]
+        try:
+            for batch in serialized:
+                for record in np.atleast_1d(np.asarray(batch, dtype=object)):
+                    writers[count % num_shards].write(record)
+                    count += 1
+                    if count == max_examples:
+                        break
+                if count == max_examples:
+                    break
+        finally:
+            for writer in writers:
+                writer.close()
+        if count < num_shards:
+            raise ValueError(f"only {count} examples for {num_shards} shards of {output_path}: "
+                             f"give fewer shards (an empty file is not valid input)")
+        for tmp_path, path in zip(tmp_paths, paths):
+            tf.io.gfile.rename(tmp_path, path, overwrite=True)
+    except BaseException:
+        for tmp_path in tmp_paths:
+            if tf.io.gfile.exists(tmp_path):
+                tf.io.gfile.remove(tmp_path)
         raise
     return count
 

@@ -9,7 +9,6 @@ import math
 import os
 from typing import Any, Dict, List, Optional
 
-import tensorflow as tf
 from absl import logging
 
 from gmlp_tf import tokenization
@@ -23,6 +22,7 @@ from gmlp_tf.tasks.pretraining.data import (
     TextFilesSource,
     TfdsSource,
     TFRecordSource,
+    check_example_format,
     expand_patterns,
     make_pretraining_dataset,
     unigram_perplexity,
@@ -51,6 +51,12 @@ class JobSpec(CommonSpec):
         None, "Comma-separated globs of held-out files (never the training files).")
     input_format: str = option("text", "text: raw text, tokenized and masked in the pipeline; tfrecord: "
                                        "create_pretraining_data.py output.", ("text", "tfrecord"))
+    example_format: str = option(
+        "segment_pair", "Text input's examples: segment_pair, BERT's [CLS] A [SEP] B [SEP] with segment_ids 0 then "
+        "1 (the paper follows BERT's protocol); packed, one segment of running text.", ("segment_pair", "packed"))
+    short_seq_prob: Optional[float] = option(
+        None, "Share of text examples with a shorter target length drawn in [2, max_seq_length] (default: BERT's "
+        "0.1 for segment_pair, 0 for packed).")
     blank_line_documents: bool = option(False, "Text files hold blank-line separated documents, not one per line.")
     tfds_name: Optional[str] = option(None, "A TFDS text dataset instead of files, e.g. c4/en (the paper's data).")
     tfds_data_dir: Optional[str] = option(None, "TFDS data directory (e.g. a gs:// bucket).")
@@ -129,6 +135,7 @@ def resolve(spec: JobSpec) -> ResolvedJob:
     config = model_config(spec)
     setup = pretraining_setup(spec)
     runtime.check_max_seq_length(setup.max_seq_length, config)
+    check_example_format(spec.example_format, spec.short_seq_prob, setup.max_seq_length)
     if config.modality != "text":
         raise ValueError("masked-LM pretraining needs a text model config, got an image one")
     runtime.check_init_checkpoint(spec.init_checkpoint, config)
@@ -217,7 +224,8 @@ def _dataset(job: ResolvedJob, source, is_training: bool, batch_size: int, input
         source, is_training=is_training, sp_model=job.sp_model, max_seq_length=setup.max_seq_length,
         max_predictions_per_seq=setup.max_predictions_per_seq, batch_size=batch_size,
         seed=job.spec.random_seed if is_training else None, input_context=input_context,
-        shuffle_buffer=job.spec.shuffle_buffer,
+        shuffle_buffer=job.spec.shuffle_buffer, example_format=job.spec.example_format,
+        short_seq_prob=job.spec.short_seq_prob,
     )
 
 
