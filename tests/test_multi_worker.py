@@ -39,7 +39,7 @@ def flags(pretraining_files, output_dir, steps):
     values = spec(pretraining_files, output_dir, num_train_steps=steps, save_checkpoints_steps=10)
     names = ("input_file", "eval_input_file", "vocab_file", "gmlp_config_file", "output_dir", "max_seq_length",
              "max_predictions_per_seq", "train_batch_size", "eval_batch_size", "learning_rate", "num_train_steps",
-             "num_warmup_steps", "save_checkpoints_steps", "log_every_steps", "shuffle_buffer")
+             "num_warmup_steps", "save_checkpoints_steps", "log_every_steps", "shuffle_buffer", "example_format")
     return [f"--{name}={getattr(values, name)}" for name in names] + ["--strategy=multi_worker"]
 
 

@@ -321,9 +321,9 @@ def train(spec: JobSpec, setup: Setup, config: GMLPConfig, model: keras.Model, s
                       steps_per_execution=spec.steps_per_execution)
     source_config = init_source_config(spec.init_checkpoint, config) if spec.init_checkpoint else config
     if source_config.num_classes != config.num_classes and not checkpointing.latest_weights(output_dir):
-        logging.info("--init_checkpoint %s has a %d-class head and the model %d classes: warm-starting all but "
-                     "the classifier head, which starts new", spec.init_checkpoint, source_config.num_classes,
-                     config.num_classes)
+        logging.warning("--init_checkpoint %s has a %d-class head and the model %d classes: warm-starting all but "
+                        "the classifier head, which starts new", spec.init_checkpoint, source_config.num_classes,
+                        config.num_classes)
     runtime.warm_start_unless_resuming(model, spec.init_checkpoint, output_dir, source_config)
     if runtime.is_chief(strategy):
         checkpointing.record_recipe(output_dir, dict(dataclasses.asdict(setup), num_train_steps=num_steps,
