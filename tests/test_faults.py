@@ -18,6 +18,7 @@ from gmlp_tf.tasks.pretraining import job as pretraining_job
 from test_run_pretraining import ROOT, SCRIPT, spec
 
 STEPS, INTERVAL = 40, 10
+EXAMPLE_FORMAT = "segment_pair"  # The scripts' default: resume is exact on BERT's segment pairs too.
 # Runs the script with one fault: SIGKILL (or a long sleep) after optimizer step FAULT_STEP, or
 # SIGKILL inside the write of checkpoint FAULT_WRITE (its weights written, not yet renamed).
 DRIVER = """
@@ -50,10 +51,11 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def script_flags(pretraining_files, output_dir):
-    values = spec(pretraining_files, output_dir, num_train_steps=STEPS, save_checkpoints_steps=INTERVAL, do_eval=False)
+    values = spec(pretraining_files, output_dir, num_train_steps=STEPS, save_checkpoints_steps=INTERVAL, do_eval=False,
+                  example_format=EXAMPLE_FORMAT)
     names = ("input_file", "vocab_file", "gmlp_config_file", "output_dir", "max_seq_length", "max_predictions_per_seq",
              "train_batch_size", "learning_rate", "num_train_steps", "num_warmup_steps", "save_checkpoints_steps",
-             "log_every_steps", "shuffle_buffer")
+             "log_every_steps", "shuffle_buffer", "example_format")
     return [f"--{name}={getattr(values, name)}" for name in names] + ["--nodo_eval"]
 
 
@@ -77,7 +79,7 @@ def checkpoint_steps(output_dir):
 def test_killed_runs_resume_to_the_weights_of_an_uninterrupted_run(pretraining_files, tmp_path):
     reference_dir, output_dir = str(tmp_path / "reference"), str(tmp_path / "run")
     pretraining_job.run(spec(pretraining_files, reference_dir, num_train_steps=STEPS, save_checkpoints_steps=INTERVAL,
-                             do_eval=False))
+                             do_eval=False, example_format=EXAMPLE_FORMAT))
     flags = script_flags(pretraining_files, output_dir)
     kill_at = int(np.random.default_rng(time.time_ns()).integers(INTERVAL + 1, 2 * INTERVAL))
     print("killing at step", kill_at)  # Shown when the test fails.
