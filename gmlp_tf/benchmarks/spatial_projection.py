@@ -19,7 +19,9 @@ class SpatialBenchmarkSpec:
     lengths: str = option("128,256,512,1024,2048,4096,8192,16384", "Sequence lengths n to time, comma-separated.")
     channels: int = option(1536, "Channels the projection mixes (gMLP's gate half: d_ffn / 2).")
     batch_size: int = option(1, "Examples per step.")
-    jit_compile: bool = option(True, "Compile the step with XLA, as Keras fit does.")
+    jit_compile: bool = option(
+        True, "Compile the step with XLA, as Keras fit does on GPUs and TPUs (on a CPU-only machine its default, "
+        "jit_compile='auto', leaves XLA off: time that with --nojit_compile).")
     causal: bool = option(False, "Time the causal (lower-triangular) W.")
 
 
