@@ -703,6 +703,16 @@ def parse_examples(serialized: tf.Tensor, max_seq_length: int,
             for name, value in features.items()}
 
 
+def _prepare_output(output_path: str, max_examples: Optional[int]) -> None:
+    """Checks the output path (and max_examples) and creates its folder, before any example is made."""
+    if max_examples is not None:
+        _check_positive("max_examples", max_examples)
+    check_output_file(output_path)
+    folder = os.path.dirname(output_path)
+    if folder:
+        tf.io.gfile.makedirs(folder)
+
+
 def write_tfrecords(dataset: Iterable[Mapping[str, object]], output_path: str,
                     max_examples: Optional[int] = None) -> int:
     """Writes feature dicts (batched or single examples) as tf.train.Examples; returns the count.
@@ -711,12 +721,7 @@ def write_tfrecords(dataset: Iterable[Mapping[str, object]], output_path: str,
     file is written under a temporary name and renamed when complete, so a failure (or zero
     examples, a ValueError) leaves no output file.
     """
-    if max_examples is not None:
-        _check_positive("max_examples", max_examples)
-    check_output_file(output_path)
-    folder = os.path.dirname(output_path)
-    if folder:
-        tf.io.gfile.makedirs(folder)
+    _prepare_output(output_path, max_examples)
     tmp_path = f"{output_path}.tmp-{os.getpid()}"
     count = 0
     try:
@@ -782,12 +787,7 @@ def write_tfrecord_shards(serialized: Iterable[object], output_path: str, num_sh
     ValueError) leaves no output file.
     """
     paths = shard_paths(output_path, num_shards)
-    if max_examples is not None:
-        _check_positive("max_examples", max_examples)
-    check_output_file(output_path)
-    folder = os.path.dirname(output_path)
-    if folder:
-        tf.io.gfile.makedirs(folder)
+    _prepare_output(output_path, max_examples)
     tmp_paths = [f"{path}.tmp-{os.getpid()}" for path in paths]
     count = 0
     try:
