@@ -495,15 +495,7 @@ def read_tfds_examples(task: Union[str, GlueTask], split: str,
     task = get_task(task)
     fmt = task.split(split)
     _check_tfds_labels(task, tfds.builder(task.tfds_name, data_dir=data_dir))
-    try:
-        dataset = tfds.load(task.tfds_name, split=fmt.tfds_split, data_dir=data_dir,
-                            download=False, shuffle_files=False)
-    except AssertionError as err:  # TFDS' way of saying the data is not prepared
-        raise FileNotFoundError(
-            f"TFDS dataset {task.tfds_name} is not prepared in "
-            f"{data_dir or 'the default data_dir'} ({err}); prepare it with "
-            f"tfds.builder({task.tfds_name!r}).download_and_prepare() on a machine with internet"
-        ) from None
+    dataset = _load_prepared(task.tfds_name, fmt.tfds_split, data_dir)
     is_test = not fmt.label_required
     examples = []
     for batch in dataset.batch(_TFDS_BATCH_SIZE).as_numpy_iterator():
@@ -511,6 +503,23 @@ def read_tfds_examples(task: Union[str, GlueTask], split: str,
             examples.append(_tfds_example(task, fmt, batch, i, is_test))
     examples.sort(key=lambda e: e.index)
     return [dataclasses.replace(e, guid=f"{fmt.name}-{n}") for n, e in enumerate(examples)]
+
+
+def _load_prepared(tfds_name: str, split: str, data_dir: Optional[str]) -> tf.data.Dataset:
+    """tfds.load of a split already prepared in data_dir, in TFDS's order; never a download.
+
+    Raises:
+      FileNotFoundError: the dataset is not prepared there.
+    """
+    import tensorflow_datasets as tfds
+
+    try:
+        return tfds.load(tfds_name, split=split, data_dir=data_dir, download=False, shuffle_files=False)
+    except AssertionError as err:  # TFDS' way of saying the data is not prepared
+        raise FileNotFoundError(
+            f"TFDS dataset {tfds_name} is not prepared in {data_dir or 'the default data_dir'} ({err}); "
+            f"prepare it with tfds.builder({tfds_name!r}).download_and_prepare() on a machine with internet"
+        ) from None
 
 
 def _check_tfds_labels(task: GlueTask, builder):
@@ -696,15 +705,8 @@ def read_tfds_classification(task: GlueTask, split: str,
     Raises:
       FileNotFoundError: the dataset is not prepared in data_dir (there is never a download).
     """
-    import tensorflow_datasets as tfds
-
     fmt = task.split(split)
-    try:
-        dataset = tfds.load(task.tfds_name, split=fmt.tfds_split, data_dir=data_dir,
-                            download=False, shuffle_files=False)
-    except AssertionError as err:  # TFDS' way of saying the data is not prepared
-        raise FileNotFoundError(f"TFDS dataset {task.tfds_name} is not prepared in "
-                                f"{data_dir or 'the default data_dir'} ({err})") from None
+    dataset = _load_prepared(task.tfds_name, fmt.tfds_split, data_dir)
     examples = []
     for batch in dataset.batch(_TFDS_BATCH_SIZE).as_numpy_iterator():
         for i in range(len(batch[task.tfds_label_feature])):
