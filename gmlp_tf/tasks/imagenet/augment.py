@@ -13,7 +13,8 @@ fraction. Labels are one-hot with label smoothing 0.1, then lam y + (1 - lam) y_
 row sums to one.
 
 Everything runs inside tf.data (Dataset.map on whole batches of [B, s, s, 3] in [0, 255] after
-`.batch()`), with stateless randomness seeded by (seed, batch index): a run repeats exactly.
+`.batch()`), with stateless randomness seeded by (seed, batch index): a given batch is augmented
+the same on every run (the random-resized crops before it are drawn statefully, in data.py).
 Normalisation follows (imagenet_data.normalize).
 """
 
