@@ -1,10 +1,13 @@
 """The SGU, its Table 3 variants, tiny attention and the gMLP block."""
 
+import math
+
 import numpy as np
 import pytest
 import tensorflow as tf
 from keras import ops
 
+from gmlp_tf.layers.activations import exact_gelu
 from gmlp_tf.layers.gmlp_block import GMLPBlock
 from gmlp_tf.layers.spatial_gating import SpatialGatingUnit
 from gmlp_tf.layers.tiny_attention import TinyAttention
@@ -67,14 +70,30 @@ def test_block_starts_as_plain_ffn():
     np.testing.assert_allclose(np.asarray(block(x2))[:, 0], out[:, 0], atol=1e-4)
 
 
-def test_block_uses_exact_gelu():
-    block = GMLPBlock(D_MODEL, D_FFN, N)
+def test_exact_gelu_is_the_erf_formula_and_equals_tensorflows():
+    x = np.linspace(-12.0, 12.0, 4001).astype("float32")
+    exact = 0.5 * x.astype("float64") * (1 + np.vectorize(math.erf)(x.astype("float64") / math.sqrt(2.0)))
+    np.testing.assert_allclose(np.asarray(exact_gelu(x)), exact, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(exact_gelu(x)), np.asarray(ops.gelu(x, approximate=False)), atol=1e-6)
+    # Not the tanh approximation, which differs by up to ~5e-4 near |x| = 2.
+    assert np.abs(np.asarray(exact_gelu(x)) - np.asarray(ops.gelu(x, approximate=True))).max() > 1e-4
+
+
+@pytest.mark.parametrize("attention_size", [0, 4])
+@pytest.mark.parametrize("masked", [False, True])
+def test_block_halves_equal_the_sliced_product(attention_size, masked):
+    """call's two matmuls for Z1 and Z2 give what slicing GELU(LN(x) U) in the SGU gives."""
+    block = GMLPBlock(D_MODEL, D_FFN, N, attention_size=attention_size)
     x = _inputs()
+    mask = np.array([[1, 1, 1, 1, 0, 0], [1] * N], "int32") if masked else None
     block(x)
-    h = block.proj_in(block.norm(x))
-    exact = 0.5 * h * (1 + tf.math.erf(h / np.sqrt(2.0)))
-    z = ops.gelu(h, approximate=False)
-    np.testing.assert_allclose(np.asarray(z), np.asarray(exact), atol=1e-6)
+    for w in block.weights:  # Away from initialisation, where the gate is one.
+        w.assign(np.random.randn(*w.shape).astype("float32") * 0.3)
+    h = block.norm(x)
+    attention = None if not attention_size else block.attention(h, padding_mask=mask)
+    s = block.sgu(exact_gelu(block.proj_in(h)), attention_output=attention, padding_mask=mask)
+    expected = x + np.asarray(block.proj_out(s))
+    np.testing.assert_allclose(np.asarray(block(x, padding_mask=mask)), expected, rtol=1e-5, atol=1e-5)
 
 
 def _randomize_spatial(block, scale=0.5):

@@ -11,6 +11,7 @@ from keras import ops
 
 from gmlp_tf.layers import InitializerLike, Shape, Tensor
 from gmlp_tf.layers import fresh_initializer as _fresh
+from gmlp_tf.layers.activations import exact_gelu
 from gmlp_tf.layers.drop_path import DropPath
 from gmlp_tf.layers.spatial_projection import checked_length, toeplitz_matrix
 
@@ -234,7 +235,7 @@ class _ResidualBlock(keras.layers.Layer):
 
     def _channel_mlp(self, inputs: Tensor, training: Optional[bool]) -> Tensor:
         """x + Dropout(GELU(LN(x) W_in) W_out): the position-wise feed-forward branch."""
-        hidden = ops.gelu(self.proj_in(self.ffn_norm(inputs)), approximate=False)
+        hidden = exact_gelu(self.proj_in(self.ffn_norm(inputs)))
         return self._residual(inputs, self.proj_out(hidden), training)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
@@ -434,7 +435,7 @@ class MixerBlock(_ResidualBlock):
         dtype = inputs.dtype
         w1, b1 = ops.cast(self.token_in_kernel[:n], dtype), ops.cast(self.token_in_bias, dtype)
         w2, b2 = ops.cast(self.token_out_kernel[:, :n], dtype), ops.cast(self.token_out_bias[:n], dtype)
-        hidden = ops.gelu(ops.einsum("bjc,js->bsc", inputs, w1) + b1[None, :, None], approximate=False)
+        hidden = exact_gelu(ops.einsum("bjc,js->bsc", inputs, w1) + b1[None, :, None])
         return ops.einsum("bsc,si->bic", hidden, w2) + b2[None, :, None]
 
     def call(

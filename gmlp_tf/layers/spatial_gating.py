@@ -90,17 +90,39 @@ class SpatialGatingUnit(keras.layers.Layer):
         padding_mask: Optional[Tensor] = None,
     ) -> Tensor:
         if self.gating == "split":
-            z1, z2 = ops.split(inputs, 2, axis=-1)
-        else:
-            z1 = z2 = inputs
-        gate = self.proj(self.norm(z2), padding_mask=padding_mask)
+            return self.gate_halves(*ops.split(inputs, 2, axis=-1), attention_output, padding_mask)
+        gate = self.proj(self.norm(inputs), padding_mask=padding_mask)
         if attention_output is not None:
             gate = gate + attention_output
-        if self.gating in ("split", "multiplicative"):
-            return z1 * gate
+        if self.gating == "multiplicative":
+            return inputs * gate
         if self.gating == "additive":
             return inputs + gate
         return gate
+
+    def gate_halves(
+        self,
+        z1: Tensor,
+        z2: Tensor,
+        attention_output: Optional[Tensor] = None,
+        padding_mask: Optional[Tensor] = None,
+    ) -> Tensor:
+        """The split SGU on halves the caller holds apart: Z1 * (f(Z2) + attention_output).
+
+        GMLPBlock computes Z1 and Z2 with two matmuls rather than slicing one Z (see its call);
+        `call` splits Z and comes here. Needs a built layer with gating "split".
+
+        Args:
+          z1, z2: [batch, n, d_ffn / 2] each.
+          attention_output, padding_mask: as for call.
+
+        Returns:
+          [batch, n, d_ffn / 2].
+        """
+        gate = self.proj(self.norm(z2), padding_mask=padding_mask)
+        if attention_output is not None:
+            gate = gate + attention_output
+        return z1 * gate
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return tuple(input_shape[:-1]) + (self.output_width(input_shape[-1]),)

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from gmlp_tf.layers import Shape, Tensor
+from gmlp_tf.layers.activations import exact_gelu
 
 
 def gather_positions(sequence: Tensor, positions: Tensor) -> Tensor:
@@ -72,7 +73,7 @@ class MaskedLMHead(keras.layers.Layer):
         h = sequence_output
         if masked_positions is not None:
             h = gather_positions(h, masked_positions)
-        h = self.norm(ops.gelu(self.transform(h), approximate=False))
+        h = self.norm(exact_gelu(self.transform(h)))
         logits = self.token_embedding(h, reverse=True)
         return ops.cast(logits, "float32") + ops.cast(self.output_bias, "float32")
 
