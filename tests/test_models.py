@@ -5,6 +5,7 @@ import os
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.models.task_models import build_model
@@ -136,6 +137,18 @@ def test_vision_classifier_shapes_and_patch_order(tiny_image_config):
     np.testing.assert_array_equal(np.asarray(model(images)), np.zeros((2, 5)))
     with pytest.raises(ValueError, match=r"images must be \[batch, 32, 32, 3\]"):
         model(np.zeros((1, 64, 64, 3), "float32"))
+
+
+def test_vision_predict_takes_arrays_tensors_and_datasets_and_keeps_the_last_partial_batch(tiny_image_config):
+    model = build_model(tiny_image_config)
+    _perturb(model)
+    images = np.random.rand(5, 32, 32, 3).astype("float32")
+    expected = np.asarray(model(images))
+    np.testing.assert_allclose(model.predict(images, batch_size=2, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict(tf.constant(images), verbose=0), expected, rtol=1e-5, atol=1e-6)
+    assert model.predict(images, batch_size=2, steps=2, verbose=0).shape == (4, 5)
+    dataset = tf.data.Dataset.from_tensor_slices(images).batch(3)
+    np.testing.assert_allclose(model.predict(dataset, verbose=0), expected, rtol=1e-5, atol=1e-6)
 
 
 def _perturb(model):

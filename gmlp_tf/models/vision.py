@@ -3,6 +3,8 @@
 from typing import Any, Dict, Optional, Union
 
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from gmlp_tf.config import GMLPConfig, as_config
@@ -79,6 +81,22 @@ class GMLPVisionClassifier(keras.Model):
             x = block(x, training=training)
         x = ops.mean(self.final_norm(x), axis=1)
         return ops.cast(self.head(x), "float32")
+
+    def predict(self, x: Any, batch_size: Optional[int] = None, verbose: Union[str, int] = "auto",
+                steps: Optional[int] = None, callbacks: Any = None) -> np.ndarray:
+        """keras.Model.predict, with in-memory images fed by a tf.data pipeline that does not autotune.
+
+        For an array or tensor x, Keras builds a pipeline whose AUTOTUNE map and prefetch start
+        tf.data's tuning thread, which takes a core from the model on a small machine: on
+        2 cores gMLP-Ti/16 took 0.65 s for most batches of 32 instead of 0.36 s. Datasets and
+        generators go to Keras unchanged.
+        """
+        if isinstance(x, np.ndarray) or tf.is_tensor(x):
+            options = tf.data.Options()
+            options.autotune.enabled = False
+            x = tf.data.Dataset.from_tensor_slices(x).batch(batch_size or 32).with_options(options)
+            batch_size = None
+        return super().predict(x, batch_size=batch_size, verbose=verbose, steps=steps, callbacks=callbacks)
 
     def get_config(self) -> Dict[str, Any]:
         return {"config": self.config.to_dict(), "name": self.name}
