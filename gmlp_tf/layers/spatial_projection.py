@@ -9,9 +9,9 @@ from gmlp_tf.config import SPATIAL_IMPLEMENTATIONS, SPATIAL_KINDS
 from gmlp_tf.layers import Shape, Tensor
 
 # "auto" picks the FFT for Toeplitz inputs of at least this many tokens: below it the n x n
-# matmul is faster; at 1024 the two are even and at 2048 the FFT is twice as fast (forward and
-# backward, 1536 channels, float32, XLA, 2-core CPU; scripts/benchmark_spatial_projection.py).
-# Accelerators favour the matmul further.
+# matmul is faster; at 1024 the FFT is 1.3-1.5x faster without XLA and even with it, at 2048
+# 1.5-3.4x faster (forward and backward, 1536 channels, float32, 2-core CPUs;
+# scripts/benchmark_spatial_projection.py). Accelerators favour the matmul further.
 FFT_MIN_LENGTH = 1024
 
 
