@@ -35,5 +35,5 @@ setuptools.setup(
     package_data={"gmlp_tf.configs": ["*.json"]},
     install_requires=INSTALL_REQUIRES,
     # bench: keras-hub's BERT, the peer that scripts/benchmark_pretraining.py times beside gMLP.
-    extras_require={"test": ["pytest>=8"], "bench": ["keras-hub>=0.32"]},
+    extras_require={"test": ["pytest>=8", "ruff>=0.6"], "bench": ["keras-hub>=0.32"]},
 )

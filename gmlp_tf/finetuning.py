@@ -9,13 +9,13 @@ import keras
 import numpy as np
 
 from gmlp_tf import tokenization
-from gmlp_tf.runtime import checkpointing
 from gmlp_tf.config import GMLPConfig
+from gmlp_tf.models import saved_runs
 from gmlp_tf.runtime.optimization import create_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
-class FinetuneSetup:
+class FinetuningRecipe:
     """Table 9: hidden and attention dropout 0.1, AdamW (0.9, 0.999, 1e-6), weight decay 0.01,
     linear decay, no clipping; GLUE: seq 128, batch {16, 32}, lr {1e-5, 2e-5, 3e-5}, 5 epochs,
     10% warmup; SQuAD: seq 512, batch 32, lr 5e-5, 8K steps, 1K warmup."""
@@ -50,7 +50,7 @@ class FinetuneSetup:
         return int(num_train_steps * self.warmup_proportion)
 
 
-def finetuning_config(config: GMLPConfig, setup: FinetuneSetup) -> GMLPConfig:
+def finetuning_config(config: GMLPConfig, setup: FinetuningRecipe) -> GMLPConfig:
     """The pretrained model's config with the finetuning dropout."""
     return config.replace(
         hidden_dropout_prob=setup.hidden_dropout_prob, attention_dropout_prob=setup.attention_dropout_prob
@@ -58,7 +58,7 @@ def finetuning_config(config: GMLPConfig, setup: FinetuneSetup) -> GMLPConfig:
 
 
 def finetuning_optimizer(
-    setup: FinetuneSetup, num_train_steps: int, learning_rate: Optional[float] = None
+    setup: FinetuningRecipe, num_train_steps: int, learning_rate: Optional[float] = None
 ) -> keras.optimizers.AdamW:
     lr = setup.learning_rate if learning_rate is None else learning_rate
     return create_optimizer(
@@ -96,8 +96,8 @@ def load_model_files(
     Returns:
       (GMLPConfig, serialized SentencePiece model bytes), checked against each other.
     """
-    config_file = config_file or (init_checkpoint and os.path.join(init_checkpoint, checkpointing.CONFIG_NAME))
-    vocab_file = vocab_file or (init_checkpoint and os.path.join(init_checkpoint, checkpointing.VOCAB_NAME))
+    config_file = config_file or (init_checkpoint and os.path.join(init_checkpoint, saved_runs.CONFIG_NAME))
+    vocab_file = vocab_file or (init_checkpoint and os.path.join(init_checkpoint, saved_runs.VOCAB_NAME))
     if not config_file or not vocab_file:
         raise ValueError(
             "give --init_checkpoint (a run_pretraining output directory) or --gmlp_config_file and --vocab_file"

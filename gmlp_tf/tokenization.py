@@ -25,7 +25,7 @@ import shutil
 import tempfile
 from typing import TYPE_CHECKING, Dict, Iterable, Iterator, Optional, Sequence, Tuple, Union
 
-from gmlp_tf.runtime import progress
+from gmlp_tf.utils import progress
 
 if TYPE_CHECKING:  # Annotations only: tensorflow and tensorflow_text are imported where they are used.
     import tensorflow as tf

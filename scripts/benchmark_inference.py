@@ -11,9 +11,9 @@ are for reading, and the README records a run.
 from absl import app
 
 from gmlp_tf.benchmarks.inference import InferenceBenchmarkSpec, report_lines, run
-from gmlp_tf.runtime import flags, job
+from gmlp_tf.runtime import flags, runner
 
 flags.define_flags(InferenceBenchmarkSpec)
 
 if __name__ == "__main__":
-    app.run(job.script_main(InferenceBenchmarkSpec, run, report_lines))
+    app.run(runner.script_main(InferenceBenchmarkSpec, run, report_lines))

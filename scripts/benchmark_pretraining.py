@@ -9,10 +9,10 @@ same-run matmul rate at base width) are for reading, and the README records a ru
 
 from absl import app
 
-from gmlp_tf.runtime import flags, job
-from gmlp_tf.tasks.pretraining.benchmark import BenchmarkSpec, report_lines, run
+from gmlp_tf.benchmarks.pretraining import BenchmarkSpec, report_lines, run
+from gmlp_tf.runtime import flags, runner
 
 flags.define_flags(BenchmarkSpec)
 
 if __name__ == "__main__":
-    app.run(job.script_main(BenchmarkSpec, run, report_lines))
+    app.run(runner.script_main(BenchmarkSpec, run, report_lines))

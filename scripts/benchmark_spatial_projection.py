@@ -10,9 +10,9 @@ implementation="auto" takes the FFT.
 from absl import app
 
 from gmlp_tf.benchmarks.spatial_projection import SpatialBenchmarkSpec, report_lines, run
-from gmlp_tf.runtime import flags, job
+from gmlp_tf.runtime import flags, runner
 
 flags.define_flags(SpatialBenchmarkSpec)
 
 if __name__ == "__main__":
-    app.run(job.script_main(SpatialBenchmarkSpec, run, report_lines))
+    app.run(runner.script_main(SpatialBenchmarkSpec, run, report_lines))

@@ -30,8 +30,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
 
-from gmlp_tf.models import timm_convert  # noqa: E402
-from gmlp_tf.runtime import checkpointing, flags, job, progress  # noqa: E402
+from gmlp_tf.models import (
+    saved_runs,
+    timm_convert,  # noqa: E402
+)
+from gmlp_tf.runtime import flags, run_directory, runner  # noqa: E402
+from gmlp_tf.utils import progress
 
 PROG = "convert_timm_checkpoint.py"
 WEIGHTS_SUFFIX = ".weights.h5"
@@ -57,7 +61,7 @@ flags.define_flags(ConvertSpec)
 
 
 def _weights_path(output_dir: str) -> str:
-    return os.path.join(checkpointing.checkpoint_dir(output_dir), checkpointing.WEIGHTS_NAME)
+    return os.path.join(saved_runs.checkpoint_dir(output_dir), saved_runs.WEIGHTS_NAME)
 
 
 def _check_output(output: str) -> None:
@@ -90,13 +94,13 @@ def _write_output_dir(output: str, converted: timm_convert.TimmModel) -> str:
     """
     created = not os.path.exists(output)
     ours: List[str] = [os.path.join(output, name) for name in (
-        checkpointing.CONFIG_NAME, checkpointing.RUN_INFO_NAME, checkpointing.PREPROCESSING_NAME)]
-    ours = [p for p in ours + [checkpointing.checkpoint_dir(output)] if not os.path.exists(p)]
+        saved_runs.CONFIG_NAME, saved_runs.RUN_INFO_NAME, saved_runs.PREPROCESSING_NAME)]
+    ours = [p for p in ours + [saved_runs.checkpoint_dir(output)] if not os.path.exists(p)]
     try:
-        checkpointing.prepare_output_dir(output, converted.config, "vision")
+        run_directory.prepare_output_dir(output, converted.config, "vision")
         # Export and evaluation normalise images as timm's weights expect.
-        checkpointing.write_image_normalization(output, timm_convert.IMAGE_MEAN, timm_convert.IMAGE_STD)
-        os.makedirs(checkpointing.checkpoint_dir(output), exist_ok=True)
+        run_directory.write_image_normalization(output, timm_convert.IMAGE_MEAN, timm_convert.IMAGE_STD)
+        os.makedirs(saved_runs.checkpoint_dir(output), exist_ok=True)
         return _save(converted, _weights_path(output))
     except BaseException:
         _remove([output] if created else ours)
@@ -139,7 +143,7 @@ def main(argv: List[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     spec = flags.spec_from_flags(ConvertSpec)
-    converted, path = job.run_script(PROG, lambda: convert(spec))
+    converted, path = runner.run_script(PROG, lambda: convert(spec))
     print(report(converted, path, spec))
 
 

@@ -69,8 +69,9 @@ def create_pretraining_data() -> int:
     import tensorflow as tf
 
     from gmlp_tf import tokenization
-    from gmlp_tf.runtime.job import check_positive
+    from gmlp_tf.runtime.checks import check_positive
     from gmlp_tf.tasks.pretraining import data as pretraining_data
+    from gmlp_tf.tasks.pretraining import packing, sources, tfrecords
 
     if bool(FLAGS.input_file) == bool(FLAGS.tfds_name):
         raise ValueError("give exactly one of --input_file and --tfds_name")
@@ -80,13 +81,13 @@ def create_pretraining_data() -> int:
         raise ValueError("--output_file is required")
     check_positive(max_seq_length=FLAGS.max_seq_length, max_predictions_per_seq=FLAGS.max_predictions_per_seq,
                    max_examples=FLAGS.max_examples, num_shards=FLAGS.num_shards)
-    pretraining_data.check_example_format(FLAGS.example_format, FLAGS.short_seq_prob, FLAGS.max_seq_length)
-    pretraining_data.check_output_file(FLAGS.output_file)  # Before the corpus is read.
+    packing.check_example_format(FLAGS.example_format, FLAGS.short_seq_prob, FLAGS.max_seq_length)
+    tfrecords.check_output_file(FLAGS.output_file)  # Before the corpus is read.
     if FLAGS.input_file:
-        pretraining_data.expand_patterns(FLAGS.input_file)  # missing or empty files: fail first
-        source = pretraining_data.TextFilesSource(FLAGS.input_file, FLAGS.blank_line_documents)
+        sources.expand_patterns(FLAGS.input_file)  # missing or empty files: fail first
+        source = sources.TextFilesSource(FLAGS.input_file, FLAGS.blank_line_documents)
     else:
-        source = pretraining_data.TfdsSource(
+        source = sources.TfdsSource(
             FLAGS.tfds_name, FLAGS.tfds_split, FLAGS.tfds_data_dir, FLAGS.tfds_text_key,
             download=FLAGS.tfds_download)
     sp_model = tokenization.load_sp_model(FLAGS.vocab_file)
@@ -96,11 +97,11 @@ def create_pretraining_data() -> int:
         batch_size=BATCH_SIZE, repeat=False, pack=FLAGS.pack, drop_remainder=False,
         example_format=FLAGS.example_format, short_seq_prob=FLAGS.short_seq_prob)
     if FLAGS.num_shards == 1:
-        return pretraining_data.write_tfrecords(
+        return tfrecords.write_tfrecords(
             dataset.as_numpy_iterator(), FLAGS.output_file, FLAGS.max_examples)
     # Serialized in tf.data's parallel map; the writers only append the records.
-    serialized = dataset.map(pretraining_data.serialize_examples, num_parallel_calls=tf.data.AUTOTUNE)
-    return pretraining_data.write_tfrecord_shards(
+    serialized = dataset.map(tfrecords.serialize_examples, num_parallel_calls=tf.data.AUTOTUNE)
+    return tfrecords.write_tfrecord_shards(
         serialized.as_numpy_iterator(), FLAGS.output_file, FLAGS.num_shards, FLAGS.max_examples)
 
 

@@ -48,9 +48,9 @@ def main(argv):
 
 def create_vocab() -> str:
     from gmlp_tf import tokenization
-    from gmlp_tf.runtime import progress
     from gmlp_tf.tasks.pretraining import demo_data as demo_corpus
-    from gmlp_tf.tasks.pretraining import data as pretraining_data
+    from gmlp_tf.tasks.pretraining import sources
+    from gmlp_tf.utils import progress
 
     if FLAGS.input_file and FLAGS.tfds_name:
         raise ValueError("give --input_file or --tfds_name, not both")
@@ -62,15 +62,15 @@ def create_vocab() -> str:
     if FLAGS.input_file:
         if not FLAGS.output_prefix:
             raise ValueError("--output_prefix is required with --input_file")
-        files = pretraining_data.expand_patterns(FLAGS.input_file)
+        files = sources.expand_patterns(FLAGS.input_file)
         return tokenization.train_sentencepiece(files, FLAGS.output_prefix, **options)
     if FLAGS.tfds_name:
         if not FLAGS.output_prefix:
             raise ValueError("--output_prefix is required with --tfds_name")
-        source = pretraining_data.TfdsSource(
+        source = sources.TfdsSource(
             FLAGS.tfds_name, FLAGS.tfds_split, FLAGS.tfds_data_dir, FLAGS.tfds_text_key,
             download=FLAGS.tfds_download)
-        lines = pretraining_data.text_lines(source, FLAGS.max_sentences)
+        lines = sources.text_lines(source, FLAGS.max_sentences)
         with progress.stage(f"Opening TFDS {FLAGS.tfds_name} split {FLAGS.tfds_split}"):
             first = next(lines, None)  # surfaces a bad dataset name before training starts
         if first is None:

@@ -18,7 +18,7 @@ from typing import List
 from absl import app
 
 from gmlp_tf.export import ExportSpec, export_saved_model
-from gmlp_tf.runtime import flags, job
+from gmlp_tf.runtime import flags, runner
 
 PROGRAM = "export_saved_model.py"
 
@@ -26,11 +26,11 @@ flags.define_flags(ExportSpec)
 
 
 def main(argv: List[str]) -> None:
-    """Flags -> ExportSpec -> the export; bad input ends in one error line (job.run_script)."""
+    """Flags -> ExportSpec -> the export; bad input ends in one error line (runner.run_script)."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     spec = flags.spec_from_flags(ExportSpec)
-    info = job.run_script(PROGRAM, lambda: export_saved_model(**dataclasses.asdict(spec)))
+    info = runner.run_script(PROGRAM, lambda: export_saved_model(**dataclasses.asdict(spec)))
     print(f"Exported the {info['task']} model of {spec.model_dir} to {spec.export_dir}; signatures: "
           f"{', '.join(info['signatures'])}")
 

@@ -138,7 +138,8 @@ def _redraw_weights(model: "torch.nn.Module", generator: "torch.Generator") -> N
                 param.copy_(0.1 * torch.randn(param.shape, generator=generator))
 
 
-def _save_fixture(output_dir: str, state: Dict[str, "torch.Tensor"], images: "torch.Tensor", logits: "torch.Tensor") -> None:
+def _save_fixture(output_dir: str, state: Dict[str, "torch.Tensor"], images: "torch.Tensor",
+                  logits: "torch.Tensor") -> None:
     """Writes the state dict (.safetensors and .pth), the NHWC inputs and timm's logits."""
     import numpy as np
     import torch

@@ -10,7 +10,6 @@ import dataclasses
 import json
 import sys
 
-
 from absl import app, flags
 
 flags.DEFINE_string("preset", None, "One preset name; every preset if unset.")

@@ -14,9 +14,9 @@ gmlp_tf/analysis/report.py for the files and their format.
 from absl import app
 
 from gmlp_tf.analysis.report import SpatialWeightsSpec, report_lines, run
-from gmlp_tf.runtime import flags, job
+from gmlp_tf.runtime import flags, runner
 
 flags.define_flags(SpatialWeightsSpec)
 
 if __name__ == "__main__":
-    app.run(job.script_main(SpatialWeightsSpec, run, report_lines))
+    app.run(runner.script_main(SpatialWeightsSpec, run, report_lines))

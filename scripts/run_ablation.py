@@ -18,10 +18,10 @@ At the paper's scale (Table 8's ablation setup, C4 through TFDS on a TPU):
 
 from absl import app
 
-from gmlp_tf.runtime import flags, job
-from gmlp_tf.tasks.pretraining.ablation import AblationSpec, report_lines, run
+from gmlp_tf.runtime import flags, runner
+from gmlp_tf.studies.ablation import AblationSpec, report_lines, run
 
 flags.define_flags(AblationSpec)
 
 if __name__ == "__main__":
-    app.run(job.script_main(AblationSpec, run, report_lines))
+    app.run(runner.script_main(AblationSpec, run, report_lines))

@@ -19,10 +19,10 @@ train folder names):
 
 from absl import app
 
-from gmlp_tf.runtime import flags, job
-from gmlp_tf.tasks.imagenet.job import JobSpec, report_lines, run
+from gmlp_tf.runtime import flags, runner
+from gmlp_tf.tasks.imagenet.task import JobSpec, report_lines, run
 
 flags.define_flags(JobSpec)
 
 if __name__ == "__main__":
-    app.run(job.script_main(JobSpec, run, report_lines))
+    app.run(runner.script_main(JobSpec, run, report_lines))

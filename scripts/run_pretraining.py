@@ -17,10 +17,10 @@ Rerunning with the same --output_dir resumes from its last checkpoint.
 
 from absl import app
 
-from gmlp_tf.runtime import flags, job
-from gmlp_tf.tasks.pretraining.job import JobSpec, report_lines, run
+from gmlp_tf.runtime import flags, runner
+from gmlp_tf.tasks.pretraining.task import JobSpec, report_lines, run
 
 flags.define_flags(JobSpec)
 
 if __name__ == "__main__":
-    app.run(job.script_main(JobSpec, run, report_lines))
+    app.run(runner.script_main(JobSpec, run, report_lines))

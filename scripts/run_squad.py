@@ -18,10 +18,10 @@ answers, the official exact match and F1 in eval_results.txt and eval_results.js
 
 from absl import app
 
-from gmlp_tf.runtime import flags, job
-from gmlp_tf.tasks.squad.job import JobSpec, report_lines, run
+from gmlp_tf.runtime import flags, runner
+from gmlp_tf.tasks.squad.task import JobSpec, report_lines, run
 
 flags.define_flags(JobSpec)
 
 if __name__ == "__main__":
-    app.run(job.script_main(JobSpec, run, report_lines))
+    app.run(runner.script_main(JobSpec, run, report_lines))

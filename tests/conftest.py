@@ -50,8 +50,9 @@ def tiny_image_config():
 def pretraining_files(tmp_path_factory):
     """Train and eval text files, a SentencePiece vocabulary and a tiny model config that matches it
     (the config of test_run_pretraining.CONFIG_OF_FIXTURE)."""
-    from gmlp_tf import tokenization
     from text_fixtures import fake_sentences
+
+    from gmlp_tf import tokenization
 
     folder = tmp_path_factory.mktemp("run_pretraining")
     (folder / "train.txt").write_text("\n".join(fake_sentences(600, seed=1)) + "\n")

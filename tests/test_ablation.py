@@ -3,14 +3,14 @@
 import json
 
 import pytest
+from text_fixtures import fake_sentences
 
 from gmlp_tf import counting, tokenization
 from gmlp_tf.config import GMLPConfig
+from gmlp_tf.models import saved_runs
 from gmlp_tf.presets import get_preset_config
-from gmlp_tf.runtime import checkpointing
-from gmlp_tf.tasks.pretraining import ablation
-from gmlp_tf.tasks.pretraining import job as pretraining_job
-from text_fixtures import fake_sentences
+from gmlp_tf.studies import ablation
+from gmlp_tf.tasks.pretraining import task as pretraining_job
 
 VOCAB = 120
 
@@ -87,7 +87,7 @@ def test_tiny_study_end_to_end_then_a_rerun_trains_nothing(corpus, tmp_path, mon
     assert list(rows) == ["transformer_relpos_noattn", "gmlp_split"]
     for name, row in rows.items():
         run_dir = tmp_path / name
-        assert checkpointing.latest_weights(str(run_dir)), name
+        assert saved_runs.latest_weights(str(run_dir)), name
         config = GMLPConfig.from_json_file(str(run_dir / "gmlp_config.json"))
         assert row["parameters"] == counting.count_parameters(config)
         results = json.loads((run_dir / "eval_results.json").read_text())

@@ -5,8 +5,9 @@ import numpy as np
 import tensorflow as tf
 
 from gmlp_tf import GMLPBackbone, GMLPConfig
+from gmlp_tf.models import saved_runs
 from gmlp_tf.models.task_models import build_model
-from gmlp_tf.runtime import checkpointing
+from gmlp_tf.runtime import run_directory
 
 
 def _features(config, batch=2, n=6, seed=0):
@@ -48,15 +49,15 @@ def _pretraining_dir(output_dir):
     rng = np.random.default_rng(3)
     for variable in model.weights:
         variable.assign(rng.normal(0.0, 0.3, variable.shape).astype("float32"))
-    checkpointing.prepare_output_dir(output_dir, config, "pretraining")
-    checkpointing.save(model, output_dir)
+    run_directory.prepare_output_dir(output_dir, config, "pretraining")
+    run_directory.save(model, output_dir)
 
 
 def test_from_pretrained_is_the_runs_encoder_and_takes_a_head(tmp_path):
     output_dir = str(tmp_path / "run")
     _pretraining_dir(output_dir)
     backbone = GMLPBackbone.from_pretrained(output_dir)
-    _, task, run_model = checkpointing.load_run_model(output_dir)
+    _, task, run_model = saved_runs.load_run_model(output_dir)
     assert task == "pretraining"
     features = _features(backbone.config, n=12)
     expected = np.asarray(run_model.encoder(features)["sequence_output"])

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from gmlp_tf import tokenization
-from gmlp_tf.tasks.pretraining import demo_data as demo_corpus
-from gmlp_tf.runtime import registry_data
 from gmlp_tf.tasks.pretraining import data as pd
+from gmlp_tf.tasks.pretraining import demo_data as demo_corpus
+from gmlp_tf.tasks.pretraining import masking, sources, tfrecords
+from gmlp_tf.utils import registry_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORDS = ("the king queen lord lady speaks walks castle night morning sword letter brother sister "
@@ -25,7 +26,8 @@ WORDS = ("the king queen lord lady speaks walks castle night morning sword lette
 def fake_paragraphs(n, seed=0):
     """Blank-line separated 'speeches' of 1 to 3 lines."""
     rng = random.Random(seed)
-    line = lambda: " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 10))).capitalize() + "."
+    def line():
+        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 10))).capitalize() + "."
     return "\n\n".join("\n".join(line() for _ in range(rng.randint(1, 3))) for _ in range(n)) + "\n"
 
 
@@ -67,10 +69,10 @@ def test_create_vocab_then_pretraining_data(corpus, tmp_path):
     count = int(result.stdout.split("wrote ")[1].split()[0])
     assert count > 50 and os.listdir(tmp_path / "data") == ["train.tfrecord"]
     dataset = pd.make_pretraining_dataset(
-        pd.TFRecordSource(output), is_training=False, max_seq_length=32,
+        sources.TFRecordSource(output), is_training=False, max_seq_length=32,
         max_predictions_per_seq=5, batch_size=64, drop_remainder=False)
     batches = list(dataset.as_numpy_iterator())
-    features = {k: np.concatenate([b[k] for b in batches]) for k in pd.FEATURE_NAMES}
+    features = {k: np.concatenate([b[k] for b in batches]) for k in masking.FEATURE_NAMES}
     assert len(features["input_ids"]) == count  # every example written, none dropped
     assert (features["input_ids"][:, 0] == tokenization.CLS_ID).all()
     assert (features["masked_lm_weights"].sum(1) >= 1).all()
@@ -110,13 +112,13 @@ def test_output_file_checks_name_the_path(tmp_path, output, message):
     (tmp_path / "file").write_text("x")
     path = output.replace("DIR", f"{tmp_path}/data").replace("FILE", f"{tmp_path}/file")
     with pytest.raises(ValueError, match="^" + re.escape(message.format(tmp=tmp_path))):
-        pd.write_tfrecords(iter([]), path)
+        tfrecords.write_tfrecords(iter([]), path)
     assert sorted(os.listdir(tmp_path)) == ["data", "file"] and os.listdir(tmp_path / "data") == []
 
 
 def test_output_file_in_missing_folders_is_fine(tmp_path):
-    pd.check_output_file(str(tmp_path / "new" / "sub" / "x.tfrecord"))  # write_tfrecords makes the folders.
-    pd.check_output_file("x.tfrecord")  # The working directory.
+    tfrecords.check_output_file(str(tmp_path / "new" / "sub" / "x.tfrecord"))  # write_tfrecords makes the folders.
+    tfrecords.check_output_file("x.tfrecord")  # The working directory.
     assert os.listdir(tmp_path) == []
 
 
@@ -160,7 +162,7 @@ def test_create_pretraining_data_writes_shards(corpus, tmp_path):
     assert f"to 3 files {tmp_path}/data/train.tfrecord-*-of-00003" in result.stdout
     assert sorted(os.listdir(tmp_path / "data")) == [f"train.tfrecord-0000{i}-of-00003" for i in range(3)]
     features = list(pd.make_pretraining_dataset(
-        pd.TFRecordSource(f"{tmp_path}/data/train.tfrecord-*"), is_training=False, max_seq_length=32,
+        sources.TFRecordSource(f"{tmp_path}/data/train.tfrecord-*"), is_training=False, max_seq_length=32,
         max_predictions_per_seq=5, batch_size=count, drop_remainder=False).as_numpy_iterator())
     assert len(features) == 1 and len(features[0]["input_ids"]) == count > 30
     assert (features[0]["segment_ids"] == 0).all()  # --example_format=packed: one segment

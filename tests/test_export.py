@@ -8,8 +8,8 @@ the Keras models' outputs on the same encoded inputs.
 
 import json
 import os
-import re
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,11 +19,11 @@ import pytest
 import tensorflow as tf
 from text_fixtures import fake_sentences
 
-from gmlp_tf import tokenization
-from gmlp_tf.runtime import checkpointing
-from gmlp_tf import export
+from gmlp_tf import export, tokenization
 from gmlp_tf.config import GMLPConfig
+from gmlp_tf.models import saved_runs
 from gmlp_tf.models.task_models import build_model
+from gmlp_tf.runtime import run_directory
 from gmlp_tf.tokenization import CLS_ID, MASK_ID, SEP_ID
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,7 +31,8 @@ VOCAB = 120
 LENGTH = 24
 TOL = 1e-5
 
-EDGE_TEXTS = ["", "the king speaks " * 3000, b"\xff\xfe bad \xc3\x28 bytes", "emoji \U0001F600\U0001F389\U0001F44D\U0001F3FD",
+EDGE_TEXTS = ["", "the king speaks " * 3000, b"\xff\xfe bad \xc3\x28 bytes",
+              "emoji \U0001F600\U0001F389\U0001F44D\U0001F3FD",
               "Hamlet speaks to the queen of Denmark."]
 MANY_TEXTS = fake_sentences(40, seed=3)
 PAIR_B = ["never", "", "\U0001F600", b"\x80\x81", "the castle at night " * 500]
@@ -46,11 +47,11 @@ def _tiny_run(folder, config, task, sp_model, num_labels=None, seed=0):
     rng = np.random.RandomState(seed)
     for variable in model.weights:  # Random weights, so that outputs are not trivially constant.
         variable.assign(rng.normal(0.0, 0.3, variable.shape).astype("float32"))
-    checkpointing.prepare_output_dir(str(folder), config, task, num_labels)
+    run_directory.prepare_output_dir(str(folder), config, task, num_labels)
     if sp_model is not None:
-        checkpointing.write_vocab(str(folder), sp_model)
-    os.makedirs(checkpointing.checkpoint_dir(str(folder)), exist_ok=True)
-    model.save_weights(os.path.join(checkpointing.checkpoint_dir(str(folder)), checkpointing.WEIGHTS_NAME))
+        run_directory.write_vocab(str(folder), sp_model)
+    os.makedirs(saved_runs.checkpoint_dir(str(folder)), exist_ok=True)
+    model.save_weights(os.path.join(saved_runs.checkpoint_dir(str(folder)), saved_runs.WEIGHTS_NAME))
     return model
 
 
@@ -145,8 +146,8 @@ def setup(tmp_path_factory):
     with open(root / "out.pkl", "rb") as f:
         served = pickle.load(f)
     models = {name: model for name, (model, _) in runs.items()}
-    return dict(root=root, dirs=dirs, exports=exports, models=models, task_names={k: v[1] for k, v in runs.items()}, served=served,
-                encoded=encoded, images=images, pixels=pixels, sp_model=sp_model, many_b=many_b)
+    return dict(root=root, dirs=dirs, exports=exports, models=models, task_names={k: v[1] for k, v in runs.items()},
+                served=served, encoded=encoded, images=images, pixels=pixels, sp_model=sp_model, many_b=many_b)
 
 
 def _module(setup, name):
@@ -300,11 +301,12 @@ def test_unreadable_checkpoint_is_one_error_naming_the_file(tmp_path, damage):
     config = GMLPConfig(modality="image", image_size=16, patch_size=8, d_model=8, d_ffn=16, num_layers=1,
                         num_classes=3, spatial_kind="dense")
     _tiny_run(tmp_path / "run", config, "vision", None)
-    weights = checkpointing.latest_weights(str(tmp_path / "run"))
+    weights = saved_runs.latest_weights(str(tmp_path / "run"))
     data = open(weights, "rb").read()
     with open(weights, "wb") as f:
         f.write({"truncated": data[: len(data) // 2], "empty": b"", "not_hdf5": b"not a checkpoint " * 64}[damage])
-    with pytest.raises(ValueError, match=f"^no readable checkpoint in .*: cannot read checkpoint {re.escape(weights)}: ") as error:
+    with pytest.raises(ValueError,
+                       match=f"^no readable checkpoint in .*: cannot read checkpoint {re.escape(weights)}: ") as error:
         export.export_saved_model(str(tmp_path / "run"), str(tmp_path / "export"))
     assert "\n" not in str(error.value) and not (tmp_path / "export").exists()
 
@@ -336,7 +338,7 @@ def test_vision_export_uses_the_runs_recorded_normalization(tmp_path):
                         num_classes=3, spatial_kind="dense")
     model = _tiny_run(tmp_path / "run", config, "vision", None, seed=5)
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    checkpointing.write_image_normalization(str(tmp_path / "run"), mean, std)
+    run_directory.write_image_normalization(str(tmp_path / "run"), mean, std)
     export.export_saved_model(str(tmp_path / "run"), str(tmp_path / "export"))
     images = np.random.RandomState(1).randint(0, 256, size=(2, 16, 16, 3)).astype(np.uint8)
     served = tf.saved_model.load(str(tmp_path / "export")).signatures["images"](images=tf.constant(images))

@@ -10,12 +10,13 @@ import time
 import h5py
 import numpy as np
 import pytest
+from test_run_pretraining import ROOT, SCRIPT, spec
 
 from gmlp_tf.config import GMLPConfig
+from gmlp_tf.models import checkpoint_format, saved_runs
 from gmlp_tf.models.task_models import build_model
-from gmlp_tf.runtime import checkpoint_files, checkpointing, training
-from gmlp_tf.tasks.pretraining import job as pretraining_job
-from test_run_pretraining import ROOT, SCRIPT, spec
+from gmlp_tf.runtime import run_directory, training
+from gmlp_tf.tasks.pretraining import task as pretraining_job
 
 STEPS, INTERVAL = 40, 10
 EXAMPLE_FORMAT = "segment_pair"  # The scripts' default: resume is exact on BERT's segment pairs too.
@@ -24,7 +25,8 @@ EXAMPLE_FORMAT = "segment_pair"  # The scripts' default: resume is exact on BERT
 DRIVER = """
 import os, runpy, signal, sys, time
 import keras
-from gmlp_tf.runtime import checkpoint_files, training
+from gmlp_tf.runtime import training
+from gmlp_tf.models import checkpoint_format
 
 step, write, hold = (int(os.environ.get(k, -1)) for k in ("FAULT_STEP", "FAULT_WRITE", "FAULT_HOLD"))
 
@@ -42,7 +44,7 @@ training.fit_resumable = lambda *a, **k: fit(*a, **dict(k, callbacks=list(k.get(
 save_weights = keras.Model.save_weights
 def faulty_save_weights(self, path, *args, **kwargs):
     save_weights(self, path, *args, **kwargs)
-    if checkpoint_files.weights_name(write).replace(".weights.h5", ".partial") in path:
+    if checkpoint_format.weights_name(write).replace(".weights.h5", ".partial") in path:
         os.kill(os.getpid(), signal.SIGKILL)
 keras.Model.save_weights = faulty_save_weights
 sys.argv = [sys.argv[1]] + sys.argv[2:]
@@ -73,7 +75,7 @@ def weights(path):
 
 
 def checkpoint_steps(output_dir):
-    return [c.step for c in checkpoint_files.list_checkpoints(checkpointing.checkpoint_dir(output_dir))]
+    return [c.step for c in checkpoint_format.list_checkpoints(saved_runs.checkpoint_dir(output_dir))]
 
 
 def test_killed_runs_resume_to_the_weights_of_an_uninterrupted_run(pretraining_files, tmp_path):
@@ -98,7 +100,7 @@ def test_killed_runs_resume_to_the_weights_of_an_uninterrupted_run(pretraining_f
     _, err = second.communicate(timeout=600)
     assert second.returncode == -signal.SIGKILL, err[-3000:]
     assert "no longer running" in err and f"Resuming at step {INTERVAL}" in err
-    leftovers = os.listdir(checkpointing.checkpoint_dir(output_dir))
+    leftovers = os.listdir(saved_runs.checkpoint_dir(output_dir))
     assert any(".partial" in name for name in leftovers) and checkpoint_steps(output_dir) == [INTERVAL]
 
     # 3. The third run finishes: same weights and optimizer state as the uninterrupted run.
@@ -106,8 +108,8 @@ def test_killed_runs_resume_to_the_weights_of_an_uninterrupted_run(pretraining_f
                            capture_output=True, text=True, timeout=600)
     assert third.returncode == 0, third.stderr[-3000:]
     assert checkpoint_steps(output_dir) == [STEPS, STEPS - INTERVAL]
-    expected = weights(checkpointing.latest_weights(reference_dir))
-    resumed = weights(checkpointing.latest_weights(output_dir))
+    expected = weights(saved_runs.latest_weights(reference_dir))
+    resumed = weights(saved_runs.latest_weights(output_dir))
     assert sorted(resumed) == sorted(expected)
     for name, value in expected.items():
         np.testing.assert_allclose(resumed[name], value, rtol=1e-5, atol=1e-7, err_msg=name)
@@ -121,7 +123,7 @@ def test_diverging_run_exits_with_one_line_and_writes_no_results(pretraining_fil
     assert "training loss is" in str(raised.value) or "not finite" in str(raised.value)
     assert "\n" not in str(raised.value)
     assert not os.path.exists(os.path.join(output_dir, "eval_results.txt"))
-    for checkpoint in checkpoint_files.list_checkpoints(checkpointing.checkpoint_dir(output_dir)):
+    for checkpoint in checkpoint_format.list_checkpoints(saved_runs.checkpoint_dir(output_dir)):
         assert all(np.isfinite(v).all() for v in weights(checkpoint.weights).values() if v.dtype.kind == "f")
 
 
@@ -133,8 +135,8 @@ def test_bad_warm_start_source_is_refused_before_anything_is_written(pretraining
         pretraining_job.run(spec(pretraining_files, output_dir, init_checkpoint=source))
     assert not output_dir.exists()
     config = GMLPConfig.from_json_file(str(pretraining_files / "config.json"))
-    checkpointing.prepare_output_dir(source, config, "pretraining")
-    saved = checkpointing.save(build_model(config, "pretraining"), source)
+    run_directory.prepare_output_dir(source, config, "pretraining")
+    saved = run_directory.save(build_model(config, "pretraining"), source)
     with open(saved.weights, "r+b") as f:
         f.truncate(1000)
     with pytest.raises(ValueError, match=f"holds no readable checkpoint: checkpoint {saved.weights} has 1000 bytes"):

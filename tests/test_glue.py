@@ -1,4 +1,4 @@
-"""gmlp_tf.tasks.glue.data (GLUE tasks, TSV and TFDS readers, submission files) and its metrics.
+"""gmlp_tf.tasks.glue: the task table, TSV and TFDS readers (data), submission files and metrics.
 
 The TSV fixtures under fixtures/glue/ are small hand-written files in the real GLUE layouts
 (headers, column counts, label vocabularies, MRPC's byte order mark, CoLA's missing header).
@@ -16,6 +16,7 @@ import tensorflow_datasets as tfds
 
 from gmlp_tf.tasks.glue import data as glue
 from gmlp_tf.tasks.glue import metrics as glue_metrics
+from gmlp_tf.tasks.glue import submission, task_table
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "glue")
 
@@ -106,28 +107,28 @@ def tsv(*rows):
 
 # ---------------------------------------------------------------------------------- tasks
 def test_every_task_and_split_has_a_fixture():
-    assert set(glue.TASKS) == {"cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte",
+    assert set(task_table.TASKS) == {"cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte",
                                "wnli", "ax"}
-    assert {(t, s) for t, task in glue.TASKS.items() for s in task.split_names} == set(EXPECTED)
+    assert {(t, s) for t, task in task_table.TASKS.items() for s in task.split_names} == set(EXPECTED)
 
 
 def test_task_table():
-    mnli = glue.get_task("mnli")
+    mnli = task_table.get_task("mnli")
     assert mnli.split_names == ("train", "dev_matched", "dev_mismatched", "test_matched",
                                 "test_mismatched")
-    assert glue.eval_splits("mnli") == ("dev_matched", "dev_mismatched")
-    assert glue.test_splits("mnli") == ("test_matched", "test_mismatched")
-    assert glue.eval_splits("sst2") == ("dev",) and glue.test_splits("sst2") == ("test",)
-    assert glue.eval_splits("ax") == () and glue.test_splits("ax") == ("test",)
-    assert glue.get_task("ax").model_task == "mnli" and mnli.model_task == "mnli"
-    assert glue.get_task("ax").label_list == mnli.label_list
-    stsb = glue.get_task("stsb")
+    assert task_table.eval_splits("mnli") == ("dev_matched", "dev_mismatched")
+    assert task_table.test_splits("mnli") == ("test_matched", "test_mismatched")
+    assert task_table.eval_splits("sst2") == ("dev",) and task_table.test_splits("sst2") == ("test",)
+    assert task_table.eval_splits("ax") == () and task_table.test_splits("ax") == ("test",)
+    assert task_table.get_task("ax").model_task == "mnli" and mnli.model_task == "mnli"
+    assert task_table.get_task("ax").label_list == mnli.label_list
+    stsb = task_table.get_task("stsb")
     assert stsb.is_regression and stsb.label_list is None and stsb.num_labels == 1
-    assert not glue.get_task("cola").is_pair and glue.get_task("qqp").is_pair
-    assert glue.get_task("sst2").num_labels == 2 and mnli.num_labels == 3
+    assert not task_table.get_task("cola").is_pair and task_table.get_task("qqp").is_pair
+    assert task_table.get_task("sst2").num_labels == 2 and mnli.num_labels == 3
     assert mnli.split("dev_matched").tfds_split == "validation_matched"
-    assert glue.get_task("rte").split("dev").tfds_split == "validation"
-    for task in glue.TASKS.values():
+    assert task_table.get_task("rte").split("dev").tfds_split == "validation"
+    for task in task_table.TASKS.values():
         assert task.score_metric in task.metric_names
         assert task.tfds_name == f"glue/{task.name}"
 
@@ -138,24 +139,24 @@ def test_task_table():
     ("AX", "ax"), (" rte ", "rte"),
 ])
 def test_get_task_aliases(alias, name):
-    assert glue.get_task(alias) is glue.TASKS[name]
+    assert task_table.get_task(alias) is task_table.TASKS[name]
 
 
 def test_unknown_task_and_split():
     with pytest.raises(ValueError, match=r"unknown GLUE task 'squad'; known tasks: cola, sst2"):
-        glue.get_task("squad")
+        task_table.get_task("squad")
     with pytest.raises(ValueError,
                        match=r"mnli has no split 'dev'; its splits: train, dev_matched"):
         glue.read_tsv_examples("mnli", FIXTURES, "dev")
     with pytest.raises(ValueError, match="ax has no split 'train'"):
-        glue.get_task("ax").split("train")
+        task_table.get_task("ax").split("train")
 
 
 # ------------------------------------------------------------------------------------ TSV
 @pytest.mark.parametrize("task_name, split", sorted(EXPECTED))
 def test_read_tsv_every_task_and_split(task_name, split):
     labels, text_a, text_b, indices = EXPECTED[(task_name, split)]
-    task = glue.get_task(task_name)
+    task = task_table.get_task(task_name)
     examples = glue.read_tsv_examples(task, FIXTURES, split)
     assert [e.label for e in examples] == labels
     assert [e.index for e in examples] == indices
@@ -349,9 +350,9 @@ def mocked_tfds():
 def test_tfds_sst2_sorted_by_idx_with_label_strings(mocked_tfds):
     examples = glue.read_tfds_examples("sst2", "dev")
     assert examples == [
-        glue.InputExample("dev-0", "a gem ", None, "1", 0),
-        glue.InputExample("dev-1", "fine ", None, "1", 1),
-        glue.InputExample("dev-2", "b movie ", None, "0", 2)]
+        task_table.InputExample("dev-0", "a gem ", None, "1", 0),
+        task_table.InputExample("dev-1", "fine ", None, "1", 1),
+        task_table.InputExample("dev-2", "b movie ", None, "0", 2)]
 
 
 def test_tfds_mnli_validation_matched(mocked_tfds):
@@ -453,7 +454,7 @@ def test_compute_metrics_per_task():
         assert glue_metrics.compute_metrics(name, ["entailment"], ["not_entailment"]) == {
             "accuracy": 0.0}
     assert glue_metrics.compute_metrics("wnli", ["0", "1"], ["0", "0"]) == {"accuracy": 0.5}
-    for task in glue.TASKS.values():
+    for task in task_table.TASKS.values():
         assert task.score_metric in task.metric_names
 
 
@@ -479,11 +480,11 @@ def read_lines(path):
 
 
 def test_submission_classification(tmp_path):
-    path = glue.write_submission("sst2", "test", [(0, "1"), (1, "0"), (2, "1")], str(tmp_path))
+    path = submission.write_submission("sst2", "test", [(0, "1"), (1, "0"), (2, "1")], str(tmp_path))
     assert path == os.path.join(str(tmp_path), "SST-2.tsv")
     assert read_lines(path) == ["index\tprediction", "0\t1", "1\t0", "2\t1", ""]
     assert os.listdir(tmp_path) == ["SST-2.tsv"]  # no temporary file left
-    ax = glue.write_submission("ax", "test", [(0, "contradiction"), (1, "neutral")],
+    ax = submission.write_submission("ax", "test", [(0, "contradiction"), (1, "neutral")],
                                str(tmp_path / "out"))
     assert os.path.basename(ax) == "AX.tsv"
     assert read_lines(ax)[1:3] == ["0\tcontradiction", "1\tneutral"]
@@ -492,17 +493,17 @@ def test_submission_classification(tmp_path):
 def test_submission_from_tsv_examples_mnli_mm(tmp_path):
     examples = glue.read_tsv_examples("mnli", FIXTURES, "test_mismatched")
     labels = ["entailment", "contradiction", "neutral"]
-    path = glue.write_submission("mnli", "test_mismatched",
+    path = submission.write_submission("mnli", "test_mismatched",
                                  [(e.index, y) for e, y in zip(examples, labels)], str(tmp_path))
     assert os.path.basename(path) == "MNLI-mm.tsv"
     assert read_lines(path) == ["index\tprediction", "0\tentailment", "1\tcontradiction",
                                 "2\tneutral", ""]
-    matched = glue.write_submission("mnli", "test_matched", [(0, "neutral")], str(tmp_path))
+    matched = submission.write_submission("mnli", "test_matched", [(0, "neutral")], str(tmp_path))
     assert os.path.basename(matched) == "MNLI-m.tsv"
 
 
 def test_submission_stsb_scores_are_clipped(tmp_path):
-    path = glue.write_submission("stsb", "test", [(0, 5.7), (1, -0.2), (2, np.float32(2.34567))],
+    path = submission.write_submission("stsb", "test", [(0, 5.7), (1, -0.2), (2, np.float32(2.34567))],
                                  str(tmp_path))
     assert os.path.basename(path) == "STS-B.tsv"
     assert read_lines(path) == ["index\tprediction", "0\t5.000", "1\t0.000", "2\t2.346", ""]
@@ -510,15 +511,15 @@ def test_submission_stsb_scores_are_clipped(tmp_path):
 
 def test_submission_errors(tmp_path):
     with pytest.raises(ValueError, match="'dev' of GLUE task sst2 is not a test split"):
-        glue.write_submission("sst2", "dev", [(0, "1")], str(tmp_path))
+        submission.write_submission("sst2", "dev", [(0, "1")], str(tmp_path))
     with pytest.raises(ValueError, match=r"prediction 1 for index 0 is not a SST-2 label"):
-        glue.write_submission("sst2", "test", [(0, 1)], str(tmp_path))
+        submission.write_submission("sst2", "test", [(0, 1)], str(tmp_path))
     with pytest.raises(ValueError, match="prediction 'maybe' for index 3 is not a MNLI label"):
-        glue.write_submission("mnli", "test_matched", [(3, "maybe")], str(tmp_path))
+        submission.write_submission("mnli", "test_matched", [(3, "maybe")], str(tmp_path))
     with pytest.raises(ValueError, match="index 0 is predicted twice"):
-        glue.write_submission("cola", "test", [(0, "1"), (0, "0")], str(tmp_path))
+        submission.write_submission("cola", "test", [(0, "1"), (0, "0")], str(tmp_path))
     with pytest.raises(ValueError, match="is not a finite score"):
-        glue.write_submission("stsb", "test", [(0, float("nan"))], str(tmp_path))
+        submission.write_submission("stsb", "test", [(0, float("nan"))], str(tmp_path))
     with pytest.raises(ValueError, match="no predictions to write"):
-        glue.write_submission("rte", "test", [], str(tmp_path))
+        submission.write_submission("rte", "test", [], str(tmp_path))
     assert os.listdir(tmp_path) == []

@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gmlp_tf.tasks.imagenet import augment
-from gmlp_tf.runtime import checkpointing, training
-from gmlp_tf.tasks.imagenet import demo_data as digits_demo
-from gmlp_tf.tasks.imagenet import data as imagenet_data
-from gmlp_tf.tasks.imagenet import job as imagenet_job
-from gmlp_tf.tasks.imagenet import metrics as imagenet_metrics
 from gmlp_tf.config import GMLPConfig
+from gmlp_tf.models import saved_runs
 from gmlp_tf.presets import build_preset, get_preset_config
+from gmlp_tf.runtime import run_directory, training
+from gmlp_tf.tasks.imagenet import augment
+from gmlp_tf.tasks.imagenet import data as imagenet_data
+from gmlp_tf.tasks.imagenet import demo_data as digits_demo
+from gmlp_tf.tasks.imagenet import metrics as imagenet_metrics
+from gmlp_tf.tasks.imagenet import task as imagenet_job
 
 CLASSES = ("cat", "dog", "fox")
 
@@ -221,11 +222,11 @@ def test_job_trains_evaluates_and_resumes(tmp_path):
     assert results["skipped_unreadable_train_images"] == 1
     text = (out / "eval_results.txt").read_text()
     assert "top_1_accuracy" in text and "top_5_accuracy" not in text  # 3 classes: top-5 would always be 1.
-    assert checkpointing.latest_weights(str(out))
+    assert saved_runs.latest_weights(str(out))
     top1 = training.read_scalars(os.path.join(out, "logs", "eval"))["top_1_accuracy"]
     assert top1 == [(3, pytest.approx(results["top_1_accuracy"]))]  # One epoch, one checkpoint.
     # The default (ImageNet) normalisation is recorded for export_saved_model.py.
-    assert checkpointing.read_image_normalization(str(out)) == (imagenet_data.IMAGENET_MEAN, imagenet_data.IMAGENET_STD)
+    assert saved_runs.read_image_normalization(str(out)) == (imagenet_data.IMAGENET_MEAN, imagenet_data.IMAGENET_STD)
     again = imagenet_job.run(_job_spec(root, config_file, out, num_train_epochs=2.0))
     assert again["global_step"] == 6  # Resumed after epoch 1, not restarted.
 
@@ -254,7 +255,7 @@ def test_class_count_contradicting_config_fails(tmp_path):
         imagenet_job.run(_job_spec(root, config_file, tmp_path / "run"))
     init = tmp_path / "init"
     os.makedirs(init)
-    _tiny_config(init / checkpointing.CONFIG_NAME, num_classes=5)
+    _tiny_config(init / saved_runs.CONFIG_NAME, num_classes=5)
     with pytest.raises(ValueError, match="5-class head but the model has 3 classes: evaluating needs the same"):
         imagenet_job.run(_job_spec(root, config_file, tmp_path / "run2", num_classes=3, init_checkpoint=str(init),
                                    do_train=False))
@@ -269,8 +270,8 @@ def test_warm_start_from_another_class_count_keeps_all_but_the_head(tmp_path, ca
     source_config = GMLPConfig.from_json_file(_tiny_config(tmp_path / "five.json", num_classes=5))
     source = build_model(source_config, "vision")
     source.head.bias.assign(np.arange(5, dtype="float32"))
-    checkpointing.prepare_output_dir(init, source_config, "vision")
-    checkpointing.save(source, init)
+    run_directory.prepare_output_dir(init, source_config, "vision")
+    run_directory.save(source, init)
     out = str(tmp_path / "run")
     caplog.set_level("INFO")
     # A learning rate so small that the one training step leaves the weights as warm-started.
@@ -278,7 +279,7 @@ def test_warm_start_from_another_class_count_keeps_all_but_the_head(tmp_path, ca
                      num_train_steps=1, learning_rate=1e-12)
     assert imagenet_job.run(spec)["global_step"] == 1
     assert "5-class head and the model 3 classes: warm-starting all but the classifier head" in caplog.text
-    config, _, model = checkpointing.load_run_model(out)
+    config, _, model = saved_runs.load_run_model(out)
     assert config.num_classes == 3 and tuple(model.head.kernel.shape) == (8, 3)
     np.testing.assert_allclose(model.head.bias.numpy(), 0.0, atol=1e-6)  # New (zero-initialised), not copied.
     for ours, theirs in zip(model.weights, source.weights):
@@ -288,15 +289,15 @@ def test_warm_start_from_another_class_count_keeps_all_but_the_head(tmp_path, ca
 
 def test_augment_flag_and_its_older_spelling():
     data = dict(data_dir="images")
-    assert imagenet_job.resolve_setup(imagenet_job.JobSpec(**data)).augment == "autoaugment"  # Table 7.
-    assert imagenet_job.resolve_setup(imagenet_job.JobSpec()).augment == "none"  # The digits demo.
-    assert imagenet_job.resolve_setup(imagenet_job.JobSpec(rand_augment=True, **data)).augment == "randaugment"
-    assert imagenet_job.resolve_setup(imagenet_job.JobSpec(rand_augment=False, **data)).augment == "none"
-    assert imagenet_job.resolve_setup(imagenet_job.JobSpec(augment="randaugment", **data)).augment == "randaugment"
+    assert imagenet_job.resolve_recipe(imagenet_job.JobSpec(**data)).augment == "autoaugment"  # Table 7.
+    assert imagenet_job.resolve_recipe(imagenet_job.JobSpec()).augment == "none"  # The digits demo.
+    assert imagenet_job.resolve_recipe(imagenet_job.JobSpec(rand_augment=True, **data)).augment == "randaugment"
+    assert imagenet_job.resolve_recipe(imagenet_job.JobSpec(rand_augment=False, **data)).augment == "none"
+    assert imagenet_job.resolve_recipe(imagenet_job.JobSpec(augment="randaugment", **data)).augment == "randaugment"
     with pytest.raises(ValueError, match="^--rand_augment=True contradicts --augment=autoaugment$"):
-        imagenet_job.resolve_setup(imagenet_job.JobSpec(rand_augment=True, augment="autoaugment", **data))
+        imagenet_job.resolve_recipe(imagenet_job.JobSpec(rand_augment=True, augment="autoaugment", **data))
     with pytest.raises(ValueError, match="^--augment must be one of autoaugment, randaugment, none, got 'mixup'$"):
-        imagenet_job.resolve_setup(imagenet_job.JobSpec(augment="mixup", **data))
+        imagenet_job.resolve_recipe(imagenet_job.JobSpec(augment="mixup", **data))
 
 
 @pytest.mark.parametrize("name, survival", [("gmlp_ti16_224", 1.0), ("gmlp_s16_224", 0.95), ("gmlp_b16_224", 0.8)])
@@ -355,9 +356,9 @@ def test_init_checkpoint_of_a_text_model_is_named_so(tmp_path, run_info, what):
     init = tmp_path / "text_run"
     os.makedirs(init)
     GMLPConfig(vocab_size=50, d_model=16, d_ffn=32, num_layers=2, max_seq_length=8).to_json_file(
-        str(init / checkpointing.CONFIG_NAME))
+        str(init / saved_runs.CONFIG_NAME))
     if run_info:
-        (init / checkpointing.RUN_INFO_NAME).write_text(json.dumps(run_info))
+        (init / saved_runs.RUN_INFO_NAME).write_text(json.dumps(run_info))
     with pytest.raises(ValueError, match=f"^--init_checkpoint {init} holds a {what}, not an image classifier"):
         imagenet_job.run(imagenet_job.JobSpec(output_dir=str(tmp_path / "out"), init_checkpoint=str(init)))
     assert not (tmp_path / "out").exists()

@@ -7,6 +7,7 @@ test_models.py.
 import keras
 import numpy as np
 import pytest
+from test_case import run_layer_test
 
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.layers.baseline_blocks import MixerBlock, SelfAttention, TransformerBlock
@@ -17,7 +18,6 @@ from gmlp_tf.layers.spatial_projection import SpatialProjection
 from gmlp_tf.layers.tiny_attention import TinyAttention
 from gmlp_tf.models.encoder import GMLPEncoder
 from gmlp_tf.models.heads import ClassificationHead, MaskedLMHead, SpanHead
-from test_case import run_layer_test
 
 BATCH, N, SHORT, D_MODEL, D_FFN, VOCAB = 2, 6, 4, 8, 16, 50
 

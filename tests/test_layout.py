@@ -1,8 +1,10 @@
-"""The layout rules, checked from the code: the model side needs no keras-cv, tasks stay apart."""
+"""The layout rules, checked from the code: imports run one way down the levels, tasks stay apart,
+modules and functions stay small, and the model side needs no keras-cv."""
 
 import ast
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -24,7 +26,7 @@ def _gmlp_imports(path: pathlib.Path):
 
 def test_text_models_and_text_tasks_do_not_import_keras_cv():
     code = ("import sys, gmlp_tf; gmlp_tf.build_preset('gmlp_demo'); "
-            "import gmlp_tf.tasks.pretraining.job, gmlp_tf.tasks.glue.job, gmlp_tf.tasks.squad.job, gmlp_tf.export; "
+            "import gmlp_tf.tasks.pretraining.task, gmlp_tf.tasks.glue.task, gmlp_tf.tasks.squad.task, gmlp_tf.export; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'keras_cv'))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=300)
@@ -50,3 +52,50 @@ def test_config_and_the_model_side_import_no_runtime_task_or_export():
     for path in model_side:
         for name in _gmlp_imports(path):
             assert name.split(".")[1:2] not in (["runtime"], ["tasks"], ["export"]), f"{path.relative_to(ROOT)}: {name}"
+
+
+# Lowest first: a module imports its own level and those below it, never one above (docs/architecture.md).
+LEVELS = [
+    ("utils",),
+    ("config",),
+    ("layers", "counting"),
+    ("models", "presets", "summary", "tokenization"),
+    ("runtime", "finetuning"),
+    ("tasks",),
+    ("analysis", "benchmarks", "export", "studies"),
+]
+
+
+def _level(module: str):
+    parts = module.split(".")
+    if parts[0] != "gmlp_tf" or len(parts) < 2:
+        return None
+    return next((i for i, names in enumerate(LEVELS) if parts[1] in names), None)
+
+
+def test_imports_run_one_way_down_the_levels():
+    modules = sorted(PACKAGE.rglob("*.py"))
+    tops = {path.relative_to(PACKAGE).parts[0].removesuffix(".py") for path in modules} - {"__init__"}
+    assert tops <= {name for names in LEVELS for name in names}, tops  # every part of the package has a level
+    for path in modules:
+        mine = _level(".".join(("gmlp_tf",) + path.relative_to(PACKAGE).with_suffix("").parts))
+        if mine is None:
+            continue
+        text = path.read_text(encoding="utf-8")
+        named = _gmlp_imports(path) + re.findall(r"[\"'](gmlp_tf(?:\.\w+)+)[\"']", text)  # import_module names
+        for name in named:
+            theirs = _level(name)
+            assert theirs is None or theirs <= mine, f"{path.relative_to(ROOT)} imports {name}, a level above it"
+
+
+def test_modules_and_functions_stay_small():
+    for path in list(PACKAGE.rglob("*.py")) + list((ROOT / "scripts").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        if path.is_relative_to(PACKAGE):
+            assert len(path.read_text(encoding="utf-8").splitlines()) <= 600, (
+                f"{path.relative_to(ROOT)}: over 600 lines")
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = node.body[1:] if ast.get_docstring(node) is not None and len(node.body) > 1 else node.body
+                length = node.end_lineno - body[0].lineno + 1
+                assert length <= 60, f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {length} body lines"

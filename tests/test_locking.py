@@ -36,7 +36,8 @@ def test_second_run_is_refused_naming_the_holder_and_a_dead_ones_lock_is_taken_o
         with pytest.raises(ValueError) as raised:
             locking.acquire(output_dir)
         message = str(raised.value)
-        assert f"{output_dir} is in use by another run (host {socket.gethostname()}, pid {holder.pid}, started " in message
+        assert (f"{output_dir} is in use by another run (host {socket.gethostname()}, pid {holder.pid}, "
+                "started ") in message
         assert "\n" not in message
     finally:
         holder.send_signal(signal.SIGKILL)  # As a crash would: the record stays, the flock goes.
@@ -67,7 +68,7 @@ def test_object_store_lock_file(tmp_path, caplog):
 
 
 def test_a_job_frees_the_directories_it_locked_when_it_returns_and_keeps_its_callers(tmp_path):
-    from gmlp_tf.runtime import job as runtime
+    from gmlp_tf.runtime import runner as runtime
 
     outer_dir, inner_dir = str(tmp_path / "outer"), str(tmp_path / "inner")
 

@@ -31,7 +31,7 @@ def test_json_lists_every_preset_with_paper_figures():
 def test_text_table_for_one_preset_with_a_real_build():
     result = run("--preset=gmlp_ti16_224", "--build")
     assert result.returncode == 0, result.stderr
-    line = [l for l in result.stdout.splitlines() if l.startswith("gmlp_ti16_224")][0]
+    line = [line_ for line_ in result.stdout.splitlines() if line_.startswith("gmlp_ti16_224")][0]
     assert "5.867" in line and "5,867,328" in line
 
 

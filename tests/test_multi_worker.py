@@ -12,17 +12,17 @@ import subprocess
 import sys
 
 import numpy as np
-
 import pytest
 import tensorflow as tf
 from test_imagenet import _image_folder, _tiny_config
 from test_run_pretraining import ROOT, SCRIPT, spec
 
-from gmlp_tf.runtime import checkpoint_files, checkpointing, custom_loop
-from gmlp_tf.tasks.glue import job as classifier_job
-from gmlp_tf.tasks.imagenet import job as imagenet_job
-from gmlp_tf.tasks.pretraining import job as pretraining_job
-from gmlp_tf.tasks.squad import job as squad_job
+from gmlp_tf.models import checkpoint_format, saved_runs
+from gmlp_tf.runtime import custom_loop
+from gmlp_tf.tasks.glue import task as classifier_job
+from gmlp_tf.tasks.imagenet import task as imagenet_job
+from gmlp_tf.tasks.pretraining import task as pretraining_job
+from gmlp_tf.tasks.squad import task as squad_job
 
 
 def free_ports(count):
@@ -84,7 +84,8 @@ if workers > 1:
     custom_loop.fit(model, data, epochs=2, steps_per_epoch=6)
 else:
     model.fit(data, epochs=2, steps_per_epoch=6, verbose=0)
-print("step", training.global_step(model), "weights", *np.concatenate([w.ravel() for w in model.get_weights()]).tolist())
+print("step", training.global_step(model), "weights",
+      *np.concatenate([w.ravel() for w in model.get_weights()]).tolist())
 """
 
 
@@ -112,10 +113,11 @@ def test_two_workers_pretrain_as_one_process_chief_writes_and_both_resume(pretra
     (chief_out, chief_err), (worker_out, worker_err) = run_cluster(flags(pretraining_files, cluster_dir, 20))
     assert "Resuming at step 10" in chief_err and "Resuming at step 10" in worker_err
     assert "perplexity = " in chief_out and "perplexity = " not in worker_out  # Results come from the chief alone.
-    steps = [c.step for c in checkpoint_files.list_checkpoints(checkpointing.checkpoint_dir(cluster_dir))]
+    steps = [c.step for c in checkpoint_format.list_checkpoints(saved_runs.checkpoint_dir(cluster_dir))]
     assert steps == [20, 10]
     assert not os.path.exists(os.path.join(cluster_dir, "run.lock"))
-    results = dict(line.split(" = ") for line in open(os.path.join(cluster_dir, "eval_results.txt")).read().splitlines())
+    results = dict(line.split(" = ")
+                   for line in open(os.path.join(cluster_dir, "eval_results.txt")).read().splitlines())
     assert int(results["global_step"]) == 20
     # The same global batches, but each replica divides its loss by its own masked-token count
     # (as BERT does per TPU core), and Adam's steps hardly depend on the gradient's size: close,
@@ -161,7 +163,7 @@ def test_finetuning_on_two_workers_chief_evaluates_the_trained_weights(case, pre
         arguments + [f"--output_dir={output_dir}", "--strategy=multi_worker"], os.path.join(ROOT, "scripts", script))
     assert " = " in chief_out and " = " not in worker_out  # Results come from the chief alone.
     assert not os.path.exists(os.path.join(output_dir, "run.lock"))
-    steps = [c.step for c in checkpoint_files.list_checkpoints(checkpointing.checkpoint_dir(output_dir))]
+    steps = [c.step for c in checkpoint_format.list_checkpoints(saved_runs.checkpoint_dir(output_dir))]
     assert steps and steps[0] == {"classifier": 4, "squad": 4, "imagenet": 6}[case]
     reported = json.load(open(os.path.join(output_dir, "eval_results.json")))
     # The same job in one process on the finished directory trains no more and evaluates the
@@ -183,7 +185,8 @@ def test_distribute_gives_each_replica_its_rows_of_every_global_batch(two_replic
         np.testing.assert_array_equal(np.concatenate([y0, y1]), rows[4 * index:4 * index + 4, 0])
         assert x0.shape == (2, 2)  # Static shapes kept: Keras layers need them.
     with pytest.raises(ValueError, match="a batch of 3 does not divide among 2 replicas"):
-        custom_loop.distribute(two_replica_strategy, tf.data.Dataset.from_tensor_slices(rows).batch(3, drop_remainder=True))
+        custom_loop.distribute(two_replica_strategy,
+                               tf.data.Dataset.from_tensor_slices(rows).batch(3, drop_remainder=True))
 
 
 def test_a_demo_across_workers_needs_its_pretrained_encoder(tmp_path):

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gmlp_tf.runtime import checkpointing, training
-from gmlp_tf.runtime import job as runtime
+from gmlp_tf.config import GMLPConfig
+from gmlp_tf.models import saved_runs
+from gmlp_tf.models.task_models import build_model
+from gmlp_tf.runtime import run_directory, training
+from gmlp_tf.runtime.distribution import get_strategy
+from gmlp_tf.runtime.optimization import create_optimizer, learning_rate_schedule
 from gmlp_tf.tasks.pretraining import metrics
 from gmlp_tf.tasks.pretraining import recipe as pretraining
-from gmlp_tf.config import GMLPConfig
-from gmlp_tf.runtime.distribution import get_strategy
-from gmlp_tf.models.task_models import build_model
-from gmlp_tf.runtime.optimization import create_optimizer, learning_rate_schedule
 
 VOCAB, SEQ, PREDS = 40, 16, 3
 
@@ -52,7 +52,7 @@ def dataset(features, batch_size=8, repeat=True):
 
 
 CONFIG = GMLPConfig(vocab_size=VOCAB, d_model=32, d_ffn=64, num_layers=2, max_seq_length=SEQ)
-SETUP = pretraining.PretrainingSetup(SEQ, PREDS, 8, 1e-2, 40, 4)
+SETUP = pretraining.PretrainingRecipe(SEQ, PREDS, 8, 1e-2, 40, 4)
 
 
 def test_warmup_then_linear_decay():
@@ -86,20 +86,20 @@ def test_loss_is_weighted_mean_and_perplexity_its_exponential():
 
 def test_tiny_run_loss_goes_down_and_writes_results(tmp_path):
     output_dir = str(tmp_path)
-    checkpointing.prepare_output_dir(output_dir, CONFIG, "pretraining")
+    run_directory.prepare_output_dir(output_dir, CONFIG, "pretraining")
     model = pretraining.build_pretraining_model(CONFIG, SETUP)
     eval_ds = dataset(counting_features(64, seed=1), repeat=False)
     before = pretraining.evaluate(model, eval_ds)
-    history = pretraining.train(model, dataset(counting_features(256)).skip, output_dir, 40, 10, verbose=0,
+    history = training.fit_resumable(model, dataset(counting_features(256)).skip, output_dir, 40, 10, verbose=0,
                                 log_every_steps=5, evaluate_fn=lambda m: pretraining.evaluate(m, eval_ds))
     losses = history.history["loss"]
     after = pretraining.evaluate(model, eval_ds)
     assert losses[-1] < losses[0] * 0.9
     assert after["perplexity"] < before["perplexity"] * 0.8
     assert after["global_step"] == 40
-    path = runtime.write_results(output_dir, after)
+    path = run_directory.write_results(output_dir, after)
     assert "perplexity = " in open(path).read()
-    assert checkpointing.latest_weights(output_dir)
+    assert saved_runs.latest_weights(output_dir)
     # TensorBoard: training scalars every 5 global steps, held-out ones at every checkpoint.
     train_logs = training.read_scalars(os.path.join(output_dir, "logs", "train"))
     eval_logs = training.read_scalars(os.path.join(output_dir, "logs", "eval"))
@@ -143,14 +143,16 @@ class _Interrupt(keras.callbacks.Callback):
 
 def test_interrupted_run_resumes_at_the_saved_step(tmp_path, monkeypatch):
     output_dir = str(tmp_path)
-    checkpointing.prepare_output_dir(output_dir, CONFIG, "pretraining")
+    run_directory.prepare_output_dir(output_dir, CONFIG, "pretraining")
     model = pretraining.build_pretraining_model(CONFIG, SETUP)
     original_fit = model.fit
-    monkeypatch.setattr(model, "fit", lambda *a, **k: original_fit(*a, **dict(k, callbacks=k["callbacks"] + [_Interrupt(15)])))
+    monkeypatch.setattr(model, "fit",
+                        lambda *a, **k: original_fit(*a, **dict(k, callbacks=k["callbacks"] + [_Interrupt(15)])))
     with pytest.raises(KeyboardInterrupt):
-        pretraining.train(model, dataset(counting_features(128)).skip, output_dir, 40, 10, verbose=0, log_every_steps=5)
+        training.fit_resumable(model, dataset(counting_features(128)).skip, output_dir, 40, 10, verbose=0,
+                               log_every_steps=5)
     saved = build_model(CONFIG, "pretraining")
-    saved.load_weights(checkpointing.latest_weights(output_dir))
+    saved.load_weights(saved_runs.latest_weights(output_dir))
     # A fresh process: new model and optimizer, same output_dir.
     resumed = pretraining.build_pretraining_model(CONFIG, SETUP)
     starts = []
@@ -165,8 +167,9 @@ def test_interrupted_run_resumes_at_the_saved_step(tmp_path, monkeypatch):
                 )
 
     original_resumed_fit = resumed.fit
-    monkeypatch.setattr(resumed, "fit", lambda *a, **k: original_resumed_fit(*a, **dict(k, callbacks=k["callbacks"] + [Record()])))
-    history = pretraining.train(resumed, dataset(counting_features(128)).skip, output_dir, 40, 10, verbose=0,
+    monkeypatch.setattr(resumed, "fit",
+                        lambda *a, **k: original_resumed_fit(*a, **dict(k, callbacks=k["callbacks"] + [Record()])))
+    history = training.fit_resumable(resumed, dataset(counting_features(128)).skip, output_dir, 40, 10, verbose=0,
                                 log_every_steps=5)
     assert starts == [10]  # The checkpoint of step 10; step 15 was never saved.
     assert len(history.history["loss"]) == 3 and int(resumed.optimizer.iterations) == 40
@@ -177,33 +180,33 @@ def test_interrupted_run_resumes_at_the_saved_step(tmp_path, monkeypatch):
 
 def test_warm_start_restores_encoder_and_reports_new_head(tmp_path):
     output_dir = str(tmp_path)
-    checkpointing.prepare_output_dir(output_dir, CONFIG, "pretraining")
+    run_directory.prepare_output_dir(output_dir, CONFIG, "pretraining")
     model = pretraining.build_pretraining_model(CONFIG, SETUP)
-    pretraining.train(model, dataset(counting_features(64)).skip, output_dir, 10, 10, verbose=0)
+    training.fit_resumable(model, dataset(counting_features(64)).skip, output_dir, 10, 10, verbose=0)
     finetune = build_model(CONFIG.replace(hidden_dropout_prob=0.1), "classification", num_labels=3)
-    restored, new = checkpointing.warm_start(finetune, output_dir, CONFIG.replace(hidden_dropout_prob=0.1))
+    restored, new = saved_runs.warm_start(finetune, output_dir, CONFIG.replace(hidden_dropout_prob=0.1))
     assert "encoder/block_1/sgu/proj/kernel" in restored and all(k.startswith("encoder/") for k in restored)
     assert sorted(new) == sorted(v.path.split("/", 1)[1] for v in finetune.classifier.weights)
     np.testing.assert_array_equal(
         np.asarray(finetune.encoder.blocks[1].sgu.proj.kernel), np.asarray(model.encoder.blocks[1].sgu.proj.kernel)
     )
     with pytest.raises(ValueError, match="model config does not match.*d_ffn: checkpoint 64 vs config 128"):
-        checkpointing.warm_start(finetune, output_dir, CONFIG.replace(d_ffn=128))
+        saved_runs.warm_start(finetune, output_dir, CONFIG.replace(d_ffn=128))
     with pytest.raises(ValueError, match="nothing is not a directory"):
-        checkpointing.warm_start(finetune, str(tmp_path / "nothing"), CONFIG)
+        saved_runs.warm_start(finetune, str(tmp_path / "nothing"), CONFIG)
 
 
 def test_output_dir_refuses_a_different_config(tmp_path):
-    checkpointing.prepare_output_dir(str(tmp_path), CONFIG, "pretraining")
+    run_directory.prepare_output_dir(str(tmp_path), CONFIG, "pretraining")
     with pytest.raises(ValueError, match="num_layers: checkpoint 2 vs config 3"):
-        checkpointing.prepare_output_dir(str(tmp_path), CONFIG.replace(num_layers=3), "pretraining")
+        run_directory.prepare_output_dir(str(tmp_path), CONFIG.replace(num_layers=3), "pretraining")
 
 
 def test_unwritable_output_dir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(ValueError, match="is not writable"):
-        checkpointing.prepare_output_dir(str(blocker / "sub"), CONFIG, "pretraining")
+        run_directory.prepare_output_dir(str(blocker / "sub"), CONFIG, "pretraining")
 
 
 def test_mirrored_two_replica_pretraining(tmp_path, two_replica_strategy):
@@ -217,13 +220,13 @@ def test_mirrored_two_replica_pretraining(tmp_path, two_replica_strategy):
 
     with strategy.scope():
         model = pretraining.build_pretraining_model(CONFIG, SETUP)
-    checkpointing.prepare_output_dir(str(tmp_path), CONFIG, "pretraining")
-    history = pretraining.train(
+    run_directory.prepare_output_dir(str(tmp_path), CONFIG, "pretraining")
+    history = training.fit_resumable(
         model, lambda skip: strategy.distribute_datasets_from_function(lambda c: dataset_fn(c).skip(skip)),
         str(tmp_path), 20, 10, verbose=0)
     losses = history.history["loss"]
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
-    assert pretraining.current_step(model) == 20
+    assert training.global_step(model) == 20
 
 
 def test_strategy_choices():
@@ -244,9 +247,9 @@ def test_mixed_bfloat16_and_steps_per_execution(tmp_path):
         assert model.encoder.blocks[0].proj_in.kernel.dtype == "float32"  # Variables stay float32.
         inputs, _, _ = pretraining.split_features({k: v[:2] for k, v in counting_features(2).items()})
         assert model(inputs).dtype == "float32"  # Logits (and so the loss) in float32.
-        checkpointing.prepare_output_dir(str(tmp_path), CONFIG, "pretraining")
-        history = pretraining.train(model, dataset(counting_features(128)).skip, str(tmp_path), 20, 10, verbose=0)
+        run_directory.prepare_output_dir(str(tmp_path), CONFIG, "pretraining")
+        history = training.fit_resumable(model, dataset(counting_features(128)).skip, str(tmp_path), 20, 10, verbose=0)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert np.all(np.isfinite(history.history["loss"]))
-    assert pretraining.current_step(model) == 20
+    assert training.global_step(model) == 20

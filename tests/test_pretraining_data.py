@@ -1,4 +1,5 @@
-"""gmlp_tf.tasks.pretraining.data (the masked-LM pipeline) and its demo corpus, on small fixtures."""
+"""The masked-LM pipeline (gmlp_tf.tasks.pretraining.data and its sources, packing, masking,
+tfrecords and unigram modules) and its demo corpus, on small fixtures."""
 
 import io
 import math
@@ -9,14 +10,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-
 from text_fixtures import fake_sentences
 
 from gmlp_tf import tokenization
-from gmlp_tf.tasks.pretraining import demo_data as demo_corpus
-from gmlp_tf.runtime import registry_data
 from gmlp_tf.tasks.pretraining import data as pd
+from gmlp_tf.tasks.pretraining import demo_data as demo_corpus
+from gmlp_tf.tasks.pretraining import masking, packing, sources, tfrecords, unigram
 from gmlp_tf.tokenization import CLS_ID, MASK_ID, NUM_SPECIAL_TOKENS, PAD_ID, SEP_ID
+from gmlp_tf.utils import registry_data
 
 VOCAB = 120
 L, P = 64, 10  # max_seq_length, max_predictions_per_seq of most tests
@@ -40,13 +41,13 @@ def sp_model(data_dir):
 
 
 def lines_source(data_dir, which="*"):
-    return pd.TextFilesSource(str(data_dir / f"lines_{which}.txt"))
+    return sources.TextFilesSource(str(data_dir / f"lines_{which}.txt"))
 
 
 def collect(dataset, num_batches=None):
     """Concatenates feature batches into one dict of numpy arrays."""
     batches = list(dataset.take(num_batches) if num_batches else dataset)
-    return {k: np.concatenate([b[k].numpy() for b in batches]) for k in pd.FEATURE_NAMES}
+    return {k: np.concatenate([b[k].numpy() for b in batches]) for k in masking.FEATURE_NAMES}
 
 
 def make(source, sp_model, **kwargs):
@@ -61,7 +62,7 @@ def make(source, sp_model, **kwargs):
 def test_features_have_bert_names_fixed_shapes_and_dtypes(data_dir, sp_model):
     dataset = make(lines_source(data_dir), sp_model, is_training=True, seed=3, batch_size=8)
     spec = dataset.element_spec
-    assert set(spec) == set(pd.FEATURE_NAMES)
+    assert set(spec) == set(masking.FEATURE_NAMES)
     for name in ("input_ids", "input_mask", "segment_ids"):
         assert spec[name].shape == (8, L) and spec[name].dtype == tf.int32
     for name in ("masked_lm_positions", "masked_lm_ids"):
@@ -86,7 +87,7 @@ def test_packing_matches_a_reference_in_python(sp_model):
     tokenizer = tokenization.make_tokenizer(sp_model)
     docs = fake_sentences(40, seed=5) + ["", "   "] + fake_sentences(7, seed=6)
     length = 16
-    got = [s.numpy().tolist() for s in pd.sequences_from_documents(
+    got = [s.numpy().tolist() for s in packing.sequences_from_documents(
         tf.data.Dataset.from_tensor_slices(docs), tokenizer, length, pack=True)]
     # Reference: documents end to end with [SEP] after each (runs merged), cut every length - 2
     # tokens, a [SEP] at either edge of a piece dropped, then [CLS] ... [SEP].
@@ -109,7 +110,7 @@ def test_packing_matches_a_reference_in_python(sp_model):
     # Packed: every sequence but the last is full, less a [SEP] dropped at either edge.
     assert all(len(s) >= length - 2 for s in got[:-1])
 
-    trimmed = [s.numpy().tolist() for s in pd.sequences_from_documents(
+    trimmed = [s.numpy().tolist() for s in packing.sequences_from_documents(
         tf.data.Dataset.from_tensor_slices(docs[:5]), tokenizer, 6, pack=False)]
     assert trimmed == [[CLS_ID] + t[:4] + [SEP_ID]
                        for t in tokenizer.tokenize(tf.constant(docs[:5])).to_list()]
@@ -118,9 +119,9 @@ def test_packing_matches_a_reference_in_python(sp_model):
 def test_blank_line_documents(tmp_path):
     path = tmp_path / "play.txt"
     path.write_text("Ham.\nTo be, or not to be.\n\nOph.\r\nGood my lord,\r\n \r\n\n\n[Exit.]\n\n")
-    docs = [d.decode() for d in pd.read_text_documents(str(path), True).as_numpy_iterator()]
+    docs = [d.decode() for d in sources.read_text_documents(str(path), True).as_numpy_iterator()]
     assert docs == ["Ham. To be, or not to be.", "Oph. Good my lord,", "[Exit.]"]
-    lines = [d.decode() for d in pd.read_text_documents(str(path), False).as_numpy_iterator()]
+    lines = [d.decode() for d in sources.read_text_documents(str(path), False).as_numpy_iterator()]
     assert lines[:3] == ["Ham.", "To be, or not to be.", "Oph."]
 
 
@@ -130,7 +131,7 @@ def test_masking_rates_and_invariants(data_dir, sp_model):
                 num_batches=60)
     ids, mask, weights = f["input_ids"], f["input_mask"], f["masked_lm_weights"]
     positions, targets = f["masked_lm_positions"], f["masked_lm_ids"]
-    original = pd.original_input_ids(f)
+    original = unigram.original_input_ids(f)
     real = weights > 0
     num_predictions = real.sum(1)
     rows, slots = np.nonzero(real)
@@ -174,13 +175,13 @@ def test_restored_inputs_equal_the_unmasked_packed_sequences(data_dir, sp_model)
     source = lines_source(data_dir, 0)
     f = collect(make(source, sp_model, batch_size=8, drop_remainder=False))
     tokenizer = tokenization.make_tokenizer(sp_model)
-    sequences = list(pd.sequences_from_documents(
-        pd.read_documents(source), tokenizer, L).as_numpy_iterator())
+    sequences = list(packing.sequences_from_documents(
+        sources.read_documents(source), tokenizer, L).as_numpy_iterator())
     assert len(f["input_ids"]) == len(sequences)  # nothing dropped with drop_remainder=False
     expected = np.zeros([len(sequences), L], np.int32)
     for i, s in enumerate(sequences):
         expected[i, :len(s)] = s
-    assert (pd.original_input_ids(f) == expected).all()
+    assert (unigram.original_input_ids(f) == expected).all()
     assert (f["input_ids"] != expected).sum() > 0  # and masking did change some tokens
 
 
@@ -189,12 +190,13 @@ def test_masks_are_reproducible_and_independent_of_batching(data_dir, sp_model):
     first = collect(make(source, sp_model), num_batches=5)
     # Run again, in batches of another size: masks depend on the example, not on the batching.
     again = collect(make(source, sp_model, batch_size=8), num_batches=10)
-    for name in pd.FEATURE_NAMES:
+    for name in masking.FEATURE_NAMES:
         np.testing.assert_array_equal(first[name], again[name])
     other_seed = collect(make(source, sp_model, seed=99), num_batches=5)
     assert (other_seed["masked_lm_positions"] != first["masked_lm_positions"]).any()
     # The same training seed gives the same stream; a second pass masks anew.
-    train = lambda: make(source, sp_model, is_training=True, seed=5)
+    def train():
+        return make(source, sp_model, is_training=True, seed=5)
     a, b = collect(train(), 4), collect(train(), 4)
     np.testing.assert_array_equal(a["input_ids"], b["input_ids"])
     repeated = collect(make(lines_source(data_dir, 0), sp_model, repeat=True), 8)
@@ -205,7 +207,7 @@ def test_masks_are_reproducible_and_independent_of_batching(data_dir, sp_model):
 
 # -------------------------------------------------------------------------------------- sharding
 def _sequences(features):
-    original = pd.original_input_ids(features)
+    original = unigram.original_input_ids(features)
     return {tuple(row[row != PAD_ID]) for row in original}
 
 
@@ -236,31 +238,31 @@ def test_tfds_c4_through_mock_data(sp_model):
             "content-length": ["1"] * n, "timestamp": ["0"] * n})
 
     with tfds.testing.mock_data(num_examples=len(texts), as_dataset_fn=as_dataset):
-        f = collect(make(pd.TfdsSource("c4/en", "train"), sp_model, batch_size=4), 3)
-        lines = list(pd.text_lines(pd.TfdsSource("c4/en", "validation"), max_lines=5))
+        f = collect(make(sources.TfdsSource("c4/en", "train"), sp_model, batch_size=4), 3)
+        lines = list(sources.text_lines(sources.TfdsSource("c4/en", "validation"), max_lines=5))
     assert f["input_ids"].shape == (12, L) and (f["input_ids"][:, 0] == CLS_ID).all()
     tokenizer = tokenization.make_tokenizer(sp_model)
     first_doc = tokenizer.tokenize(tf.constant(texts[:1])).to_list()[0]
-    assert pd.original_input_ids(f)[0, 1:1 + len(first_doc)].tolist() == first_doc
+    assert unigram.original_input_ids(f)[0, 1:1 + len(first_doc)].tolist() == first_doc
     assert lines == texts[:5]
 
 
 def test_tfds_random_mock_strings_work_too(sp_model):
     with tfds.testing.mock_data(num_examples=64):
-        f = collect(make(pd.TfdsSource("c4/en", "train"), sp_model, batch_size=4,
+        f = collect(make(sources.TfdsSource("c4/en", "train"), sp_model, batch_size=4,
                          max_seq_length=16, max_predictions_per_seq=3), 2)
     assert f["input_ids"].shape == (8, 16)
 
 
 def test_tfds_errors(sp_model, tmp_path):
     with pytest.raises(ValueError, match="unknown TFDS dataset 'no_such_dataset'"):
-        make(pd.TfdsSource("no_such_dataset"), sp_model)
+        make(sources.TfdsSource("no_such_dataset"), sp_model)
     with tfds.testing.mock_data(num_examples=4):
         with pytest.raises(ValueError, match="c4/en has no feature 'body'; it has .*text"):
-            make(pd.TfdsSource("c4/en", text_key="body"), sp_model)
+            make(sources.TfdsSource("c4/en", text_key="body"), sp_model)
     # Not mocked and not prepared: download=False fails at once (never a real download).
     with pytest.raises(FileNotFoundError, match="c4/en is not prepared in"):
-        make(pd.TfdsSource("c4/en", data_dir=str(tmp_path)), sp_model)
+        make(sources.TfdsSource("c4/en", data_dir=str(tmp_path)), sp_model)
 
 
 # --------------------------------------------------------------------------------------- TFRecords
@@ -268,10 +270,10 @@ def test_tfrecord_round_trip(data_dir, sp_model, tmp_path):
     features = collect(make(lines_source(data_dir), sp_model, batch_size=8), 6)
     path = str(tmp_path / "out" / "train.tfrecord")
     batches = [{k: v[i:i + 8] for k, v in features.items()} for i in range(0, 48, 8)]
-    assert pd.write_tfrecords(batches, path) == 48
+    assert tfrecords.write_tfrecords(batches, path) == 48
     assert os.listdir(tmp_path / "out") == ["train.tfrecord"]
-    back = collect(make(pd.TFRecordSource(path), None, batch_size=8))
-    for name in pd.FEATURE_NAMES:
+    back = collect(make(sources.TFRecordSource(path), None, batch_size=8))
+    for name in masking.FEATURE_NAMES:
         assert back[name].dtype == features[name].dtype
         np.testing.assert_array_equal(back[name], features[name])
     # Written as BERT does: int64 ids, float weights.
@@ -280,34 +282,34 @@ def test_tfrecord_round_trip(data_dir, sp_model, tmp_path):
     assert example.features.feature["masked_lm_weights"].WhichOneof("kind") == "float_list"
     # Single examples and max_examples; training reads shuffle and repeat.
     single = [{k: v[i] for k, v in features.items()} for i in range(5)]
-    assert pd.write_tfrecords(iter(single), path, max_examples=3) == 3
-    train = make(pd.TFRecordSource(path), None, batch_size=2, is_training=True, seed=1)
+    assert tfrecords.write_tfrecords(iter(single), path, max_examples=3) == 3
+    train = make(sources.TFRecordSource(path), None, batch_size=2, is_training=True, seed=1)
     assert len(collect(train, 5)["input_ids"]) == 10
     with pytest.raises(ValueError, match="holds input_ids of length 64, but max_seq_length is 32"):
-        make(pd.TFRecordSource(path), None, max_seq_length=32)
+        make(sources.TFRecordSource(path), None, max_seq_length=32)
 
 
 def test_write_tfrecords_with_no_examples_leaves_no_file(tmp_path):
     path = str(tmp_path / "empty.tfrecord")
     with pytest.raises(ValueError, match="no examples to write"):
-        pd.write_tfrecords([], path)
+        tfrecords.write_tfrecords([], path)
     assert os.listdir(tmp_path) == []
 
 
 # ----------------------------------------------------------------------------------------- errors
 def test_bad_inputs_are_clear_errors(data_dir, sp_model, tmp_path):
     with pytest.raises(ValueError, match="no files match '.*nothing_here_\\*.txt'"):
-        make(pd.TextFilesSource(str(tmp_path / "nothing_here_*.txt")), sp_model)
+        make(sources.TextFilesSource(str(tmp_path / "nothing_here_*.txt")), sp_model)
     (tmp_path / "empty.txt").write_text("")
     with pytest.raises(ValueError, match="input file is empty: .*empty.txt"):
-        make(pd.TextFilesSource(f"{data_dir}/lines_0.txt,{tmp_path}/empty.txt"), sp_model)
+        make(sources.TextFilesSource(f"{data_dir}/lines_0.txt,{tmp_path}/empty.txt"), sp_model)
     with pytest.raises(ValueError, match="sp_model"):
         make(lines_source(data_dir), None)
     with pytest.raises(ValueError, match="max_predictions_per_seq 70 exceeds"):
         make(lines_source(data_dir), sp_model, max_predictions_per_seq=70)
     (tmp_path / "notrecords.tfrecord").write_text("hello")
     with pytest.raises(ValueError, match="holds no examples"):
-        make(pd.TFRecordSource(str(tmp_path / "notrecords.tfrecord")), None)
+        make(sources.TFRecordSource(str(tmp_path / "notrecords.tfrecord")), None)
 
 
 # -------------------------------------------------------------------------------- unigram baseline
@@ -317,18 +319,19 @@ def test_unigram_perplexity_by_hand():
     features = {"masked_lm_ids": np.array([[5, 6, 0]]),
                 "masked_lm_weights": np.array([[1.0, 1.0, 0.0]], np.float32)}
     expected = math.exp(-(math.log(4 / 8) + math.log(2 / 8)) / 2)
-    assert pd.unigram_perplexity(counts, [features]) == pytest.approx(expected)
+    assert unigram.unigram_perplexity(counts, [features]) == pytest.approx(expected)
 
 
 def test_unigram_perplexity_of_the_pipeline(data_dir, sp_model):
-    train = lambda: make(lines_source(data_dir), sp_model, is_training=True, seed=2)
+    def train():
+        return make(lines_source(data_dir), sp_model, is_training=True, seed=2)
     with pytest.raises(ValueError, match="repeats forever"):
-        pd.count_token_ids(train(), VOCAB)
-    counts = pd.count_token_ids(train(), VOCAB, max_batches=8)
+        unigram.count_token_ids(train(), VOCAB)
+    counts = unigram.count_token_ids(train(), VOCAB, max_batches=8)
     assert counts[:NUM_SPECIAL_TOKENS].sum() == 0 and counts.sum() > 6_000
     evaluation = list(make(lines_source(data_dir, 0), sp_model))
-    ppl = pd.unigram_perplexity(train(), evaluation, vocab_size=VOCAB, max_train_batches=8)
-    assert ppl == pytest.approx(pd.unigram_perplexity(counts, evaluation))
+    ppl = unigram.unigram_perplexity(train(), evaluation, vocab_size=VOCAB, max_train_batches=8)
+    assert ppl == pytest.approx(unigram.unigram_perplexity(counts, evaluation))
     assert 5 < ppl < VOCAB - NUM_SPECIAL_TOKENS  # better than uniform, far from perfect
 
 
@@ -413,7 +416,7 @@ def pair_features(data_dir, sp_model):
 
 def test_segment_pairs_are_cls_a_sep_b_sep_with_segment_ids(pair_features):
     f = pair_features
-    original, lengths, segments = pd.original_input_ids(f), f["input_mask"].sum(1), f["segment_ids"]
+    original, lengths, segments = unigram.original_input_ids(f), f["input_mask"].sum(1), f["segment_ids"]
     assert len(lengths) > 150 and lengths.max() == PAIR_L and lengths.min() >= 5
     for row, length, seg in zip(original, lengths, segments):
         boundary = int(np.argmax(seg))  # first position of segment B
@@ -431,30 +434,32 @@ def test_segment_pairs_are_cls_a_sep_b_sep_with_segment_ids(pair_features):
 
 
 def test_target_lengths_follow_short_seq_prob():
-    always = pd.target_lengths(5000, 45, 1.0, (7, 1)).numpy()
+    always = packing.target_lengths(5000, 45, 1.0, (7, 1)).numpy()
     assert always.min() == 2 and always.max() == 45 and abs(always.mean() - 23.5) < 0.5
     for prob in (0.0, 0.1, 0.5):
-        drawn = pd.target_lengths(20000, 45, prob, (7, 2)).numpy()
+        drawn = packing.target_lengths(20000, 45, prob, (7, 2)).numpy()
         short = (drawn < 45).mean()
         assert abs(short - prob * 43 / 44) < 0.01, (prob, short)
-    np.testing.assert_array_equal(pd.target_lengths(100, 45, 0.5, (7, 3)), pd.target_lengths(100, 45, 0.5, (7, 3)))
-    assert (pd.target_lengths(100, 45, 0.5, (8, 3)).numpy() != pd.target_lengths(100, 45, 0.5, (7, 3)).numpy()).any()
+    np.testing.assert_array_equal(packing.target_lengths(100, 45, 0.5, (7, 3)),
+                                  packing.target_lengths(100, 45, 0.5, (7, 3)))
+    assert (packing.target_lengths(100, 45, 0.5, (8, 3)).numpy()
+            != packing.target_lengths(100, 45, 0.5, (7, 3)).numpy()).any()
 
 
 def test_short_packing_and_splitting_keep_all_the_text_in_order():
     docs = tf.ragged.constant([list(range(10, 40)), [], list(range(50, 57)), list(range(60, 95))], tf.int32)
-    rows = pd.pack_tokens(docs, 12, short_seq_prob=0.5, seed=(3, 4))
+    rows = packing.pack_tokens(docs, 12, short_seq_prob=0.5, seed=(3, 4))
     lengths = rows.row_lengths().numpy()
     assert lengths.max() <= 12 and (lengths < 11).sum() >= 2  # some rows were cut short
     flat = rows.flat_values.numpy()
     assert [t for t in flat if t != SEP_ID] == list(range(10, 40)) + list(range(50, 57)) + list(range(60, 95))
     rows = tf.gather(rows, tf.where(rows.row_lengths() >= 2)[:, 0])
-    first, second = pd.split_segments(rows, (3, 5))
+    first, second = packing.split_segments(rows, (3, 5))
     for row, a, b in zip(rows.to_list(), first.to_list(), second.to_list()):
         assert a and b and a[0] == row[0] and b[-1] == row[-1]
         assert SEP_ID not in (a[-1], b[0])  # no [SEP] left beside the framing one
         assert [t for t in a + b if t != SEP_ID] == [t for t in row if t != SEP_ID]
-    again = pd.split_segments(rows, (3, 5))[0]
+    again = packing.split_segments(rows, (3, 5))[0]
     assert again.to_list() == first.to_list()
 
 
@@ -466,41 +471,44 @@ def test_short_packing_and_splitting_keep_all_the_text_in_order():
 ])
 def test_bad_example_format_options_are_clear_errors(args, message):
     with pytest.raises(ValueError, match=message):
-        pd.check_example_format(*args)
-    assert pd.check_example_format("segment_pair", None, 5) == 0.1
-    assert pd.check_example_format("packed", None, 5) == 0.0
+        packing.check_example_format(*args)
+    assert packing.check_example_format("segment_pair", None, 5) == 0.1
+    assert packing.check_example_format("packed", None, 5) == 0.0
 
 
 # ------------------------------------------------------------------------------------ TFRecord shards
 def test_shards_hold_every_example_once_and_read_back_as_a_glob(pair_features, tmp_path):
     features = pair_features
     n = len(features["input_ids"])
-    batches = tf.data.Dataset.from_tensor_slices(features).batch(16).map(pd.serialize_examples)
+    batches = tf.data.Dataset.from_tensor_slices(features).batch(16).map(tfrecords.serialize_examples)
     output = str(tmp_path / "out" / "train.tfrecord")
-    assert pd.write_tfrecord_shards(batches.as_numpy_iterator(), output, 4) == n
+    assert tfrecords.write_tfrecord_shards(batches.as_numpy_iterator(), output, 4) == n
     names = sorted(os.listdir(tmp_path / "out"))
     assert names == [f"train.tfrecord-{i:05d}-of-00004" for i in range(4)]  # no temporary files
     # Round-robin: shard 1 holds examples 1, 5, 9, ...
-    shard = [pd.parse_examples(r[None], PAIR_L, 4) for r in tf.data.TFRecordDataset(output + "-00001-of-00004")]
+    shard = [tfrecords.parse_examples(r[None], PAIR_L, 4) for r in tf.data.TFRecordDataset(output + "-00001-of-00004")]
     assert len(shard) == len(range(1, n, 4))
-    for name in pd.FEATURE_NAMES:
+    for name in masking.FEATURE_NAMES:
         np.testing.assert_array_equal(np.concatenate([e[name] for e in shard]), features[name][1::4])
-    reader = lambda **kw: make(pd.TFRecordSource(output + "-*"), None, max_seq_length=PAIR_L,
-                               max_predictions_per_seq=4, batch_size=8, **kw)
+    def reader(**kw):
+        return make(sources.TFRecordSource(output + "-*"), None, max_seq_length=PAIR_L,
+                    max_predictions_per_seq=4, batch_size=8, **kw)
     back = collect(reader(drop_remainder=False))
-    order = lambda f: np.lexsort(np.concatenate([f[k] for k in pd.FEATURE_NAMES[:5]], 1).T)
-    for name in pd.FEATURE_NAMES:  # every example exactly once, segment ids included
+    def order(f):
+        return np.lexsort(np.concatenate([f[k] for k in masking.FEATURE_NAMES[:5]], 1).T)
+    for name in masking.FEATURE_NAMES:  # every example exactly once, segment ids included
         np.testing.assert_array_equal(back[name][order(back)], features[name][order(features)])
     # Training reads the glob interleaved, in the same order for the same seed.
-    train = lambda: collect(reader(is_training=True, seed=2), 3)["input_ids"]
+    def train():
+        return collect(reader(is_training=True, seed=2), 3)["input_ids"]
     np.testing.assert_array_equal(train(), train())
 
 
 def test_bad_shards_are_clear_errors_and_leave_no_file(tmp_path):
     for bad in (0, -2):
         with pytest.raises(ValueError, match=f"^num_shards must be a positive integer, got {bad}$"):
-            pd.write_tfrecord_shards(iter([]), str(tmp_path / "x.tfrecord"), bad)
-    two = {k: np.zeros([2, 6], np.float32 if k == "masked_lm_weights" else np.int32) for k in pd.FEATURE_NAMES}
+            tfrecords.write_tfrecord_shards(iter([]), str(tmp_path / "x.tfrecord"), bad)
+    two = {k: np.zeros([2, 6], np.float32 if k == "masked_lm_weights" else np.int32) for k in masking.FEATURE_NAMES}
     with pytest.raises(ValueError, match="only 2 examples for 3 shards"):
-        pd.write_tfrecord_shards([pd.serialize_examples(two).numpy()], str(tmp_path / "x.tfrecord"), 3)
+        tfrecords.write_tfrecord_shards([tfrecords.serialize_examples(two).numpy()], str(tmp_path / "x.tfrecord"), 3)
     assert os.listdir(tmp_path) == []

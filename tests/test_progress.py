@@ -1,4 +1,4 @@
-"""gmlp_tf.runtime.progress: stage lines, periodic loop lines, prediction progress, and the steps that log them."""
+"""gmlp_tf.utils.progress: stage lines, periodic loop lines, prediction progress, and the steps that log them."""
 
 import os
 
@@ -6,13 +6,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from text_fixtures import fake_sentences
 
 from gmlp_tf import export, tokenization
-from gmlp_tf.models import timm_convert
+from gmlp_tf.models import saved_runs, timm_convert
 from gmlp_tf.models.task_models import build_model
-from gmlp_tf.runtime import checkpointing, progress
+from gmlp_tf.runtime import run_directory
+from gmlp_tf.utils import progress
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMM_SAFETENSORS = os.path.join(ROOT, "tests", "fixtures", "timm", "tiny_gmlp.safetensors")
@@ -31,7 +31,7 @@ class FakeClock:
 
 
 class Recorder:
-    """Stands in for absl logging in gmlp_tf.runtime.progress: records (level name, text).
+    """Stands in for absl logging in gmlp_tf.utils.progress: records (level name, text).
 
     (Not caplog: in a process whose absl flags were never parsed, as pytest's, absl's logger is at
     WARNING again after tf.saved_model.save, which would hide the export's later lines.)
@@ -49,7 +49,7 @@ class Recorder:
 
 @pytest.fixture
 def lines(monkeypatch):
-    """A function returning what gmlp_tf.runtime.progress has logged so far, as (level name, text)."""
+    """A function returning what gmlp_tf.utils.progress has logged so far, as (level name, text)."""
     recorder = Recorder()
     monkeypatch.setattr(progress, "logging", recorder)
     return lambda: list(recorder.lines)
@@ -99,7 +99,8 @@ def test_formats():
     assert progress.format_duration(3725) == "1 h 02 min"
     assert progress.format_bytes(512) == "512 B"
     assert progress.format_bytes(5_200_000) == "5.2 MB"
-    assert progress.progress_line("Windows", 1200, 10000, 100.0, "batches") == "Windows: 1,200/10,000 batches (12/s, ETA 12 min 13 s)"
+    assert progress.progress_line("Windows", 1200, 10000, 100.0, "batches") == (
+        "Windows: 1,200/10,000 batches (12/s, ETA 12 min 13 s)")
 
 
 def test_predict_logs_batches_when_not_in_a_terminal(lines):
@@ -157,13 +158,13 @@ def test_vocabulary_training_logs_its_stage_and_what_it_read(lines, tmp_path):
 def test_export_logs_its_stages(lines, tmp_path, tiny_image_config):
     run = str(tmp_path / "run")
     model = build_model(tiny_image_config, "vision")
-    checkpointing.prepare_output_dir(run, tiny_image_config, "vision")
-    os.makedirs(checkpointing.checkpoint_dir(run))
-    model.save_weights(os.path.join(checkpointing.checkpoint_dir(run), checkpointing.WEIGHTS_NAME))
+    run_directory.prepare_output_dir(run, tiny_image_config, "vision")
+    os.makedirs(saved_runs.checkpoint_dir(run))
+    model.save_weights(os.path.join(saved_runs.checkpoint_dir(run), saved_runs.WEIGHTS_NAME))
     export.export_saved_model(run, str(tmp_path / "export"))
     logged = [text for _, text in lines()]
     started = [text[: -len(" ...")] for text in logged if text.endswith(" ...")]
     assert started == [
-        f"Loading the vision model from {checkpointing.latest_weights(run)}", "Building the vision serving module",
+        f"Loading the vision model from {saved_runs.latest_weights(run)}", "Building the vision serving module",
         f"Tracing the signatures encoded, images, serving_default and writing the SavedModel to {tmp_path / 'export'}"]
     assert [text.split(": done in ")[0] for text in logged if ": done in " in text] == started

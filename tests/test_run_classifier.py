@@ -13,16 +13,15 @@ import tensorflow as tf
 from text_fixtures import fake_sentences
 
 from gmlp_tf import tokenization
-from gmlp_tf.tasks.glue import job as classifier_job
-from gmlp_tf.tasks.glue import data as glue
-from gmlp_tf.tasks.glue import metrics
-from gmlp_tf.tasks.pretraining import job as pretraining_job
-from gmlp_tf.tasks.glue import demo_data as sentiment_demo
-from gmlp_tf.tasks.glue.pipeline import classifier_dataset
-from gmlp_tf.tokenization import encode_texts
 from gmlp_tf.config import GMLPConfig
-from gmlp_tf.tokenization import CLS_ID, PAD_ID, SEP_ID
 from gmlp_tf.runtime import training
+from gmlp_tf.tasks.glue import data as glue
+from gmlp_tf.tasks.glue import demo_data as sentiment_demo
+from gmlp_tf.tasks.glue import metrics, task_table
+from gmlp_tf.tasks.glue import task as classifier_job
+from gmlp_tf.tasks.glue.pipeline import classifier_dataset
+from gmlp_tf.tasks.pretraining import task as pretraining_job
+from gmlp_tf.tokenization import CLS_ID, PAD_ID, SEP_ID, encode_texts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GLUE_DIR = os.path.join(ROOT, "tests", "fixtures", "glue")
@@ -88,7 +87,7 @@ def test_evaluation_batches_are_padded_with_zero_weights(pretrained):
 @pytest.mark.parametrize("task_name", ["sst2", "stsb", "mnli", "cola"])
 def test_tiny_finetune_evaluate_and_predict(pretrained, tmp_path, task_name):
     summary = classifier_job.run(spec(pretrained, tmp_path, task_name=task_name))
-    task = glue.get_task(task_name)
+    task = task_table.get_task(task_name)
     if task_name == "mnli":
         assert {"dev_matched_accuracy", "dev_mismatched_accuracy"} <= set(summary)
         assert os.path.exists(tmp_path / "MNLI-m.tsv") and os.path.exists(tmp_path / "MNLI-mm.tsv")
@@ -112,7 +111,8 @@ def test_sweep_reports_medians_and_best_rate(pretrained, tmp_path):
     summary = classifier_job.run(
         spec(pretrained, tmp_path, learning_rates="1e-3,1e-4", num_seeds=2, num_train_epochs=1.0, do_predict=False))
     assert len([d for d in os.listdir(tmp_path) if d.startswith("lr")]) == 4
-    runs = {lr: [float(open(tmp_path / f"lr{lr}_seed{s}" / "eval_results.txt").read().split("accuracy = ")[1].split()[0])
+    runs = {lr: [float(open(tmp_path / f"lr{lr}_seed{s}" / "eval_results.txt").read()
+                       .split("accuracy = ")[1].split()[0])
                  for s in (12345, 12346)] for lr in ("0.001", "0.0001")}
     assert summary["lr0.001_median_accuracy"] == pytest.approx(np.median(runs["0.001"]))
     assert summary["best_learning_rate"] in (1e-3, 1e-4)
@@ -158,7 +158,7 @@ def test_bad_numeric_flag_fails_before_anything_is_read_or_written(tmp_path, mon
     def no_demo_encoder(*args):
         raise AssertionError("the demo encoder was looked for before the flags were checked")
 
-    monkeypatch.setattr(classifier_job.runtime, "demo_encoder", no_demo_encoder)
+    monkeypatch.setattr(classifier_job.runner, "ensure_demo_run", no_demo_encoder)
     values = dict(task_name="sst2", data_dir=GLUE_DIR, init_checkpoint=str(tmp_path / "no_checkpoint"),
                   output_dir=str(tmp_path / "out"))
     values.update(changes)

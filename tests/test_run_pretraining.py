@@ -9,13 +9,14 @@ import sys
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from text_fixtures import fake_sentences
 
 from gmlp_tf import tokenization
-from gmlp_tf.runtime import checkpointing, training
-from gmlp_tf.tasks.pretraining import job as pretraining_job
 from gmlp_tf.config import GMLPConfig
+from gmlp_tf.models import saved_runs
 from gmlp_tf.models.task_models import build_model
-from text_fixtures import fake_sentences
+from gmlp_tf.runtime import training
+from gmlp_tf.tasks.pretraining import task as pretraining_job
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "run_pretraining.py")
@@ -73,7 +74,7 @@ def test_tiny_run_learns_and_resumes(fixture_dir, tmp_path):
     assert [step for step, _ in train_logs["masked_lm_accuracy"]] == [5, 10, 15, 20, 25, 30]
     assert [step for step, _ in eval_logs["perplexity"]] == [10, 20, 30]
     assert eval_logs["perplexity"][-1][1] == pytest.approx(results["perplexity"], rel=1e-5)
-    assert checkpointing.latest_weights(str(tmp_path)).endswith("ckpt-00000030.weights.h5")
+    assert saved_runs.latest_weights(str(tmp_path)).endswith("ckpt-00000030.weights.h5")
     for name in ("gmlp_config.json", "run_info.json", "vocab.model"):
         assert os.path.exists(tmp_path / name), name
     # Rerunning with a longer schedule continues from step 30 rather than starting again.
@@ -89,8 +90,8 @@ def test_long_sequences_train_through_the_fft_path(fixture_dir, tmp_path):
                      max_predictions_per_seq=154, train_batch_size=2, eval_batch_size=None, num_train_steps=6,
                      num_warmup_steps=1, save_checkpoints_steps=6, log_every_steps=3, max_eval_steps=1,
                      shuffle_buffer=4)
-    job = pretraining_job.resolve(long_spec)
-    features = next(iter(pretraining_job._dataset(job, job.train_source, True, 2)))
+    job = pretraining_job.PretrainingTask(long_spec)
+    features = next(iter(job.dataset(job.train_source, True, 2)))
     assert features["input_ids"].shape == (2, 1024)
     assert int(tf.reduce_max(tf.reduce_sum(features["input_mask"], axis=1))) == 1024  # Sentences packed to full length.
     model = build_model(long_config, "pretraining")
@@ -110,7 +111,7 @@ def test_gmlp_long_preset_demo_uses_the_long_recipe_and_its_own_directory(monkey
     monkeypatch.setattr(demo_data, "demo_vocab", lambda: "demo.model")
     long_demo = pretraining_job.demo_spec(pretraining_job.JobSpec(preset="gmlp_long"))
     assert long_demo.setup == "long_demo" and long_demo.output_dir == os.path.join("output", "pretraining_gmlp_long")
-    setup = pretraining_job.pretraining_setup(long_demo)
+    setup = pretraining_job.pretraining_recipe(long_demo)
     config = get_preset_config("gmlp_long")
     assert setup.max_seq_length == config.max_seq_length == 4096
     assert config.spatial_kind == "toeplitz" and config.spatial_implementation == "auto"
@@ -137,15 +138,16 @@ def test_tfds_c4_en_path_through_mock_data(fixture_dir, tmp_path):
 
 def test_pretraining_from_tfrecords(fixture_dir, tmp_path):
     from gmlp_tf.tasks.pretraining import data as pretraining_data
+    from gmlp_tf.tasks.pretraining import sources, tfrecords
 
     sp_model = tokenization.load_sp_model(str(fixture_dir / "spm.model"))
     for name, is_training in (("train", True), ("eval", False)):
         features = pretraining_data.make_pretraining_dataset(
-            pretraining_data.TextFilesSource(str(fixture_dir / f"{name}.txt")), is_training=is_training,
+            sources.TextFilesSource(str(fixture_dir / f"{name}.txt")), is_training=is_training,
             sp_model=sp_model, max_seq_length=32, max_predictions_per_seq=5, batch_size=8, seed=3,
             repeat=False, shuffle_buffer=64, drop_remainder=False,
         )
-        assert pretraining_data.write_tfrecords(features, str(tmp_path / f"{name}.tfrecord")) > 0
+        assert tfrecords.write_tfrecords(features, str(tmp_path / f"{name}.tfrecord")) > 0
     results = pretraining_job.run(
         spec(fixture_dir, tmp_path / "out", input_file=str(tmp_path / "train.tfrecord"),
              eval_input_file=str(tmp_path / "eval.tfrecord"), input_format="tfrecord", num_train_steps=10)
@@ -160,7 +162,8 @@ def test_pretraining_from_tfrecords(fixture_dir, tmp_path):
         ({"input_file": "EMPTY"}, "input file is empty"),
         ({"eval_input_file": "TRAIN"}, "evaluation files are also training files"),
         ({"max_seq_length": 64}, "max_seq_length 64 exceeds the model config's max_seq_length 32"),
-        ({"gmlp_config_file": None, "preset": "gmlp_base"}, "vocabulary size mismatch: .* 120 pieces .* vocab_size 32000"),
+        ({"gmlp_config_file": None, "preset": "gmlp_base"},
+         "vocabulary size mismatch: .* 120 pieces .* vocab_size 32000"),
         ({"input_file": None, "tfds_name": "c4/nope"}, "unknown TFDS dataset|BuilderConfig nope not found"),
         ({"output_dir": "BLOCKED"}, "is not writable"),
         ({"strategy": "parameter_server"}, "unknown strategy .parameter_server."),
@@ -246,26 +249,26 @@ def test_script_reports_errors_in_one_line(fixture_dir, tmp_path):
 def test_init_checkpoint_warm_starts_only_a_fresh_output_dir(fixture_dir, tmp_path, monkeypatch):
     pretraining_job.run(spec(fixture_dir, tmp_path / "a", num_train_steps=10, do_eval=False))
     calls = []
-    real_warm_start = checkpointing.warm_start
-    monkeypatch.setattr(checkpointing, "warm_start", lambda *args: calls.append(real_warm_start(*args)))
+    real_warm_start = saved_runs.warm_start
+    monkeypatch.setattr(saved_runs, "warm_start", lambda *args: calls.append(real_warm_start(*args)))
     warm = spec(fixture_dir, tmp_path / "b", num_train_steps=10, init_checkpoint=str(tmp_path / "a"), do_eval=False)
     pretraining_job.run(warm)
     restored, new = calls[0]
     assert len(restored) == len(build_model(CONFIG_OF_FIXTURE, "pretraining").weights) and not new
-    assert checkpointing.latest_weights(str(tmp_path / "b")).endswith("ckpt-00000010.weights.h5")  # Its own steps.
+    assert saved_runs.latest_weights(str(tmp_path / "b")).endswith("ckpt-00000010.weights.h5")  # Its own steps.
     # b now has a checkpoint: rerunning resumes it and leaves --init_checkpoint alone.
     pretraining_job.run(dataclasses.replace(warm, num_train_steps=20))
-    assert checkpointing.latest_weights(str(tmp_path / "b")).endswith("ckpt-00000020.weights.h5") and len(calls) == 1
+    assert saved_runs.latest_weights(str(tmp_path / "b")).endswith("ckpt-00000020.weights.h5") and len(calls) == 1
 
 
 def test_segment_pairs_are_the_default_and_short_seq_prob_is_checked(fixture_dir, tmp_path):
     assert pretraining_job.JobSpec().example_format == "segment_pair"  # The paper follows BERT's input protocol.
-    job = pretraining_job.resolve(spec(fixture_dir, tmp_path, example_format="segment_pair"))
+    job = pretraining_job.PretrainingTask(spec(fixture_dir, tmp_path, example_format="segment_pair"))
     # Both segments, and [PAD] in the short ones (the fault suite's script runs train on these).
-    batch = next(iter(pretraining_job._dataset(job, job.train_source, True, 64)))
+    batch = next(iter(job.dataset(job.train_source, True, 64)))
     assert (batch["segment_ids"].numpy() == 1).any() and (batch["input_mask"].numpy() == 0).any()
     with pytest.raises(ValueError, match="short_seq_prob must be in \\[0, 1\\], got 2.0"):
-        pretraining_job.resolve(spec(fixture_dir, tmp_path / "x", short_seq_prob=2.0))
-    packed = pretraining_job.resolve(spec(fixture_dir, tmp_path, example_format="packed"))
-    batch = next(iter(pretraining_job._dataset(packed, packed.train_source, True, 8)))
+        pretraining_job.PretrainingTask(spec(fixture_dir, tmp_path / "x", short_seq_prob=2.0))
+    packed = pretraining_job.PretrainingTask(spec(fixture_dir, tmp_path, example_format="packed"))
+    batch = next(iter(packed.dataset(packed.train_source, True, 8)))
     assert (batch["segment_ids"].numpy() == 0).all()

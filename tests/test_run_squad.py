@@ -10,10 +10,10 @@ import tensorflow_datasets as tfds
 from text_fixtures import fake_sentences
 
 from gmlp_tf import tokenization
-from gmlp_tf.tasks.squad import evaluation
-from gmlp_tf.tasks.squad import job as squad_job
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.runtime import training
+from gmlp_tf.tasks.squad import official_scorer
+from gmlp_tf.tasks.squad import task as squad_job
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SQUAD_DIR = os.path.join(ROOT, "tests", "fixtures", "squad")
@@ -40,7 +40,8 @@ def model_files(tmp_path_factory):
 def spec(model_files, output_dir, **changes):
     values = dict(
         vocab_file=str(model_files / "spm.model"), gmlp_config_file=str(model_files / "config.json"),
-        train_file=os.path.join(SQUAD_DIR, "sample-v1.1.json"), predict_file=os.path.join(SQUAD_DIR, "sample-v1.1.json"),
+        train_file=os.path.join(SQUAD_DIR, "sample-v1.1.json"),
+        predict_file=os.path.join(SQUAD_DIR, "sample-v1.1.json"),
         output_dir=str(output_dir), do_train=True, do_predict=True, max_seq_length=64, doc_stride=16,
         max_query_length=16, train_batch_size=4, predict_batch_size=4, learning_rate=3e-3, num_train_steps=40,
         num_warmup_steps=4, save_checkpoints_steps=20, max_answer_length=10,
@@ -78,7 +79,7 @@ def test_v2_writes_null_odds_and_breakdown(model_files, tmp_path):
     predictions = json.load(open(tmp_path / "predictions.json"))
     assert set(null_odds) == set(predictions)
     # The threshold search with null_odds.json as the na_probs, as evaluate-v2.0.py run on the files.
-    official = evaluation.official_scores(v2, predictions, null_odds)
+    official = official_scorer.official_scores(v2, predictions, null_odds)
     best = ("best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh")
     assert {k: scores[k] for k in best} == pytest.approx({k: official[k] for k in best})
     results = open(tmp_path / "eval_results.txt").read()
@@ -133,7 +134,7 @@ def test_demo_checks_the_flags_it_keeps_before_looking_for_the_demo_encoder(tmp_
     def no_demo_encoder(*args):
         raise AssertionError("the demo encoder was looked for before the flags were checked")
 
-    monkeypatch.setattr(squad_job.runtime, "demo_encoder", no_demo_encoder)
+    monkeypatch.setattr(squad_job.runner, "ensure_demo_run", no_demo_encoder)
     with pytest.raises(ValueError, match="^--log_every_steps must be positive, got 0$"):
         squad_job.run(squad_job.JobSpec(output_dir=str(tmp_path / "out"), log_every_steps=0))
     assert os.listdir(tmp_path) == []

@@ -10,14 +10,14 @@ import typing
 import pytest
 from absl import flags as absl_flags
 
+from gmlp_tf.benchmarks.pretraining import BenchmarkSpec
 from gmlp_tf.export import ExportSpec
-from gmlp_tf.runtime import flags, job
-from gmlp_tf.tasks.glue.job import JobSpec as GlueSpec
-from gmlp_tf.tasks.imagenet import job as imagenet_job
-from gmlp_tf.tasks.imagenet.job import JobSpec as ImagenetSpec
-from gmlp_tf.tasks.pretraining.benchmark import BenchmarkSpec
-from gmlp_tf.tasks.pretraining.job import JobSpec as PretrainingSpec
-from gmlp_tf.tasks.squad.job import JobSpec as SquadSpec
+from gmlp_tf.runtime import checks, flags, run_directory, runner
+from gmlp_tf.tasks.glue.task import JobSpec as GlueSpec
+from gmlp_tf.tasks.imagenet import task as imagenet_job
+from gmlp_tf.tasks.imagenet.task import JobSpec as ImagenetSpec
+from gmlp_tf.tasks.pretraining.task import JobSpec as PretrainingSpec
+from gmlp_tf.tasks.squad.task import JobSpec as SquadSpec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOB_SPECS = [PretrainingSpec, GlueSpec, SquadSpec, ImagenetSpec]
@@ -72,7 +72,7 @@ def test_a_field_without_help_or_with_a_shared_name_of_another_type_is_refused()
 
 def test_results_are_written_as_text_and_json(tmp_path):
     results = {"perplexity": 12.5, "global_step": 30, "best_learning_rate": 2e-5}
-    path = job.write_results(str(tmp_path), results)
+    path = run_directory.write_results(str(tmp_path), results)
     assert open(path).read().splitlines() == ["best_learning_rate = 2e-05", "global_step = 30", "perplexity = 12.5"]
     assert json.load(open(tmp_path / "eval_results.json")) == results
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
@@ -80,30 +80,31 @@ def test_results_are_written_as_text_and_json(tmp_path):
 
 def test_shared_checks_name_the_flag():
     with pytest.raises(ValueError, match="--output_dir is required"):
-        job.require_output_dir(None)
+        checks.require_output_dir(None)
     with pytest.raises(ValueError, match="--steps must be positive, got 0"):
-        job.check_positive(steps=0, other=None)
-    job.check_checkpoint_interval(25, 10)  # Checkpoints at 10, 20 and the last step.
-    with pytest.raises(ValueError, match=r"--save_checkpoints_steps \(10\) must be a multiple of --steps_per_execution \(4\)"):
-        job.check_checkpoint_interval(24, 10, 4)
+        checks.check_positive(steps=0, other=None)
+    checks.check_checkpoint_interval(25, 10)  # Checkpoints at 10, 20 and the last step.
+    with pytest.raises(ValueError,
+                       match=r"--save_checkpoints_steps \(10\) must be a multiple of --steps_per_execution \(4\)"):
+        checks.check_checkpoint_interval(24, 10, 4)
 
 
 def test_epochs_are_whole_executions():
     # GLUE and ImageNet checkpoint once an epoch; fit() cannot stop inside an execution.
-    assert [job.whole_executions(steps, 4) for steps in (1, 4, 10, 12)] == [4, 4, 12, 12]
+    assert [checks.whole_executions(steps, 4) for steps in (1, 4, 10, 12)] == [4, 4, 12, 12]
     spec = ImagenetSpec(train_batch_size=4, num_train_epochs=2.0, steps_per_execution=2)
-    setup = imagenet_job.resolve_setup(spec)
-    assert imagenet_job.schedule(spec, setup, 12)[:3] == (2, 4, 8)  # 3 steps an epoch become 4.
+    setup = imagenet_job.resolve_recipe(spec)
+    assert imagenet_job.epoch_schedule(spec, setup, 12)[:3] == (2, 4, 8)  # 3 steps an epoch become 4.
 
 
 def test_numeric_checks_name_the_flag_and_refuse_nan():
     with pytest.raises(ValueError, match="--learning_rate must be positive, got nan"):
-        job.check_positive(learning_rate=float("nan"))
-    job.check_non_negative(num_warmup_steps=0, other=None)
+        checks.check_positive(learning_rate=float("nan"))
+    checks.check_non_negative(num_warmup_steps=0, other=None)
     with pytest.raises(ValueError, match="--num_warmup_steps must be non-negative, got -3"):
-        job.check_non_negative(num_warmup_steps=-3)
+        checks.check_non_negative(num_warmup_steps=-3)
     with pytest.raises(ValueError, match="--weight_decay must be non-negative, got nan"):
-        job.check_non_negative(weight_decay=float("nan"))
+        checks.check_non_negative(weight_decay=float("nan"))
 
 
 def test_run_script_turns_bad_input_into_one_line(capsys):
@@ -111,7 +112,7 @@ def test_run_script_turns_bad_input_into_one_line(capsys):
         raise FileNotFoundError("no such file: x.txt")
 
     with pytest.raises(SystemExit) as exit_info:
-        job.run_script("some_script.py", bad)
+        runner.run_script("some_script.py", bad)
     assert exit_info.value.code == "some_script.py: error: no such file: x.txt"
 
 
@@ -136,7 +137,7 @@ def test_helpshort_of_a_script_lists_the_shared_flags():
     ({"max_seq_length": 4096}, "max_seq_length 4096 exceeds the model config's max_seq_length 128"),
 ])
 def test_benchmark_refuses_bad_numbers_before_timing(changes, message):
-    from gmlp_tf.tasks.pretraining import benchmark
+    from gmlp_tf.benchmarks import pretraining as benchmark
 
     with pytest.raises(ValueError, match=message):
         benchmark.run(BenchmarkSpec(**changes))

@@ -23,9 +23,10 @@ from gmlp_tf.analysis import figures, report, spatial_weights
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.layers.spatial_projection import toeplitz_matrix
 from gmlp_tf.layers.tiny_attention import TinyAttention
+from gmlp_tf.models import saved_runs
 from gmlp_tf.models.task_models import build_model
-from gmlp_tf.runtime import checkpointing
 from gmlp_tf.runtime import flags as spec_flags
+from gmlp_tf.runtime import run_directory
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED = 777
@@ -52,18 +53,18 @@ def _make_run(folder, config, task, sp_model=None):
 
     Returns the W each block started from (the model built right after seeding with SEED).
     """
-    keras.utils.set_random_seed(SEED)  # As gmlp_tf.runtime.job.start, before the job builds its model.
+    keras.utils.set_random_seed(SEED)  # As gmlp_tf.runtime.runner.start, before the job builds its model.
     model = build_model(config, task)
     initial = [np.asarray(block.sgu.proj.spatial_matrix()) for block in _blocks(model)]
     rng = np.random.default_rng(0)
     n = config.seq_length
     for block in _blocks(model):
         block.sgu.proj.kernel.assign(_toeplitz(n, rng) + 0.05 * rng.normal(size=(n, n)).astype("float32"))
-    checkpointing.prepare_output_dir(str(folder), config, task)
+    run_directory.prepare_output_dir(str(folder), config, task)
     if sp_model is not None:
-        checkpointing.write_vocab(str(folder), sp_model)
-    os.makedirs(checkpointing.checkpoint_dir(str(folder)), exist_ok=True)
-    model.save_weights(os.path.join(checkpointing.checkpoint_dir(str(folder)), checkpointing.WEIGHTS_NAME))
+        run_directory.write_vocab(str(folder), sp_model)
+    os.makedirs(saved_runs.checkpoint_dir(str(folder)), exist_ok=True)
+    model.save_weights(os.path.join(saved_runs.checkpoint_dir(str(folder)), saved_runs.WEIGHTS_NAME))
     return initial
 
 
@@ -267,16 +268,16 @@ def test_bad_run_directories_are_one_clear_error(tmp_path):
     _make_run(tmp_path / "gmlp", _text_config(), "pretraining")
     with pytest.raises(ValueError, match="tiny attention of an aMLP text model"):
         report.run(_spec(tmp_path / "gmlp", tmp_path / "out", text="A sentence."))
-    os.remove(os.path.join(checkpointing.checkpoint_dir(str(tmp_path / "gmlp")), checkpointing.WEIGHTS_NAME))
+    os.remove(os.path.join(saved_runs.checkpoint_dir(str(tmp_path / "gmlp")), saved_runs.WEIGHTS_NAME))
     with pytest.raises(ValueError, match="holds no checkpoint"):
         report.run(_spec(tmp_path / "gmlp", tmp_path / "out"))
     with pytest.raises(ValueError, match="--output_dir is required"):
         report.run(report.SpatialWeightsSpec(model_dir=str(tmp_path / "gmlp")))
     baseline = _text_config(architecture="transformer", num_attention_heads=2)
-    checkpointing.prepare_output_dir(str(tmp_path / "bert"), baseline, "pretraining")
-    os.makedirs(checkpointing.checkpoint_dir(str(tmp_path / "bert")))
+    run_directory.prepare_output_dir(str(tmp_path / "bert"), baseline, "pretraining")
+    os.makedirs(saved_runs.checkpoint_dir(str(tmp_path / "bert")))
     build_model(baseline, "pretraining").save_weights(
-        os.path.join(checkpointing.checkpoint_dir(str(tmp_path / "bert")), checkpointing.WEIGHTS_NAME))
+        os.path.join(saved_runs.checkpoint_dir(str(tmp_path / "bert")), saved_runs.WEIGHTS_NAME))
     with pytest.raises(ValueError, match=f"{tmp_path / 'bert'}: a 'transformer' model has no spatial weights"):
         report.run(_spec(tmp_path / "bert", tmp_path / "out"))
     assert not (tmp_path / "out").exists()

@@ -1,4 +1,5 @@
-"""gmlp_tf.tasks.squad.data: reading SQuAD, windowing with character offsets, span decoding, prediction files."""
+"""gmlp_tf.tasks.squad: reading SQuAD and windowing with character offsets (data), span decoding and
+prediction files (answers)."""
 
 import json
 import os
@@ -10,6 +11,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from gmlp_tf import tokenization
+from gmlp_tf.tasks.squad import answers
 from gmlp_tf.tasks.squad import data as squad
 from gmlp_tf.tokenization import CLS_ID, PAD_ID, SEP_ID
 
@@ -311,7 +313,7 @@ def test_decoding_picks_the_span_with_the_largest_score(sp_model):
     start = _position_at(feature, char_start)
     end = _position_at(feature, char_start + len("Pierre Curie"), 1)
     start_logits[index, start], end_logits[index, end] = 5.0, 4.0
-    predictions, nbest, null_odds = squad.compute_predictions(
+    predictions, nbest, null_odds = answers.compute_predictions(
         [example], features, start_logits, end_logits, n_best_size=5, max_answer_length=30)
     assert predictions == {"curie-2": "Pierre Curie"} and null_odds == {}
     entries = nbest["curie-2"]
@@ -326,7 +328,7 @@ def test_decoding_picks_the_span_with_the_largest_score(sp_model):
 
     # The best end is 1 token too far for max_answer_length: the next best valid span wins.
     length = end - start + 1
-    predictions, _, _ = squad.compute_predictions(
+    predictions, _, _ = answers.compute_predictions(
         [example], features, start_logits, end_logits, n_best_size=5,
         max_answer_length=length - 1)
     assert predictions["curie-2"] != "Pierre Curie"
@@ -354,7 +356,7 @@ def test_decoding_uses_a_start_only_in_its_max_context_window(sp_model):
         end_position = [p for p, span in feature.token_spans.items() if span[1] == char_end]
         if end_position:
             end_logits[index, end_position[0]] = 2.0 if is_max else 9.0
-    predictions, nbest, _ = squad.compute_predictions([example], features, start_logits,
+    predictions, nbest, _ = answers.compute_predictions([example], features, start_logits,
                                                       end_logits, n_best_size=3)
     best = nbest["danube-3"][0]
     assert best["start_logit"] == 2.0
@@ -367,7 +369,7 @@ def test_random_logits_give_exact_context_substrings(sp_model):
     rng = np.random.default_rng(0)
     start_logits = rng.normal(size=(len(features), MAX_SEQ_LENGTH))
     end_logits = rng.normal(size=(len(features), MAX_SEQ_LENGTH))
-    predictions, nbest, _ = squad.compute_predictions(examples, features, start_logits,
+    predictions, nbest, _ = answers.compute_predictions(examples, features, start_logits,
                                                       end_logits, max_answer_length=4)
     assert list(predictions) == [e.qas_id for e in examples]
     for example in examples:
@@ -376,12 +378,12 @@ def test_random_logits_give_exact_context_substrings(sp_model):
             assert entry["text"] in example.context_text
         assert predictions[example.qas_id] == nbest[example.qas_id][0]["text"]
     with pytest.raises(ValueError, match="start_logits must be"):
-        squad.compute_predictions(examples, features, start_logits[:-1], end_logits)
+        answers.compute_predictions(examples, features, start_logits[:-1], end_logits)
 
 
 def test_label_logits_decode_to_the_gold_answers(sp_model):
     """Logits peaked at the training labels decode to the answers, which then score 100."""
-    from gmlp_tf.tasks.squad.evaluation import evaluate
+    from gmlp_tf.tasks.squad.official_scorer import evaluate
 
     examples, _ = squad.read_squad_json(V2, is_training=True, version_2_with_negative=True)
     features = _convert(examples, sp_model, is_training=True)
@@ -390,7 +392,7 @@ def test_label_logits_decode_to_the_gold_answers(sp_model):
     for i, feature in enumerate(features):
         start_logits[i, feature.start_position] += 10.0  # [CLS] where the window has no answer
         end_logits[i, feature.end_position] += 10.0
-    predictions, _, null_odds = squad.compute_predictions(
+    predictions, _, null_odds = answers.compute_predictions(
         examples, features, start_logits, end_logits, version_2_with_negative=True)
     assert predictions == {e.qas_id: e.answer_text for e in examples}
     assert all((odds > 0) == e.is_impossible for e, odds in zip(examples, null_odds.values()))
@@ -410,7 +412,7 @@ def test_v2_null_odds_and_threshold(sp_model):
     start_logits[:, 0], end_logits[:, 0] = 4.0, 4.0  # null score 8 in every window ...
     start_logits[index, 0] = 3.5  # ... but 7.5 in one: the minimum counts
     def decode(threshold):
-        return squad.compute_predictions([example], features, start_logits, end_logits,
+        return answers.compute_predictions([example], features, start_logits, end_logits,
                                          version_2_with_negative=True,
                                          null_score_diff_threshold=threshold)
     predictions, nbest, null_odds = decode(0.0)
@@ -422,7 +424,7 @@ def test_v2_null_odds_and_threshold(sp_model):
     assert predictions["wall-1"] == "Qin Shi Huang"
     # A null that ranks below n_best_size spans is still added to the n-best list.
     start_logits[:, 0], end_logits[:, 0] = -50.0, -50.0
-    predictions, nbest, null_odds = squad.compute_predictions(
+    predictions, nbest, null_odds = answers.compute_predictions(
         [example], features, start_logits, end_logits, n_best_size=2,
         version_2_with_negative=True)
     assert predictions["wall-1"] == "Qin Shi Huang" and null_odds["wall-1"] < 0
@@ -435,7 +437,7 @@ def test_write_predictions(tmp_path):
                     "end_logit": 2.0}], "b": [{"text": "", "probability": 1.0,
                                                "start_logit": 0.0, "end_logit": 0.0}]}
     out = tmp_path / "out"
-    paths = squad.write_predictions(str(out), predictions, nbest, {"a": -1.5, "b": 2.0})
+    paths = answers.write_predictions(str(out), predictions, nbest, {"a": -1.5, "b": 2.0})
     assert set(paths) == {"predictions", "nbest_predictions", "null_odds"}
     with open(paths["predictions"], encoding="utf-8") as f:
         assert json.load(f) == predictions
@@ -445,7 +447,7 @@ def test_write_predictions(tmp_path):
         assert json.load(f) == {"a": -1.5, "b": 2.0}
     assert sorted(os.listdir(out)) == ["nbest_predictions.json", "null_odds.json",
                                        "predictions.json"]
-    paths = squad.write_predictions(str(out), {"a": "x"}, {"a": []})
+    paths = answers.write_predictions(str(out), {"a": "x"}, {"a": []})
     assert "null_odds" not in paths
     with open(paths["predictions"], encoding="utf-8") as f:
         assert json.load(f) == {"a": "x"}

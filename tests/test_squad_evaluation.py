@@ -1,4 +1,4 @@
-"""gmlp_tf.tasks.squad.evaluation: exact match and F1 as the official SQuAD v1.1 / v2.0 scripts."""
+"""gmlp_tf.tasks.squad.official_scorer: exact match and F1 as the official SQuAD v1.1 / v2.0 scripts."""
 
 import json
 import os
@@ -9,8 +9,14 @@ import pytest
 
 from gmlp_tf.tasks.squad import data as squad
 from gmlp_tf.tasks.squad import squad_evaluation
-from gmlp_tf.tasks.squad.evaluation import (evaluate, exact_match_score, f1_score, gold_answers,
-                                            normalize_answer, official_scores)
+from gmlp_tf.tasks.squad.official_scorer import (
+    evaluate,
+    exact_match_score,
+    f1_score,
+    gold_answers,
+    normalize_answer,
+    official_scores,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "squad")
@@ -227,6 +233,21 @@ def test_scoring_imports_no_tensorflow():
     code = ("import sys, importlib.util; spec = importlib.util.spec_from_file_location('ev', sys.argv[1]); "
             "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
             "m.evaluate(sys.argv[2], {}); print('tensorflow' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code, os.path.join(ROOT, "gmlp_tf", "tasks", "squad", "evaluation.py"),
-                             V1], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", code,
+                             os.path.join(ROOT, "gmlp_tf", "tasks", "squad", "official_scorer.py"), V1],
+                            capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_evaluate_squad_script_scores_and_names_itself_in_errors(tmp_path):
+    examples, _ = squad.read_squad_json(V1, is_training=False)
+    (tmp_path / "pred.json").write_text(json.dumps({e.qas_id: e.answers[0] for e in examples}))
+    script = os.path.join(ROOT, "scripts", "evaluate_squad.py")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    ok = subprocess.run([sys.executable, script, V1, str(tmp_path / "pred.json")], capture_output=True, text=True,
+                        env=env, timeout=120)
+    assert ok.returncode == 0 and json.loads(ok.stdout) == {"exact_match": 100.0, "f1": 100.0}, ok.stderr
+    bad = subprocess.run([sys.executable, script, V1, str(tmp_path / "none.json")], capture_output=True, text=True,
+                         env=env, timeout=120)
+    last = bad.stderr.strip().splitlines()[-1]
+    assert bad.returncode == 1 and last.startswith("evaluate_squad.py: error:") and "none.json" in last

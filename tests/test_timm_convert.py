@@ -1,4 +1,5 @@
-"""timm gMLP checkpoints -> Keras (gmlp_tf/models/timm_convert.py, scripts/convert_timm_checkpoint.py).
+"""timm gMLP checkpoints -> Keras (gmlp_tf/models/timm_readers.py, timm_config.py, timm_convert.py,
+scripts/convert_timm_checkpoint.py).
 
 The fixture in tests/fixtures/timm/ was made once with real timm by scripts/make_timm_fixture.py
 (see its README): a tiny gMLP (32 x 32 images, 8 x 8 patches, 2 blocks of width 16, 5 classes)
@@ -16,9 +17,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from gmlp_tf.runtime import checkpointing
-from gmlp_tf.models import timm_convert
 from gmlp_tf.config import GMLPConfig
+from gmlp_tf.models import saved_runs, timm_config, timm_convert, timm_readers
 from gmlp_tf.models.task_models import build_model
 from gmlp_tf.presets import get_preset_config
 
@@ -35,7 +35,7 @@ TINY = GMLPConfig(modality="image", d_model=16, d_ffn=96, num_layers=2, spatial_
 
 @pytest.fixture(scope="module")
 def state_dict():
-    return timm_convert.read_checkpoint(SAFETENSORS)
+    return timm_readers.read_checkpoint(SAFETENSORS)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def _max_logit_diff(model, inputs_and_logits):
 @pytest.mark.parametrize("path", [SAFETENSORS, PTH], ids=["safetensors", "pth"])
 def test_converted_fixture_matches_timm_logits(path, inputs_and_logits):
     model = build_model(TINY, "vision")
-    assert timm_convert.convert_state_dict(timm_convert.read_checkpoint(path), model) == 26
+    assert timm_convert.convert_state_dict(timm_readers.read_checkpoint(path), model) == 26
     assert _max_logit_diff(model, inputs_and_logits) < 1e-4
 
 
@@ -61,12 +61,12 @@ def test_read_safetensors_returns_the_fixtures_arrays():
         (header_len,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(header_len))
     header.pop("__metadata__", None)
-    read = timm_convert.read_safetensors(SAFETENSORS)
-    assert set(read) == set(header) == set(timm_convert.timm_shapes(TINY))
+    read = timm_readers.read_safetensors(SAFETENSORS)
+    assert set(read) == set(header) == set(timm_config.timm_shapes(TINY))
     for name, info in header.items():
         assert info["dtype"] == "F32"
         assert read[name].dtype == np.float32, name
-        assert read[name].shape == tuple(info["shape"]) == timm_convert.timm_shapes(TINY)[name], name
+        assert read[name].shape == tuple(info["shape"]) == timm_config.timm_shapes(TINY)[name], name
     assert read["stem.proj.weight"].shape == (16, 3, 8, 8)  # [d, C, p, p]
     assert read["blocks.1.mlp_channels.gate.proj.weight"].shape == (16, 16)  # [n, n]
 
@@ -101,7 +101,7 @@ def test_load_timm_model_infers_the_fixtures_config(inputs_and_logits):
 
 
 def test_pth_and_safetensors_hold_the_same_arrays(state_dict):
-    from_pth = timm_convert.read_checkpoint(PTH)
+    from_pth = timm_readers.read_checkpoint(PTH)
     assert set(from_pth) == set(state_dict)
     for key, value in state_dict.items():
         assert value.dtype == np.float32 and from_pth[key].dtype == np.float32
@@ -109,17 +109,17 @@ def test_pth_and_safetensors_hold_the_same_arrays(state_dict):
 
 
 def test_infer_preset_on_the_fixture(state_dict):
-    config = timm_convert.infer_preset(state_dict)
+    config = timm_config.infer_preset(state_dict)
     for field in ("d_model", "d_ffn", "num_layers", "patch_size", "image_size", "num_channels", "num_classes",
                   "spatial_kind", "gating", "modality", "layer_norm_eps", "sgu_layer_norm_eps"):
         assert getattr(config, field) == getattr(TINY, field), field
     assert config.seq_length == 16
-    assert timm_convert.matching_preset(config) is None
+    assert timm_config.matching_preset(config) is None
 
 
 def test_mismatched_preset_is_one_clear_error():
     with pytest.raises(ValueError) as err:
-        timm_convert.check_matches_checkpoint(
+        timm_config.check_matches_checkpoint(
             get_preset_config("gmlp_ti16_224"), get_preset_config("gmlp_s16_224"), "gmlp_ti16_224")
     message = str(err.value)
     assert message.startswith("checkpoint has 30 blocks of width 256 (gmlp_s16_224)")
@@ -183,7 +183,7 @@ def test_safetensors_half_and_bfloat16(tmp_path, state_dict):
         "b": ("BF16", bf16_bits.tobytes(), weight.shape),
         "c": ("F32", weight.astype("<f4").tobytes(), weight.shape),
     })
-    read = timm_convert.read_checkpoint(path)
+    read = timm_readers.read_checkpoint(path)
     np.testing.assert_array_equal(read["a"], weight.astype(np.float16))
     np.testing.assert_array_equal(read["b"], (bf16_bits.astype(np.uint32) << 16).view(np.float32))
     np.testing.assert_allclose(read["b"], weight, rtol=1e-2, atol=1e-6)
@@ -192,15 +192,15 @@ def test_safetensors_half_and_bfloat16(tmp_path, state_dict):
 
 def test_unreadable_files_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
-        timm_convert.read_checkpoint(str(tmp_path / "nope.safetensors"))
+        timm_readers.read_checkpoint(str(tmp_path / "nope.safetensors"))
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(struct.pack("<Q", 1000) + b"{}")
     with pytest.raises(ValueError, match="not a safetensors file"):
-        timm_convert.read_checkpoint(str(bad))
+        timm_readers.read_checkpoint(str(bad))
     legacy = tmp_path / "legacy.pth"
     legacy.write_bytes(pickle.dumps({"a": 1}))
     with pytest.raises(ValueError, match="not a torch zip checkpoint"):
-        timm_convert.read_checkpoint(str(legacy))
+        timm_readers.read_checkpoint(str(legacy))
 
 
 def test_torch_reader_never_calls_the_files_globals(tmp_path):
@@ -211,7 +211,7 @@ def test_torch_reader_never_calls_the_files_globals(tmp_path):
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("evil/data.pkl", payload)
     with pytest.raises(ValueError, match="holds no state dict"):
-        timm_convert.read_checkpoint(str(path))
+        timm_readers.read_checkpoint(str(path))
     assert not marker.exists()
 
 
@@ -227,7 +227,7 @@ def test_training_checkpoint_wrapper_and_module_prefix(tmp_path, state_dict):
                 data = (b"\x80\x02}(X\x05\x00\x00\x00epochK\x03X\x04\x00\x00\x00argscargparse\nNamespace\n)\x81"
                         b"X\x0a\x00\x00\x00state_dict" + inner + b"u.")
             dst.writestr(name, data)
-    read = timm_convert.read_checkpoint(str(tmp_path / "train.pth"))
+    read = timm_readers.read_checkpoint(str(tmp_path / "train.pth"))
     assert set(read) == set(state_dict)
 
 
@@ -236,18 +236,18 @@ def test_preset_keys_and_shapes_match_the_keras_model(preset):
     config = get_preset_config(preset)
     model = build_model(config, "vision")
     mapping = timm_convert.timm_weight_map(model)
-    shapes = timm_convert.timm_shapes(config)
+    shapes = timm_config.timm_shapes(config)
     assert set(mapping) == set(shapes)
     assert len(mapping) == 2 + 10 * config.num_layers + 4 == len(model.weights)
     for key, (variable, transform) in mapping.items():
         assert tuple(transform(np.zeros(shapes[key], np.float32)).shape) == tuple(variable.shape), key
-    assert timm_convert.matching_preset(timm_convert.infer_preset(
+    assert timm_config.matching_preset(timm_config.infer_preset(
         {k: np.zeros(s, np.float32) for k, s in shapes.items()})) == preset
 
 
 def test_preset_parameter_counts_are_timms():
-    counts = {name: sum(int(np.prod(s)) for s in timm_convert.timm_shapes(get_preset_config(name)).values())
-              for name in timm_convert.TIMM_PRESETS}
+    counts = {name: sum(int(np.prod(s)) for s in timm_config.timm_shapes(get_preset_config(name)).values())
+              for name in timm_config.TIMM_PRESETS}
     assert counts == {"gmlp_ti16_224": 5_867_328, "gmlp_s16_224": 19_422_656, "gmlp_b16_224": 73_075_392}
 
 
@@ -260,17 +260,17 @@ def test_script_writes_an_output_directory(tmp_path, inputs_and_logits):
     out = tmp_path / "run"
     result = _run_script(f"--checkpoint={PTH}", f"--output={out}")
     assert result.returncode == 0, result.stderr
-    weights = out / checkpointing.CHECKPOINT_DIR / checkpointing.WEIGHTS_NAME
+    weights = out / saved_runs.CHECKPOINT_DIR / saved_runs.WEIGHTS_NAME
     assert weights.exists()
-    config = GMLPConfig.from_json_file(str(out / checkpointing.CONFIG_NAME))
+    config = GMLPConfig.from_json_file(str(out / saved_runs.CONFIG_NAME))
     assert (config.d_model, config.num_layers, config.image_size, config.num_classes) == (16, 2, 32, 5)
     model = build_model(config, "vision")
     model.load_weights(str(weights))
     assert _max_logit_diff(model, inputs_and_logits) < 1e-4
-    assert sorted(os.listdir(out)) == sorted([checkpointing.CONFIG_NAME, checkpointing.RUN_INFO_NAME,
-                                              checkpointing.PREPROCESSING_NAME, checkpointing.CHECKPOINT_DIR])
+    assert sorted(os.listdir(out)) == sorted([saved_runs.CONFIG_NAME, saved_runs.RUN_INFO_NAME,
+                                              saved_runs.PREPROCESSING_NAME, saved_runs.CHECKPOINT_DIR])
     # timm's gMLP weights expect pixels normalised with mean = std = 0.5; export reads this.
-    assert checkpointing.read_image_normalization(str(out)) == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert saved_runs.read_image_normalization(str(out)) == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
 def test_script_refuses_a_mismatched_preset_and_writes_nothing(tmp_path):

@@ -5,7 +5,6 @@ import os
 import pytest
 import sentencepiece as spm
 import tensorflow as tf
-
 from text_fixtures import fake_sentences
 
 from gmlp_tf import tokenization

@@ -34,7 +34,8 @@ import tensorflow as tf
 from gmlp_tf import tokenization
 from gmlp_tf.analysis import figures, spatial_weights
 from gmlp_tf.config import GMLPConfig
-from gmlp_tf.runtime import checkpointing
+from gmlp_tf.models import saved_runs
+from gmlp_tf.runtime import run_directory
 from gmlp_tf.runtime.flags import option, shared
 
 RESULTS_NAME = "spatial_weights.json"
@@ -59,7 +60,8 @@ class SpatialWeightsSpec:
     model_dir: Optional[str] = option(
         None, "Output directory of a run (gmlp_config.json, run_info.json, a checkpoint in checkpoints/; "
         "vocab.model for aMLP text models).")
-    output_dir: Optional[str] = option(None, "Where to write the figures and spatial_weights.json (created if missing).")
+    output_dir: Optional[str] = option(
+        None, "Where to write the figures and spatial_weights.json (created if missing).")
     text: Optional[str] = option(
         None, f"aMLP text models: the sentences of figure 10, separated by '{SENTENCE_SEPARATOR}' (at most "
         f"{MAX_SENTENCES}; default: two built-in sentences).")
@@ -73,7 +75,7 @@ class SpatialWeightsSpec:
 def run(spec: SpatialWeightsSpec) -> Dict[str, Any]:
     """Draws the figures and writes spatial_weights.json (see the module docstring); returns its contents."""
     sentences = _check_spec(spec)
-    config, task, model = checkpointing.load_run_model(spec.model_dir)
+    config, task, model = saved_runs.load_run_model(spec.model_dir)
     try:
         trained = spatial_weights.spatial_matrices(model)
     except ValueError as err:  # A model without spatial weights: say which run it is.
@@ -90,7 +92,7 @@ def run(spec: SpatialWeightsSpec) -> Dict[str, Any]:
     _make_output_dir(spec.output_dir)
     names = _draw(spec, config, trained, attention)
     results = _results(spec, config, task, trained, initial, names)
-    checkpointing.write_text_atomically(os.path.join(spec.output_dir, RESULTS_NAME),
+    run_directory.write_text_atomically(os.path.join(spec.output_dir, RESULTS_NAME),
                                         json.dumps(results, indent=2, sort_keys=True) + "\n")
     return results
 
@@ -144,10 +146,10 @@ def _make_output_dir(output_dir: str) -> None:
 def _attention(model_dir: str, config: GMLPConfig, model: Any,
                sentences: Sequence[str]) -> Tuple[List[np.ndarray], List[List[str]]]:
     """(per block, probabilities [sentences, n, n]; per sentence, its real tokens) at max_seq_length."""
-    vocab_path = os.path.join(model_dir, checkpointing.VOCAB_NAME)
+    vocab_path = os.path.join(model_dir, saved_runs.VOCAB_NAME)
     if not tf.io.gfile.exists(vocab_path):
         raise ValueError(f"figure 10 tokenizes sentences with the run's vocabulary, but {model_dir} has no "
-                         f"{checkpointing.VOCAB_NAME}")
+                         f"{saved_runs.VOCAB_NAME}")
     tokenizer = tokenization.make_tokenizer(tokenization.load_model_vocab(vocab_path, config.vocab_size))
     # Padded to max_seq_length, as the model saw its training inputs.
     encoded = tokenization.encode_texts(tokenizer, config.max_seq_length, tf.constant(list(sentences)))

@@ -57,7 +57,7 @@ def spatial_matrices(model: Any) -> List[np.ndarray]:
 def initial_matrices(config: GMLPConfig, task: str, seed: int, num_labels: int = 2) -> List[np.ndarray]:
     """The W a job seeded with `seed` started from, [n, n] float32 per block.
 
-    Redraws them as the jobs do (gmlp_tf.runtime.job.start seeds Keras, then the job calls
+    Redraws them as the jobs do (gmlp_tf.runtime.runner.start seeds Keras, then the job calls
     build_model): Keras initializers draw their seeds from Python's `random` when the model is
     built, so the same seed and the same build give the same values. The jobs build inside their
     strategy's scope and under their precision policy; neither changes the values (the variables

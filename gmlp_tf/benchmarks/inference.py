@@ -122,5 +122,6 @@ def report_lines(rows: List[Dict[str, float]], spec: InferenceBenchmarkSpec) -> 
             line = f"  {label:18s} {rate:8.2f} images/s  {100 * rate * flops / matmul:5.1f}% of matmul"
             lines.append(line + (f"  {rate / timm:5.2f}x timm" if timm else ""))
         if timm:
-            lines.append(f"  {'timm (PyTorch)':18s} {timm:8.2f} images/s  {100 * timm * flops / matmul:5.1f}% of matmul")
+            lines.append(f"  {'timm (PyTorch)':18s} {timm:8.2f} images/s  "
+                         f"{100 * timm * flops / matmul:5.1f}% of matmul")
     return lines

@@ -15,14 +15,15 @@ import tensorflow as tf
 from gmlp_tf import counting, tokenization
 from gmlp_tf.benchmarks import bert_peer
 from gmlp_tf.benchmarks.common import matmul_flops_per_second, peak_memory_bytes, processor_name
-from gmlp_tf.runtime.optimization import create_optimizer
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.presets import get_preset_config
-from gmlp_tf.runtime import job as runtime
+from gmlp_tf.runtime import checks
 from gmlp_tf.runtime.flags import option, shared
+from gmlp_tf.runtime.optimization import create_optimizer
 from gmlp_tf.tasks.pretraining import demo_data
 from gmlp_tf.tasks.pretraining import recipe as pretraining
-from gmlp_tf.tasks.pretraining.data import TextFilesSource, make_pretraining_dataset
+from gmlp_tf.tasks.pretraining.data import make_pretraining_dataset
+from gmlp_tf.tasks.pretraining.sources import TextFilesSource
 
 
 def pipeline_examples_per_second(
@@ -47,7 +48,8 @@ def synthetic_batch(
         "input_ids": rng.integers(5, config.vocab_size, (batch_size, max_seq_length)).astype("int32"),
         "input_mask": np.ones((batch_size, max_seq_length), "int32"),
         "segment_ids": np.zeros((batch_size, max_seq_length), "int32"),
-        "masked_lm_positions": rng.integers(1, max_seq_length - 1, (batch_size, max_predictions_per_seq)).astype("int32"),
+        "masked_lm_positions": rng.integers(
+            1, max_seq_length - 1, (batch_size, max_predictions_per_seq)).astype("int32"),
         "masked_lm_ids": rng.integers(5, config.vocab_size, (batch_size, max_predictions_per_seq)).astype("int32"),
         "masked_lm_weights": np.ones((batch_size, max_predictions_per_seq), "float32"),
     }
@@ -100,15 +102,15 @@ class BenchmarkSpec:
 
 def run(spec: BenchmarkSpec) -> Dict[str, float]:
     """Measures the input pipeline, the train step and a same-run matmul; returns the figures."""
-    runtime.check_positive(batch_size=spec.batch_size, max_seq_length=spec.max_seq_length,
+    checks.check_positive(batch_size=spec.batch_size, max_seq_length=spec.max_seq_length,
                            max_predictions_per_seq=spec.max_predictions_per_seq, steps=spec.steps,
                            steps_per_execution=spec.steps_per_execution, bert_num_heads=spec.bert_num_heads,
                            bert_intermediate_dim=spec.bert_intermediate_dim)
-    runtime.check_non_negative(num_layers=spec.num_layers)
+    checks.check_non_negative(num_layers=spec.num_layers)
     config = get_preset_config(spec.preset)
     if spec.num_layers:
         config = config.replace(num_layers=spec.num_layers)
-    runtime.check_max_seq_length(spec.max_seq_length, config)
+    checks.check_max_seq_length(spec.max_seq_length, config)
     if spec.input_file:
         source = TextFilesSource(spec.input_file)
     else:
@@ -123,7 +125,7 @@ def run(spec: BenchmarkSpec) -> Dict[str, float]:
     )
     matmul = matmul_flops_per_second()
     pipeline_rate = pipeline_examples_per_second(pipeline, b)
-    setup = pretraining.PretrainingSetup(n, p, b, 1e-4, 10_000, 100)
+    setup = pretraining.PretrainingRecipe(n, p, b, 1e-4, 10_000, 100)
     model = pretraining.build_pretraining_model(config, setup, steps_per_execution=spec.steps_per_execution,
                                                 jit_compile=spec.jit_compile)
     batch = synthetic_batch(config, b, n, p)

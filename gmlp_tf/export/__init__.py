@@ -94,8 +94,8 @@ from gmlp_tf.export.common import (
 )
 from gmlp_tf.export.image import IMAGE_MEAN, IMAGE_STD
 from gmlp_tf.export.squad import NO_SPAN_SCORE
-from gmlp_tf.runtime import progress
 from gmlp_tf.runtime.flags import option
+from gmlp_tf.utils import progress
 
 
 @dataclasses.dataclass

@@ -17,9 +17,10 @@ import tensorflow as tf
 
 from gmlp_tf import tokenization
 from gmlp_tf.config import GMLPConfig
+from gmlp_tf.models import saved_runs
 from gmlp_tf.models.task_models import build_model
-from gmlp_tf.runtime import checkpointing, progress
 from gmlp_tf.tokenization import CLS_ID, PAD_ID, SEP_ID
+from gmlp_tf.utils import progress
 
 # Raw strings are cut to this many bytes per token position before tokenizing.
 MAX_BYTES_PER_TOKEN = 64
@@ -96,25 +97,25 @@ def read_model_dir(model_dir: str) -> Tuple[GMLPConfig, Dict[str, Any], Optional
         raise ValueError("--model_dir is required")
     if not tf.io.gfile.isdir(model_dir):
         raise FileNotFoundError(f"model directory not found: {model_dir}")
-    config = GMLPConfig.from_json_file(os.path.join(model_dir, checkpointing.CONFIG_NAME))
-    info_path = os.path.join(model_dir, checkpointing.RUN_INFO_NAME)
+    config = GMLPConfig.from_json_file(os.path.join(model_dir, saved_runs.CONFIG_NAME))
+    info_path = os.path.join(model_dir, saved_runs.RUN_INFO_NAME)
     if not tf.io.gfile.exists(info_path):
-        raise FileNotFoundError(f"{model_dir} has no {checkpointing.RUN_INFO_NAME}; is it an output directory of "
+        raise FileNotFoundError(f"{model_dir} has no {saved_runs.RUN_INFO_NAME}; is it an output directory of "
                                 "run_pretraining.py, run_classifier.py or run_squad.py?")
     with tf.io.gfile.GFile(info_path) as f:
         info = json.load(f)
-    weights = checkpointing.readable_weights(model_dir)
+    weights = saved_runs.readable_weights(model_dir)
     if weights is None:
         # A sweep's parent folder holds runs, not a checkpoint: name them.
         subdirs = [d.rstrip("/") for d in tf.io.gfile.listdir(model_dir)
-                   if checkpointing.latest_weights(os.path.join(model_dir, d.rstrip("/")))]
+                   if saved_runs.latest_weights(os.path.join(model_dir, d.rstrip("/")))]
         hint = f" (runs inside: {', '.join(sorted(subdirs))}; export one of them)" if subdirs else ""
-        raise FileNotFoundError(f"{model_dir} holds no checkpoint in {checkpointing.CHECKPOINT_DIR}/{hint}")
+        raise FileNotFoundError(f"{model_dir} holds no checkpoint in {saved_runs.CHECKPOINT_DIR}/{hint}")
     sp_model = None
     if config.modality == "text":
-        vocab_path = os.path.join(model_dir, checkpointing.VOCAB_NAME)
+        vocab_path = os.path.join(model_dir, saved_runs.VOCAB_NAME)
         if not tf.io.gfile.exists(vocab_path):
-            raise FileNotFoundError(f"{model_dir} has no vocabulary {checkpointing.VOCAB_NAME}")
+            raise FileNotFoundError(f"{model_dir} has no vocabulary {saved_runs.VOCAB_NAME}")
         sp_model = tokenization.load_sp_model(vocab_path)
     return config, info, sp_model, weights
 
@@ -177,12 +178,13 @@ def write_saved_model(module: ExportModule, signatures: Signatures, export_info:
         target = os.path.join(tmp, "saved_model")
         # save traces the signatures itself (a trace made before it, outside its save context, is not
         # reused), so one stage covers both.
-        description = f"Tracing the signatures {', '.join(sorted(signatures))} and writing the SavedModel to {export_dir}"
+        description = (f"Tracing the signatures {', '.join(sorted(signatures))} and writing the SavedModel to "
+                       f"{export_dir}")
         with progress.stage(description):
             tf.saved_model.save(module, target, signatures=signatures)
         extra = os.path.join(target, EXTRA_DIR)
         os.makedirs(extra, exist_ok=True)
-        config.to_json_file(os.path.join(extra, checkpointing.CONFIG_NAME))
+        config.to_json_file(os.path.join(extra, saved_runs.CONFIG_NAME))
         with open(os.path.join(extra, EXPORT_INFO_NAME), "w") as f:
             json.dump(export_info, f, indent=2, sort_keys=True)
             f.write("\n")

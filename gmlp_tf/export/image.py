@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.export.common import ExportModule, Signatures
-from gmlp_tf.runtime import checkpointing
+from gmlp_tf.models import saved_runs
 
 # timm's gMLP normalisation, for runs that recorded none: x -> (x - 0.5) / 0.5.
 IMAGE_MEAN = 0.5
@@ -85,7 +85,7 @@ def build(model: keras.Model, config: GMLPConfig, model_dir: str) -> Tuple[Image
     # The run's own normalisation (run_imagenet.py, convert_timm_checkpoint.py record it);
     # timm's gMLP one (mean = std = 0.5) for runs that recorded none.
     channels = config.num_channels
-    mean, std = checkpointing.read_image_normalization(model_dir) or ((IMAGE_MEAN,) * channels, (IMAGE_STD,) * channels)
+    mean, std = saved_runs.read_image_normalization(model_dir) or ((IMAGE_MEAN,) * channels, (IMAGE_STD,) * channels)
     module = ImageModule(model, config, mean, std)
     # Attributes of the module, so that the saved object tracks the functions made per config.
     module.serve_images = module.serve_images_fn()

@@ -69,9 +69,9 @@ def glue_labels(task_name: Optional[str], task: str, num_labels: int,
     if task != "classification":
         raise ValueError(f"--task_name applies to classifier runs, not to a {task!r} run")
     # Imported here, not at the top: importing the export package must load no task package.
-    from gmlp_tf.tasks.glue import data as glue
+    from gmlp_tf.tasks.glue import task_table
 
-    glue_task = glue.get_task(task_name)
+    glue_task = task_table.get_task(task_name)
     if glue_task.num_labels != num_labels:
         raise ValueError(f"task {task_name!r} has {glue_task.num_labels} labels but the model in {model_dir} "
                          f"has {num_labels}")

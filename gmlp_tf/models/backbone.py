@@ -1,7 +1,7 @@
 """GMLPBackbone: the token encoder as a keras.Model of its own, for a head of the user's.
 
-It lives beside the model side rather than in models/: `from_pretrained` reads a training run's
-checkpoint, which runtime/ owns, and the model side never imports runtime/.
+`from_pretrained` reads a training run's output directory through models/saved_runs.py, as
+keras-hub's `Backbone.from_preset` reads a preset: no training runtime is needed.
 """
 
 from typing import Any, Dict, Union
@@ -9,6 +9,7 @@ from typing import Any, Dict, Union
 import keras
 
 from gmlp_tf.config import GMLPConfig, as_config
+from gmlp_tf.models import saved_runs
 from gmlp_tf.models.encoder import GMLPEncoder, text_inputs
 
 
@@ -73,9 +74,7 @@ class GMLPBackbone(keras.Model):
           ValueError: output_dir is not such a directory, holds no readable checkpoint, or is
             an image model's.
         """
-        from gmlp_tf.runtime import checkpointing  # The checkpoint format is runtime's.
-
-        config, _, model = checkpointing.load_run_model(output_dir)
+        config, _, model = saved_runs.load_run_model(output_dir)
         if config.modality != "text":
             raise ValueError(f"{output_dir} holds an image model; GMLPBackbone is the text encoder")
         backbone = cls(config)

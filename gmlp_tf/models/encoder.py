@@ -10,7 +10,6 @@ from gmlp_tf.layers import Shape, Tensor
 from gmlp_tf.layers.blocks import blocks_from_config
 from gmlp_tf.layers.spatial_projection import checked_length
 
-
 # BERT's feature names, in the order of a serving signature.
 TEXT_INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")
 

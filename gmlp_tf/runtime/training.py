@@ -16,7 +16,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from gmlp_tf.runtime import checkpoint_files, checkpointing, custom_loop
+from gmlp_tf.models import checkpoint_format, saved_runs
+from gmlp_tf.runtime import custom_loop, run_directory
 
 LOGS_DIR = "logs"
 TRAIN_RUN, EVAL_RUN = "train", "eval"
@@ -151,15 +152,15 @@ class StepCheckpoint(keras.callbacks.Callback):
         if not self.is_chief:
             return
         try:
-            saved = checkpointing.save(self.model, self.output_dir)
-        except checkpoint_files.NonFiniteWeightsError as err:
+            saved = run_directory.save(self.model, self.output_dir)
+        except checkpoint_format.NonFiniteWeightsError as err:
             raise NonFiniteLossError(f"weights at step {global_step(self.model)} are not finite ({err}); not saved. "
                                      + _last_good_checkpoint(self.output_dir)) from None
         logging.info("Saved checkpoint %s", saved.weights)
 
 
 def _last_good_checkpoint(output_dir: str) -> str:
-    last = checkpointing.latest_weights(output_dir)
+    last = saved_runs.latest_weights(output_dir)
     if last is None:
         return "No checkpoint had been written; rerun with a lower --learning_rate"
     return f"The last good checkpoint is {last}; a rerun with a lower --learning_rate resumes from it"
@@ -199,7 +200,7 @@ def fit_resumable(
     Returns:
       The keras History of the last fit() call (empty when the run was already complete).
     """
-    loaded = checkpointing.restore(model, output_dir)
+    loaded = run_directory.restore(model, output_dir)
     step = global_step(model)
     if loaded is not None:
         logging.info("Resuming at step %d from %s", step, loaded.weights)

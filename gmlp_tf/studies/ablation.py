@@ -29,10 +29,9 @@ from absl import logging
 
 from gmlp_tf import counting
 from gmlp_tf.config import GMLPConfig
-from gmlp_tf.runtime import checkpointing, training
-from gmlp_tf.runtime import job as runtime
+from gmlp_tf.runtime import checks, run_directory, training
 from gmlp_tf.runtime.flags import option
-from gmlp_tf.tasks.pretraining import job as pretraining_job
+from gmlp_tf.tasks.pretraining import task as pretraining_job
 
 DEMO_OUTPUT_DIR = os.path.join("output", "ablation_demo")
 # The embedded default: ten variants of the demo model in under an hour on a 2-core CPU.
@@ -139,7 +138,7 @@ def parse_variants(text: str) -> List[str]:
 def resolve(spec: AblationSpec) -> Tuple[AblationSpec, List[str]]:
     """Fills in the ablation's defaults and checks what the job's own checks cannot see."""
     names = parse_variants(spec.variants)
-    runtime.check_positive(repeats=spec.repeats)
+    checks.check_positive(repeats=spec.repeats)
     if not spec.do_train or not spec.do_eval:
         raise ValueError("the ablation trains and evaluates every variant: keep --do_train and --do_eval")
     if spec.init_checkpoint:
@@ -147,7 +146,7 @@ def resolve(spec: AblationSpec) -> Tuple[AblationSpec, List[str]]:
     if spec.is_demo:
         spec = dataclasses.replace(spec, output_dir=spec.output_dir or DEMO_OUTPUT_DIR,
                                    num_train_steps=spec.num_train_steps or DEMO_NUM_TRAIN_STEPS)
-    runtime.require_output_dir(spec.output_dir)
+    checks.require_output_dir(spec.output_dir)
     if spec.num_train_steps and not spec.save_checkpoints_steps:
         spec = dataclasses.replace(spec, save_checkpoints_steps=checkpoint_interval(spec.num_train_steps))
     if spec.num_train_steps and spec.num_warmup_steps is None:
@@ -210,12 +209,13 @@ def _run_variant(spec: AblationSpec, name: str, config_file: str, index: int) ->
                                    random_seed=spec.random_seed + index)
     start = time.perf_counter()
     results = pretraining_job.run(job_spec)
-    record = {"variant": name, "seed": job_spec.random_seed, "config": GMLPConfig.from_json_file(config_file).to_dict(), "wall_time_s": time.perf_counter() - start,
+    record = {"variant": name, "seed": job_spec.random_seed, "config": GMLPConfig.from_json_file(config_file).to_dict(),
+              "wall_time_s": time.perf_counter() - start,
               "results": results,
               "curve": training.read_scalars(os.path.join(run_dir, training.LOGS_DIR, training.EVAL_RUN)).get(
                   "perplexity", [])}
     tf.io.gfile.makedirs(run_dir)
-    checkpointing.write_text_atomically(record_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    run_directory.write_text_atomically(record_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record
 
 
@@ -246,7 +246,7 @@ def _summary(spec: AblationSpec, rows: List[Dict[str, Any]]) -> Dict[str, Any]:
     for row in rows:
         row.pop("unigram_perplexity")
     recipe_name = spec.setup or ("demo" if spec.is_demo else "ablation")
-    resolved = pretraining_job.pretraining_setup(dataclasses.replace(spec, setup=recipe_name))
+    resolved = pretraining_job.pretraining_recipe(dataclasses.replace(spec, setup=recipe_name))
     setup = dict(dataclasses.asdict(resolved), setup=recipe_name, max_eval_steps=spec.max_eval_steps,
                  data=spec.tfds_name or spec.input_file or "the demo corpus (Shakespeare)",
                  seeds=[spec.random_seed + i for i in range(spec.repeats)])
@@ -259,7 +259,8 @@ def markdown_table(summary: Dict[str, Any]) -> str:
     setup = summary["setup"]
     seeds = len(setup["seeds"])
     lines = [
-        f"Masked-LM pretraining on {setup['data']}: {setup['num_train_steps']} steps, batch {setup['train_batch_size']}, "
+        f"Masked-LM pretraining on {setup['data']}: {setup['num_train_steps']} steps, "
+        f"batch {setup['train_batch_size']}, "
         f"sequence {setup['max_seq_length']}, peak learning rate {setup['learning_rate']}, "
         f"{seeds} seed{'s' if seeds > 1 else ''} {setup['seeds']}" + (" (mean ± std)" if seeds > 1 else "") + ".",
         "",
@@ -299,9 +300,9 @@ def write_outputs(output_dir: str, summary: Dict[str, Any]) -> None:
     """ablation.json, ablation.md and ablation.png (held-out perplexity against step, one line per variant)."""
     from gmlp_tf.analysis import figures  # matplotlib only when a figure is drawn.
 
-    checkpointing.write_text_atomically(
+    run_directory.write_text_atomically(
         os.path.join(output_dir, "ablation.json"), json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    checkpointing.write_text_atomically(os.path.join(output_dir, "ablation.md"), markdown_table(summary))
+    run_directory.write_text_atomically(os.path.join(output_dir, "ablation.md"), markdown_table(summary))
     series = {}
     for row in summary["variants"]:
         # Without held-out points at checkpoints (--noeval_at_checkpoints) the final result is the one point.

@@ -1,23 +1,19 @@
 """One package per task: pretraining, glue, squad, imagenet. No task imports another.
 
-Each holds its data pipeline, its job (what its script runs: a JobSpec of flags and `run`), its
-metrics and its embedded demo data. The runtime finds a job by name here when one job needs
-another's output (the finetuning demos need the pretraining demo's encoder).
+Each holds its data pipeline, its Task (task.py: the JobSpec of its script's flags, the Task
+subclass that gmlp_tf.runtime.runner runs, and `run(spec)`), its metrics and its embedded demo
+data. The tasks are registered here by name, so that the runtime can run one without importing
+it (the finetuning demos start from the pretraining demo's encoder: runner.ensure_demo_run).
 """
 
-import importlib
-from types import ModuleType
+from gmlp_tf.runtime import task as _task
 
-JOBS = {
-    "pretraining": "gmlp_tf.tasks.pretraining.job",
-    "glue": "gmlp_tf.tasks.glue.job",
-    "squad": "gmlp_tf.tasks.squad.job",
-    "imagenet": "gmlp_tf.tasks.imagenet.job",
+TASKS = {
+    "pretraining": "gmlp_tf.tasks.pretraining.task:PretrainingTask",
+    "glue": "gmlp_tf.tasks.glue.task:ClassifierTask",
+    "squad": "gmlp_tf.tasks.squad.task:SquadTask",
+    "imagenet": "gmlp_tf.tasks.imagenet.task:ImageNetTask",
 }
 
-
-def job_module(name: str) -> ModuleType:
-    """The job module of a task (its JobSpec and run)."""
-    if name not in JOBS:
-        raise ValueError(f"unknown task {name!r}; expected one of {', '.join(JOBS)}")
-    return importlib.import_module(JOBS[name])
+for _name, _path in TASKS.items():
+    _task.register(_name, _path)

@@ -14,8 +14,8 @@ import tarfile
 import tempfile
 from typing import Callable, List, Optional, Tuple
 
-from gmlp_tf.runtime import registry_data
-from gmlp_tf.tasks.glue.data import InputExample
+from gmlp_tf.tasks.glue.task_table import InputExample
+from gmlp_tf.utils import registry_data
 
 PACKAGE, VERSION = "vaderSentiment", "3.3.2"
 INNER_ARCHIVE = f"{PACKAGE}-{VERSION}/additional_resources/hutto_ICWSM_2014.tar.gz"

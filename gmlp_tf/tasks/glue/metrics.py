@@ -17,7 +17,7 @@ from typing import Dict, Sequence, Union
 
 import numpy as np
 
-from gmlp_tf.tasks.glue import data as glue
+from gmlp_tf.tasks.glue import task_table
 
 Labels = Sequence[Union[str, float]]
 
@@ -91,7 +91,7 @@ def average_ranks(values: Sequence[float]) -> np.ndarray:
     return ranks
 
 
-def compute_metrics(task: Union[str, "glue.GlueTask"], labels: Labels,
+def compute_metrics(task: Union[str, "task_table.GlueTask"], labels: Labels,
                     predictions: Labels) -> Dict[str, float]:
     """The task's metrics (task.metric_names) of predictions against labels.
 
@@ -102,7 +102,7 @@ def compute_metrics(task: Union[str, "glue.GlueTask"], labels: Labels,
     Raises:
       ValueError: empty inputs, different lengths, or a value that is not a label of the task.
     """
-    task = glue.get_task(task)
+    task = task_table.get_task(task)
     if task.is_regression:
         labels, predictions = _paired(labels, predictions, dtype=np.float64)
         if not (np.all(np.isfinite(labels)) and np.all(np.isfinite(predictions))):
@@ -135,7 +135,7 @@ def _paired(a, b, dtype=None):
     return a, b
 
 
-def _check_labels(task: "glue.GlueTask", what: str, values: Labels):
+def _check_labels(task: "task_table.GlueTask", what: str, values: Labels):
     """Every value must be a label string of the task: an int 1 would never equal "1"."""
     allowed = set(task.label_list)
     for value in values:

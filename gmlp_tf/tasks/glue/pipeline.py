@@ -10,7 +10,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from gmlp_tf.tasks.glue.data import InputExample
+from gmlp_tf.tasks.glue.task_table import InputExample
 from gmlp_tf.tokenization import encode_texts
 
 
@@ -63,7 +63,8 @@ def classifier_dataset(
     is_pair = examples[0].text_b is not None
     count = len(examples) if is_training else padded_length(len(examples), batch_size)
     rows = list(examples) + [examples[0]] * (count - len(examples))
-    columns = {"text_a": [e.text_a for e in rows], "weight": np.array([1.0] * len(examples) + [0.0] * (count - len(examples)), np.float32)}
+    columns = {"text_a": [e.text_a for e in rows],
+               "weight": np.array([1.0] * len(examples) + [0.0] * (count - len(examples)), np.float32)}
     if is_pair:
         columns["text_b"] = [e.text_b or "" for e in rows]
     if with_labels:

@@ -1,4 +1,4 @@
-"""One run_classifier.py job: GLUE (or the demo's sentiment set) finetuning, evaluation, prediction.
+"""The run_classifier.py task: GLUE (or the demo's sentiment set) finetuning, evaluation, prediction.
 
 The script turns its flags into a JobSpec and calls `run`. With several learning rates or seeds
 the job finetunes once per (learning rate, seed) in its own subdirectory and reports, per
@@ -9,7 +9,7 @@ import collections
 import dataclasses
 import os
 import statistics
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
@@ -17,26 +17,27 @@ from absl import logging
 
 from gmlp_tf import tokenization
 from gmlp_tf.config import GMLPConfig
-from gmlp_tf.models.task_models import build_model
-from gmlp_tf.runtime import checkpointing, locking
-from gmlp_tf.runtime import job as runtime
-from gmlp_tf.runtime import progress, training
-from gmlp_tf.runtime.finetuning import (
-    FinetuneSetup,
+from gmlp_tf.finetuning import (
+    FinetuningRecipe,
     compile_classifier,
     finetuning_config,
     finetuning_optimizer,
     load_model_files,
     predictions_from_logits,
 )
+from gmlp_tf.models.task_models import build_model
+from gmlp_tf.runtime import checks, run_directory, runner
 from gmlp_tf.runtime.flags import CommonSpec, option
+from gmlp_tf.runtime.task import RunState, Schedule, Task
+from gmlp_tf.runtime.training import DatasetLike, EvaluateFn
 from gmlp_tf.tasks.glue import data as glue
-from gmlp_tf.tasks.glue import demo_data, metrics
+from gmlp_tf.tasks.glue import demo_data, metrics, submission, task_table
 from gmlp_tf.tasks.glue.pipeline import classifier_dataset
+from gmlp_tf.utils import progress
 
 DEMO_TASK = "sst2"  # The demo's movie-review sentences are SST-2's task: labels 0 / 1, accuracy.
 # A 4-block, 128-wide model learns faster than Table 9's base-size rates allow in 5 epochs.
-DEMO_SETUP = FinetuneSetup(max_seq_length=64, learning_rate=5e-4, num_train_epochs=5.0)
+DEMO_SETUP = FinetuningRecipe(max_seq_length=64, learning_rate=5e-4, num_train_epochs=5.0)
 DEMO_OUTPUT_DIR = os.path.join("output", "classifier_demo")
 
 
@@ -78,10 +79,12 @@ class JobSpec(CommonSpec):
 
 
 @dataclasses.dataclass
-class Job:
+class SweepPlan:
+    """A JobSpec resolved: the task, its examples, the recipe and the learning rates to sweep."""
+
     spec: JobSpec
     task: glue.GlueTask
-    setup: FinetuneSetup
+    setup: FinetuningRecipe
     config: GMLPConfig
     sp_model: bytes
     output_dir: str
@@ -92,20 +95,21 @@ class Job:
 
 
 # ---------------------------------------------------------------------------------- resolving
-def resolve(spec: JobSpec) -> Job:
+def resolve(spec: JobSpec) -> SweepPlan:
     """Fills in defaults (the demo's when no task is given), reads the data, checks everything."""
     check_flags(spec)
     if spec.is_demo:
         return _resolve_demo(spec)
     task, read = _task_and_reader(spec)
-    setup = _setup(spec, FinetuneSetup())
+    setup = _setup(spec, FinetuningRecipe())
     config, sp_model = load_model_files(spec.init_checkpoint, spec.gmlp_config_file, spec.vocab_file)
-    runtime.check_max_seq_length(setup.max_seq_length, config)
-    runtime.check_init_checkpoint(spec.init_checkpoint, config)
+    checks.check_max_seq_length(setup.max_seq_length, config)
+    checks.check_init_checkpoint(spec.init_checkpoint, config)
     train = read(task, glue.TRAIN) if spec.do_train else []
-    evals = {split: read(task, split) for split in glue.eval_splits(task)} if spec.do_eval else {}
+    evals = {split: read(task, split) for split in task_table.eval_splits(task)} if spec.do_eval else {}
     tests = _test_examples(task, read) if spec.do_predict else {}
-    return Job(spec, task, setup, config, sp_model, spec.output_dir, train, evals, tests, _learning_rates(spec, setup))
+    return SweepPlan(spec, task, setup, config, sp_model, spec.output_dir, train, evals, tests,
+                     _learning_rates(spec, setup))
 
 
 def _task_and_reader(spec: JobSpec):
@@ -114,7 +118,7 @@ def _task_and_reader(spec: JobSpec):
     if spec.tfds_name:
         if spec.task_name or spec.data_dir or spec.use_tfds:
             raise ValueError("--tfds_name is a task of its own: drop --task_name, --data_dir and --use_tfds")
-        runtime.require_output_dir(spec.output_dir)
+        checks.require_output_dir(spec.output_dir)
         task = glue.tfds_task(spec.tfds_name, spec.tfds_text_keys.split(","), spec.tfds_label_key,
                               spec.tfds_eval_split, spec.tfds_data_dir)
         return task, lambda t, split: glue.read_tfds_classification(t, split, spec.tfds_data_dir)
@@ -124,7 +128,7 @@ def _task_and_reader(spec: JobSpec):
         if not spec.data_dir or spec.use_tfds:
             raise ValueError("--task_name=tsv reads --data_dir (train.tsv, dev.tsv, test.tsv); give it, "
                              "without --use_tfds")
-        runtime.require_output_dir(spec.output_dir)
+        checks.require_output_dir(spec.output_dir)
         return glue.tsv_task(spec.data_dir), lambda t, split: glue.read_tsv_examples(t, spec.data_dir, split)
     task = glue.get_task(spec.task_name)
     if task.name != task.model_task:
@@ -132,7 +136,7 @@ def _task_and_reader(spec: JobSpec):
             f"{task.display_name} has no training data: it is predicted with a {task.model_task} model "
             f"(--task_name={task.model_task} --do_predict)"
         )
-    runtime.require_output_dir(spec.output_dir)
+    checks.require_output_dir(spec.output_dir)
     if bool(spec.data_dir) == bool(spec.use_tfds):
         raise ValueError("give the data: --data_dir (GLUE TSV files) or --use_tfds, one of them")
 
@@ -147,8 +151,8 @@ def _task_and_reader(spec: JobSpec):
 def _test_examples(task: glue.GlueTask, read) -> Dict[Tuple[str, str], list]:
     """The test splits to predict: the task's own, and those of tasks predicted with its model (AX)."""
     tests = {}
-    for t in [task] + [t for t in glue.TASKS.values() if t.model_task == task.name and t is not task]:
-        for split in glue.test_splits(t):
+    for t in [task] + [t for t in task_table.TASKS.values() if t.model_task == task.name and t is not task]:
+        for split in task_table.test_splits(t):
             try:
                 tests[(t.name, split)] = read(t, split)
             except FileNotFoundError as err:
@@ -158,19 +162,20 @@ def _test_examples(task: glue.GlueTask, read) -> Dict[Tuple[str, str], list]:
     return tests
 
 
-def _resolve_demo(spec: JobSpec) -> Job:
-    spec = dataclasses.replace(spec, init_checkpoint=runtime.demo_encoder(spec.init_checkpoint, spec.strategy),
-                               output_dir=spec.output_dir or DEMO_OUTPUT_DIR)
+def _resolve_demo(spec: JobSpec) -> SweepPlan:
+    spec = dataclasses.replace(
+        spec, init_checkpoint=runner.ensure_demo_run("pretraining", spec.init_checkpoint, spec.strategy),
+        output_dir=spec.output_dir or DEMO_OUTPUT_DIR)
     setup = _setup(spec, DEMO_SETUP)
     config, sp_model = load_model_files(spec.init_checkpoint, spec.gmlp_config_file, spec.vocab_file)
-    runtime.check_max_seq_length(setup.max_seq_length, config)
+    checks.check_max_seq_length(setup.max_seq_length, config)
     train, held_out = demo_data.read_examples(demo_data.fetch_sentiment_file())
     task = glue.get_task(DEMO_TASK)
-    return Job(spec, task, setup, config, sp_model, spec.output_dir, train if spec.do_train else [],
+    return SweepPlan(spec, task, setup, config, sp_model, spec.output_dir, train if spec.do_train else [],
                {"dev": held_out} if spec.do_eval else {}, {}, _learning_rates(spec, setup))
 
 
-def _setup(spec: JobSpec, base: FinetuneSetup) -> FinetuneSetup:
+def _setup(spec: JobSpec, base: FinetuningRecipe) -> FinetuningRecipe:
     changes = {
         name: getattr(spec, name)
         for name in ("max_seq_length", "train_batch_size", "learning_rate", "num_train_epochs", "warmup_proportion")
@@ -181,7 +186,7 @@ def _setup(spec: JobSpec, base: FinetuneSetup) -> FinetuneSetup:
 
 def check_flags(spec: JobSpec) -> None:
     """The numeric flags given (None: Table 9's), checked before the demo encoder or any data is read."""
-    runtime.check_positive(
+    checks.check_positive(
         learning_rate=spec.learning_rate, train_batch_size=spec.train_batch_size,
         eval_batch_size=spec.eval_batch_size, num_train_epochs=spec.num_train_epochs,
         max_seq_length=spec.max_seq_length, log_every_steps=spec.log_every_steps,
@@ -206,83 +211,90 @@ def _swept_rates(spec: JobSpec) -> Optional[Tuple[float, ...]]:
     return rates
 
 
-def _learning_rates(spec: JobSpec, setup: FinetuneSetup) -> Tuple[float, ...]:
+def _learning_rates(spec: JobSpec, setup: FinetuningRecipe) -> Tuple[float, ...]:
     return _swept_rates(spec) or (setup.learning_rate,)
 
 
 # ------------------------------------------------------------------------------------ running
-@runtime.releases_locks
+class ClassifierTask(Task):
+    """One finetuning run of a sweep: one learning rate and seed, in its own output directory."""
+
+    spec_class = JobSpec
+    demo_output_dir = DEMO_OUTPUT_DIR
+    model_task = "classification"
+
+    def __init__(self, plan: SweepPlan, learning_rate: float, seed: int, output_dir: str) -> None:
+        super().__init__(plan.spec)
+        self.plan, self.learning_rate, self._seed, self.output_dir = plan, learning_rate, seed, output_dir
+        self.config = finetuning_config(plan.config, plan.setup)
+        self.num_labels = plan.task.num_labels
+        self.vocabulary = plan.sp_model
+        self.tokenizer = None
+
+    @property
+    def do_train(self) -> bool:
+        return bool(self.plan.train)
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    def prepare(self, strategy: tf.distribute.Strategy) -> None:
+        self.tokenizer = tokenization.make_tokenizer(self.plan.sp_model)  # A TensorFlow op: after start-up.
+        if self.do_train:
+            epochs, steps_per_epoch, _ = self.plan.setup.schedule(len(self.plan.train))
+            self.steps_per_epoch = checks.whole_executions(steps_per_epoch, self.spec.steps_per_execution)
+            self.num_steps = epochs * self.steps_per_epoch
+
+    def build_model(self) -> keras.Model:
+        return build_model(self.config, "classification", num_labels=self.num_labels)
+
+    def compile_for_training(self, model: keras.Model) -> None:
+        optimizer = finetuning_optimizer(self.plan.setup, self.num_steps, self.learning_rate)
+        compile_classifier(model, self.plan.task.is_regression, optimizer, self.spec.steps_per_execution)
+
+    def schedule(self) -> Schedule:
+        return Schedule(self.num_steps, self.steps_per_epoch)
+
+    def train_data(self, strategy: tf.distribute.Strategy) -> Callable[[int], DatasetLike]:
+        plan = self.plan
+        dataset = classifier_dataset(plan.train, self.tokenizer, plan.setup.max_seq_length, plan.setup.train_batch_size,
+                                     plan.task.label_list, is_training=True, seed=self.seed)
+        return dataset.repeat().skip
+
+    def checkpoint_evaluator(self) -> Optional[EvaluateFn]:
+        if not self.plan.evals:
+            return None
+        return lambda model: evaluate(self.plan, model, self.tokenizer)
+
+    def recipe(self) -> Dict[str, Any]:
+        return dict(dataclasses.asdict(self.plan.setup), learning_rate=self.learning_rate,
+                    num_train_steps=self.num_steps, save_checkpoints_steps=self.steps_per_epoch)
+
+    def evaluate(self, model: keras.Model, state: RunState) -> Dict[str, Any]:
+        """The dev metrics; with --do_predict, the submission files of the test splits."""
+        plan = self.plan
+        scores = evaluate(plan, model, self.tokenizer)
+        for (task_name, split), examples in plan.tests.items():
+            predicted = predict(model, examples, self.tokenizer, plan.setup, plan.spec.eval_batch_size,
+                                plan.task.label_list, what=f"{task_name} {split} examples")
+            task = plan.task if task_name == plan.task.name else task_name  # your own task is in no table
+            path = submission.write_submission(task, split, list(zip([e.index for e in examples], predicted)),
+                                         self.output_dir)
+            logging.info("Wrote %s", path)
+        return scores
+
+
 def run(spec: JobSpec) -> Dict[str, Any]:
     """Runs every (learning rate, seed) of the job; returns the summary dict."""
-    job = resolve(spec)
-    strategy = runtime.start(job.spec)
-    if runtime.is_chief(strategy):  # The sweep's directory; prepare_output_dir locks each run's.
-        locking.acquire(job.output_dir)
-    runs = [(lr, job.spec.random_seed + i) for lr in job.learning_rates for i in range(job.spec.num_seeds)]
-    results = {}
-    for lr, seed in runs:
-        run_dir = job.output_dir if len(runs) == 1 else os.path.join(job.output_dir, f"lr{lr:g}_seed{seed}")
-        results[(lr, seed)] = run_once(job, strategy, lr, seed, run_dir)
-    summary = summarize(job, results)
-    if job.evals and len(runs) > 1 and runtime.is_chief(strategy):  # A single run wrote its eval_results already.
-        runtime.write_results(job.output_dir, summary, name="sweep_results")
-    return summary
+    plan = resolve(spec)
+    runs = [(lr, plan.spec.random_seed + i) for lr in plan.learning_rates for i in range(plan.spec.num_seeds)]
+    tasks = [ClassifierTask(plan, lr, seed, plan.output_dir if len(runs) == 1 else
+                            os.path.join(plan.output_dir, f"lr{lr:g}_seed{seed}")) for lr, seed in runs]
+    return runner.run_sweep(tasks, plan.output_dir, lambda results: summarize(plan, dict(zip(runs, results))))
 
 
-def run_once(job: Job, strategy: tf.distribute.Strategy, learning_rate: float, seed: int,
-             run_dir: str) -> Dict[str, float]:
-    """Finetunes, evaluates and predicts once; returns the evaluation metrics ({} on workers but the chief)."""
-    keras.utils.set_random_seed(seed)
-    tokenizer = tokenization.make_tokenizer(job.sp_model)
-    config = finetuning_config(job.config, job.setup)
-    runtime.prepare_output_dir(run_dir, config, "classification", job.task.num_labels, sp_model=job.sp_model,
-                               strategy=strategy)
-    with strategy.scope():
-        model = build_model(config, "classification", num_labels=job.task.num_labels)
-    if job.train:
-        _train(job, model, strategy, tokenizer, learning_rate, seed, run_dir)
-    elif job.spec.init_checkpoint:  # Evaluation or prediction alone: the given checkpoint's weights.
-        checkpointing.warm_start(model, job.spec.init_checkpoint, config)
-    model = runtime.model_to_evaluate(
-        strategy, model, lambda: build_model(config, "classification", num_labels=job.task.num_labels))
-    if model is None:
-        return {}
-    scores = evaluate(job, model, tokenizer)
-    for (task_name, split), examples in job.tests.items():
-        predicted = predict(model, examples, tokenizer, job.setup, job.spec.eval_batch_size, job.task.label_list,
-                            what=f"{task_name} {split} examples")
-        task = job.task if task_name == job.task.name else task_name  # your own task is in no table
-        path = glue.write_submission(task, split, list(zip([e.index for e in examples], predicted)), run_dir)
-        logging.info("Wrote %s", path)
-    if scores:
-        runtime.write_results(run_dir, scores)
-    return scores
-
-
-def _train(job: Job, model: keras.Model, strategy: tf.distribute.Strategy, tokenizer: Any, learning_rate: float,
-           seed: int, run_dir: str) -> None:
-    setup = job.setup
-    epochs, steps_per_epoch, _ = setup.schedule(len(job.train))
-    steps_per_epoch = runtime.whole_executions(steps_per_epoch, job.spec.steps_per_execution)
-    num_steps = epochs * steps_per_epoch
-    chief = runtime.is_chief(strategy)
-    with strategy.scope():
-        compile_classifier(model, job.task.is_regression, finetuning_optimizer(setup, num_steps, learning_rate),
-                           job.spec.steps_per_execution)
-    runtime.warm_start_unless_resuming(model, job.spec.init_checkpoint, run_dir, finetuning_config(job.config, setup))
-    if chief:
-        checkpointing.record_recipe(run_dir, dict(dataclasses.asdict(setup), learning_rate=learning_rate,
-                                                  num_train_steps=num_steps, save_checkpoints_steps=steps_per_epoch))
-    train_data = classifier_dataset(job.train, tokenizer, setup.max_seq_length, setup.train_batch_size,
-                                    job.task.label_list, is_training=True, seed=seed).repeat()
-    evaluate_fn = None  # Across workers Keras predict cannot run: the chief evaluates after training.
-    if job.evals and job.spec.eval_at_checkpoints and not runtime.is_multi_worker(strategy):
-        evaluate_fn = lambda m: evaluate(job, m, tokenizer)  # noqa: E731
-    training.fit_resumable(model, train_data.skip, run_dir, num_steps, steps_per_epoch,
-                           log_every_steps=job.spec.log_every_steps, evaluate_fn=evaluate_fn)
-
-
-def evaluate(job: Job, model: keras.Model, tokenizer: Any) -> Dict[str, float]:
+def evaluate(job: SweepPlan, model: keras.Model, tokenizer: Any) -> Dict[str, float]:
     """The task's metrics on each dev split (prefixed by the split when there are several)."""
     scores = {}
     for split, examples in job.evals.items():
@@ -296,7 +308,7 @@ def evaluate(job: Job, model: keras.Model, tokenizer: Any) -> Dict[str, float]:
     return scores
 
 
-def predict(model: keras.Model, examples: Sequence[glue.InputExample], tokenizer: Any, setup: FinetuneSetup,
+def predict(model: keras.Model, examples: Sequence[glue.InputExample], tokenizer: Any, setup: FinetuningRecipe,
             batch_size: int, label_list: Optional[Sequence[str]], what: str = "examples") -> list:
     """Predicted labels (or scores) of examples, in order; logs progress ("Predicting 9,815 <what>")."""
     dataset = classifier_dataset(examples, tokenizer, setup.max_seq_length, batch_size, label_list, with_labels=False)
@@ -312,7 +324,7 @@ def majority_baseline(train: Sequence[glue.InputExample], examples: Sequence[glu
     return sum(e.label == majority for e in examples) / len(examples)
 
 
-def summarize(job: Job, results: Dict[Tuple[float, int], Dict[str, float]]) -> Dict[str, Any]:
+def summarize(job: SweepPlan, results: Dict[Tuple[float, int], Dict[str, float]]) -> Dict[str, Any]:
     """Per learning rate, the median of each metric over seeds; and the best learning rate."""
     if len(results) == 1:
         return dict(next(iter(results.values())))
@@ -333,7 +345,7 @@ def summarize(job: Job, results: Dict[Tuple[float, int], Dict[str, float]]) -> D
 
 def report_lines(summary: Dict[str, Any], spec: JobSpec) -> List[str]:
     """The lines the script prints: the results, and for the demo the accuracy beside the baseline."""
-    lines = runtime.result_lines(summary)
+    lines = run_directory.result_lines(summary)
     if spec.is_demo and "accuracy" in summary:
         lines.append(
             f"Held-out accuracy {100 * summary['accuracy']:.1f}% vs majority-class baseline "

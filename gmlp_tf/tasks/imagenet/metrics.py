@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gmlp_tf.runtime import progress
+from gmlp_tf.utils import progress
 
 TOP_K = 5
 

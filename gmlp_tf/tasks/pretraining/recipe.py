@@ -1,8 +1,8 @@
-"""Masked-LM pretraining with Keras fit: the setups of Table 8, the compiled model, train and evaluate."""
+"""Masked-LM pretraining: the recipes of Table 8, the compiled model, and its held-out evaluation."""
 
 import dataclasses
 import warnings
-from typing import Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Dict, Mapping, Optional, Tuple, Union
 
 import keras
 import tensorflow as tf
@@ -10,16 +10,16 @@ from absl import logging
 
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.models.task_models import build_model
-from gmlp_tf.runtime import job as runtime
-from gmlp_tf.runtime import checkpointing, progress, training
+from gmlp_tf.runtime import training
 from gmlp_tf.runtime.optimization import create_optimizer
 from gmlp_tf.tasks.pretraining.metrics import MASKED_LM_LOSS, masked_lm_loss, masked_lm_metrics
+from gmlp_tf.utils import progress
 
 LABEL_FEATURES = ("masked_lm_ids", "masked_lm_weights")
 
 
 @dataclasses.dataclass(frozen=True)
-class PretrainingSetup:
+class PretrainingRecipe:
     """Data and optimisation hyperparameters of one pretraining recipe."""
 
     max_seq_length: int
@@ -36,10 +36,10 @@ class PretrainingSetup:
 # the gmlp_long preset: 4096-token sequences (15% masked) in batches of 2, about the demo's tokens
 # per step, through the FFT spatial projection.
 SETUPS = {
-    "ablation": PretrainingSetup(128, 20, 2048, 7e-4, 125_000, 10_000),
-    "full": PretrainingSetup(512, 80, 256, 1e-4, 1_000_000, 10_000),
-    "demo": PretrainingSetup(128, 20, 32, 2e-3, 1_500, 150),
-    "long_demo": PretrainingSetup(4096, 615, 2, 5e-4, 500, 50),
+    "ablation": PretrainingRecipe(128, 20, 2048, 7e-4, 125_000, 10_000),
+    "full": PretrainingRecipe(512, 80, 256, 1e-4, 1_000_000, 10_000),
+    "demo": PretrainingRecipe(128, 20, 32, 2e-3, 1_500, 150),
+    "long_demo": PretrainingRecipe(4096, 615, 2, 5e-4, 500, 50),
 }
 
 
@@ -51,65 +51,36 @@ def split_features(features: Mapping[str, tf.Tensor]) -> Tuple[Dict[str, tf.Tens
 
 def build_pretraining_model(
     config: GMLPConfig,
-    setup: PretrainingSetup,
+    recipe: PretrainingRecipe,
     steps_per_execution: int = 1,
     weight_decay: float = 0.01,
     jit_compile: Union[bool, str] = "auto",
 ) -> keras.Model:
-    """Builds and compiles the masked-LM model (call inside strategy.scope())."""
+    """Builds and compiles the masked-LM model for training (call inside strategy.scope())."""
     model = build_model(config, "pretraining")
+    compile_for_training(model, recipe, steps_per_execution, weight_decay, jit_compile)
+    return model
+
+
+def compile_for_training(model: keras.Model, recipe: PretrainingRecipe, steps_per_execution: int = 1,
+                         weight_decay: float = 0.01, jit_compile: Union[bool, str] = "auto") -> None:
+    """AdamW with the recipe's warmup and linear decay, the masked-LM loss and metrics."""
     model.compile(
         optimizer=create_optimizer(
-            setup.learning_rate, setup.num_train_steps, setup.num_warmup_steps, weight_decay=weight_decay
+            recipe.learning_rate, recipe.num_train_steps, recipe.num_warmup_steps, weight_decay=weight_decay
         ),
         loss=masked_lm_loss(),
         weighted_metrics=masked_lm_metrics(),
         steps_per_execution=steps_per_execution,
         jit_compile=jit_compile,
     )
-    return model
 
 
-def evaluation_model(config: GMLPConfig, output_dir: str) -> Tuple[keras.Model, int]:
-    """(model, step): the masked-LM model with output_dir's newest checkpoint (of that step),
-    compiled for evaluate() only."""
+def evaluation_model(config: GMLPConfig) -> keras.Model:
+    """The masked-LM model compiled for evaluate() only (loss and metrics, no optimizer)."""
     model = build_model(config, "pretraining")
-    step = checkpointing.load_model_weights(model, output_dir).step or 0
     model.compile(loss=masked_lm_loss(), weighted_metrics=masked_lm_metrics())
-    return model, step
-
-
-def train(
-    model: keras.Model,
-    train_dataset: Callable[[int], training.DatasetLike],
-    output_dir: str,
-    num_train_steps: int,
-    save_checkpoints_steps: int,
-    verbose: Union[int, str] = 1,
-    log_every_steps: int = 100,
-    evaluate_fn: Optional[training.EvaluateFn] = None,
-) -> keras.callbacks.History:
-    """Runs fit() with a checkpoint every save_checkpoints_steps steps; resumes exactly from output_dir.
-
-    Args:
-      model: the compiled pretraining model.
-      train_dataset: skip -> repeating dataset (or DistributedDataset) of (inputs, ids, weights)
-        without its first `skip` batches (see training.fit_resumable).
-      output_dir: where checkpoints and TensorBoard logs go.
-      num_train_steps: total optimizer steps.
-      save_checkpoints_steps: steps between checkpoints.
-      verbose: as for fit().
-      log_every_steps: steps between the TensorBoard training scalars.
-      evaluate_fn: model -> held-out metrics, run at every checkpoint (TensorBoard eval/).
-
-    Returns:
-      The keras History of this call (empty when the run was already complete).
-    """
-    runtime.check_checkpoint_interval(num_train_steps, save_checkpoints_steps, model.steps_per_execution)
-    return training.fit_resumable(
-        model, train_dataset, output_dir, num_train_steps, save_checkpoints_steps, verbose,
-        log_every_steps=log_every_steps, evaluate_fn=evaluate_fn,
-    )
+    return model
 
 
 def evaluate(
@@ -159,5 +130,3 @@ class _BatchCounter(keras.callbacks.Callback):
     def on_test_batch_end(self, batch: int, logs: Optional[Dict[str, float]] = None) -> None:
         self.batches = batch + 1
 
-
-current_step = training.global_step

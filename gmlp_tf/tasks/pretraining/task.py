@@ -1,34 +1,36 @@
-"""The pretraining job: what run_pretraining.py runs (BERT's run_pretraining.py, with Keras fit).
+"""The pretraining task: what run_pretraining.py runs (BERT's run_pretraining.py, with Keras fit).
 
-The script turns its flags into a JobSpec (one field per flag) and calls `run`; everything that
-can be checked is checked before any work starts, so bad input costs one clear error line.
+The script turns its flags into a JobSpec (one field per flag) and runs a PretrainingTask with
+gmlp_tf.runtime.runner; everything that can be checked is checked when the task is made, before
+any work starts, so bad input costs one clear error line.
 """
 
 import dataclasses
 import math
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
+import keras
+import tensorflow as tf
 from absl import logging
 
 from gmlp_tf import tokenization
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.presets import get_preset_config
-from gmlp_tf.runtime import checkpointing, custom_loop
-from gmlp_tf.runtime import job as runtime
+from gmlp_tf.runtime import checks, custom_loop, run_directory, runner
 from gmlp_tf.runtime.flags import CommonSpec, option
-from gmlp_tf.tasks.pretraining import demo_data, recipe
-from gmlp_tf.tasks.pretraining.data import (
-    TextFilesSource,
-    TfdsSource,
-    TFRecordSource,
-    check_example_format,
-    expand_patterns,
-    make_pretraining_dataset,
-    unigram_perplexity,
-)
+from gmlp_tf.runtime.task import RunState, Schedule, Task
+from gmlp_tf.runtime.training import DatasetLike, EvaluateFn
+from gmlp_tf.tasks.pretraining import demo_data
+from gmlp_tf.tasks.pretraining import recipe as mlm
+from gmlp_tf.tasks.pretraining.data import make_pretraining_dataset
+from gmlp_tf.tasks.pretraining.packing import check_example_format
+from gmlp_tf.tasks.pretraining.sources import TextFilesSource, TfdsSource, TFRecordSource, expand_patterns
+from gmlp_tf.tasks.pretraining.unigram import unigram_perplexity
 
 DEMO_PRESET = "gmlp_demo"
+# Where the demo writes, and where the finetuning demos look for its encoder.
+DEMO_OUTPUT_DIR = os.path.join("output", "pretraining_demo")
 # The demo recipe of a preset that the default one does not fit (by default "demo").
 DEMO_SETUPS = {"gmlp_long": "long_demo"}
 # Training batches of 64 counted for the unigram baseline (enough for stable frequencies): 200, or
@@ -45,7 +47,7 @@ class JobSpec(CommonSpec):
     setup: Optional[str] = option(
         None, "Table 8 recipe giving the defaults below: ablation (seq 128, batch 2048, lr 7e-4, 125K steps) or "
         "full (seq 512, batch 256, lr 1e-4, 1M steps); demo for the CPU demo, long_demo for --preset=gmlp_long's "
-        "(seq 4096, batch 2; its default).", tuple(recipe.SETUPS))
+        "(seq 4096, batch 2; its default).", tuple(mlm.SETUPS))
     input_file: Optional[str] = option(None, "Comma-separated globs of training text files (or TFRecords).")
     eval_input_file: Optional[str] = option(
         None, "Comma-separated globs of held-out files (never the training files).")
@@ -86,25 +88,12 @@ class JobSpec(CommonSpec):
         return not (self.input_file or self.tfds_name)
 
 
-@dataclasses.dataclass
-class ResolvedJob:
-    """A JobSpec with every default filled in and every input checked."""
-
-    spec: JobSpec
-    config: GMLPConfig
-    setup: recipe.PretrainingSetup
-    save_checkpoints_steps: int
-    train_source: Any
-    eval_source: Any
-    sp_model: Optional[bytes]
-
-
 def demo_spec(spec: JobSpec) -> JobSpec:
     """The embedded default: the cached Shakespeare corpus, its vocabulary and the demo model."""
     corpus = demo_data.fetch_demo_corpus()
     preset = spec.preset or (None if spec.gmlp_config_file else DEMO_PRESET)
     # Another preset's demo writes beside the demo encoder, not over it (the finetuning demos read that).
-    output_dir = runtime.DEMO_ENCODER_DIR if preset in (None, DEMO_PRESET) else os.path.join("output", f"pretraining_{preset}")
+    output_dir = DEMO_OUTPUT_DIR if preset in (None, DEMO_PRESET) else os.path.join("output", f"pretraining_{preset}")
     return dataclasses.replace(
         spec,
         input_file=",".join(corpus.train_files),
@@ -118,48 +107,16 @@ def demo_spec(spec: JobSpec) -> JobSpec:
     )
 
 
-def resolve(spec: JobSpec) -> ResolvedJob:
-    """Fills in defaults (the demo's when no data is given) and checks every input.
-
-    Raises:
-      ValueError: naming the first problem found.
-    """
-    check_flags(spec)
-    if spec.gmlp_config_file and spec.preset:
-        raise ValueError("give --gmlp_config_file or --preset, not both")
-    if spec.input_file and spec.tfds_name:
-        raise ValueError("give --input_file or --tfds_name, not both")
-    if spec.is_demo:
-        spec = demo_spec(spec)
-    runtime.require_output_dir(spec.output_dir)
-    config = model_config(spec)
-    setup = pretraining_setup(spec)
-    runtime.check_max_seq_length(setup.max_seq_length, config)
-    check_example_format(spec.example_format, spec.short_seq_prob, setup.max_seq_length)
-    if config.modality != "text":
-        raise ValueError("masked-LM pretraining needs a text model config, got an image one")
-    runtime.check_init_checkpoint(spec.init_checkpoint, config)
-    sp_model = None
-    if spec.input_format == "text" or spec.tfds_name:
-        if not spec.vocab_file:
-            raise ValueError("--vocab_file (a SentencePiece model from create_vocab.py) is required")
-        sp_model = tokenization.load_model_vocab(spec.vocab_file, config.vocab_size)
-    train_source, eval_source = _sources(spec)
-    steps = min(1000, setup.num_train_steps) if spec.save_checkpoints_steps is None else spec.save_checkpoints_steps
-    runtime.check_checkpoint_interval(setup.num_train_steps, steps, spec.steps_per_execution)
-    return ResolvedJob(spec, config, setup, steps, train_source, eval_source, sp_model)
-
-
 def check_flags(spec: JobSpec) -> None:
     """The numeric flags given (None: the recipe's), checked before the demo data or any file is read."""
-    runtime.check_positive(
+    checks.check_positive(
         learning_rate=spec.learning_rate, train_batch_size=spec.train_batch_size,
         eval_batch_size=spec.eval_batch_size, num_train_steps=spec.num_train_steps,
         save_checkpoints_steps=spec.save_checkpoints_steps, max_eval_steps=spec.max_eval_steps,
         max_seq_length=spec.max_seq_length, max_predictions_per_seq=spec.max_predictions_per_seq,
         log_every_steps=spec.log_every_steps, steps_per_execution=spec.steps_per_execution,
         shuffle_buffer=spec.shuffle_buffer)
-    runtime.check_non_negative(num_warmup_steps=spec.num_warmup_steps, weight_decay=spec.weight_decay)
+    checks.check_non_negative(num_warmup_steps=spec.num_warmup_steps, weight_decay=spec.weight_decay)
 
 
 def model_config(spec: JobSpec) -> GMLPConfig:
@@ -171,16 +128,16 @@ def model_config(spec: JobSpec) -> GMLPConfig:
     raise ValueError("give the model: --gmlp_config_file or --preset")
 
 
-def pretraining_setup(spec: JobSpec) -> recipe.PretrainingSetup:
+def pretraining_recipe(spec: JobSpec) -> mlm.PretrainingRecipe:
     """The --setup recipe (ablation by default) with the flags that override it, checked."""
-    base = recipe.SETUPS[spec.setup or "ablation"]
+    base = mlm.SETUPS[spec.setup or "ablation"]
     overrides = {
         name: getattr(spec, name)
-        for name in (f.name for f in dataclasses.fields(recipe.PretrainingSetup))
+        for name in (f.name for f in dataclasses.fields(mlm.PretrainingRecipe))
         if getattr(spec, name) is not None
     }
     setup = dataclasses.replace(base, **overrides)
-    runtime.check_positive(**{name: getattr(setup, name) for name in (
+    checks.check_positive(**{name: getattr(setup, name) for name in (
         "max_seq_length", "max_predictions_per_seq", "train_batch_size", "num_train_steps")})
     if setup.num_warmup_steps > setup.num_train_steps:
         raise ValueError(
@@ -218,118 +175,147 @@ def _file_source(spec: JobSpec, files: List[str]):
     return TextFilesSource(files, spec.blank_line_documents)
 
 
-def _dataset(job: ResolvedJob, source, is_training: bool, batch_size: int, input_context=None):
-    setup = job.setup
-    return make_pretraining_dataset(
-        source, is_training=is_training, sp_model=job.sp_model, max_seq_length=setup.max_seq_length,
-        max_predictions_per_seq=setup.max_predictions_per_seq, batch_size=batch_size,
-        seed=job.spec.random_seed if is_training else None, input_context=input_context,
-        shuffle_buffer=job.spec.shuffle_buffer, example_format=job.spec.example_format,
-        short_seq_prob=job.spec.short_seq_prob,
-    )
+class PretrainingTask(Task):
+    """Masked-LM pretraining (Table 8's recipes) on text files, TFRecords or a TFDS text dataset."""
 
+    spec_class = JobSpec
+    demo_output_dir = DEMO_OUTPUT_DIR
+    model_task = "pretraining"
 
-def eval_batch_size(job: ResolvedJob) -> int:
-    return job.spec.eval_batch_size or job.setup.train_batch_size
+    def __init__(self, spec: JobSpec) -> None:
+        """Fills in defaults (the demo's when no data is given) and checks every input.
 
+        Raises:
+          ValueError: naming the first problem found.
+        """
+        check_flags(spec)
+        if spec.gmlp_config_file and spec.preset:
+            raise ValueError("give --gmlp_config_file or --preset, not both")
+        if spec.input_file and spec.tfds_name:
+            raise ValueError("give --input_file or --tfds_name, not both")
+        spec = demo_spec(spec) if spec.is_demo else spec
+        super().__init__(spec)
+        checks.require_output_dir(spec.output_dir)
+        self.config = model_config(spec)
+        self.recipe_values = pretraining_recipe(spec)
+        checks.check_max_seq_length(self.recipe_values.max_seq_length, self.config)
+        check_example_format(spec.example_format, spec.short_seq_prob, self.recipe_values.max_seq_length)
+        if self.config.modality != "text":
+            raise ValueError("masked-LM pretraining needs a text model config, got an image one")
+        checks.check_init_checkpoint(spec.init_checkpoint, self.config)
+        self.sp_model = None
+        if spec.input_format == "text" or spec.tfds_name:
+            if not spec.vocab_file:
+                raise ValueError("--vocab_file (a SentencePiece model from create_vocab.py) is required")
+            self.sp_model = tokenization.load_model_vocab(spec.vocab_file, self.config.vocab_size)
+        self.train_source, self.eval_source = _sources(spec)
+        steps, num_steps = spec.save_checkpoints_steps, self.recipe_values.num_train_steps
+        self.save_checkpoints_steps = min(1000, num_steps) if steps is None else steps
+        checks.check_checkpoint_interval(num_steps, self.save_checkpoints_steps, spec.steps_per_execution)
+        self.vocabulary = self.sp_model or (tokenization.load_sp_model(spec.vocab_file) if spec.vocab_file else None)
+        self.eval_data = None
 
-def _distributed(strategy, job: ResolvedJob, source, is_training: bool, batch_size: int, skip: int = 0):
-    """The strategy's per-replica batches of the stream without its first `skip` (global) batches.
-
-    Across workers (multi_worker), every worker reads the global batches and takes its rows
-    (runtime.custom_loop.distribute), so a cluster trains on exactly the batches one process would.
-    """
-    if runtime.is_multi_worker(strategy):
-        return custom_loop.distribute(strategy, _dataset(job, source, is_training, batch_size).skip(skip).map(
-            recipe.split_features))
-
-    def dataset_fn(context):  # Skipped after masking, so a resumed run sees exactly the batches it had not.
-        per_step = context.num_replicas_in_sync // context.num_input_pipelines  # This pipeline's batches a step.
-        dataset = _dataset(job, source, is_training, batch_size, context)
-        return dataset.skip(skip * per_step).map(recipe.split_features)
-
-    return strategy.distribute_datasets_from_function(dataset_fn)
-
-
-@runtime.releases_locks
-def run(spec: JobSpec) -> Optional[Dict[str, Any]]:
-    """Runs the job; returns the evaluation results (None without --do_eval, and on workers but the chief)."""
-    job = resolve(spec)
-    spec = job.spec
-    strategy = runtime.start(spec)
-    chief, multi_worker = runtime.is_chief(strategy), runtime.is_multi_worker(strategy)
-    # Datasets first: they check the input files and TFDS names before anything is written.
-    train_data = eval_data = None
-    if spec.do_train:
-        train_data = lambda skip: _distributed(  # noqa: E731
-            strategy, job, job.train_source, True, job.setup.train_batch_size, skip)
-        train_data(0)
-    if spec.do_eval and not multi_worker:  # Across workers the chief evaluates alone, after training.
-        eval_data = _distributed(strategy, job, job.eval_source, False, eval_batch_size(job))
-    vocab = job.sp_model or (tokenization.load_sp_model(spec.vocab_file) if spec.vocab_file else None)
-    runtime.prepare_output_dir(spec.output_dir, job.config, "pretraining", sp_model=vocab, strategy=strategy)
-    logging.info("Model config:\n%s", job.config.to_json_string())
-    logging.info("Setup: %s", job.setup)
-
-    with strategy.scope():
-        model = recipe.build_pretraining_model(
-            job.config, job.setup, steps_per_execution=spec.steps_per_execution, weight_decay=spec.weight_decay
+    def dataset(self, source: Any, is_training: bool, batch_size: int, input_context: Any = None) -> tf.data.Dataset:
+        """Batches of BERT's masked-LM features of `source` (masked with the run's seed when training)."""
+        spec, values = self.spec, self.recipe_values
+        return make_pretraining_dataset(
+            source, is_training=is_training, sp_model=self.sp_model, max_seq_length=values.max_seq_length,
+            max_predictions_per_seq=values.max_predictions_per_seq, batch_size=batch_size,
+            seed=spec.random_seed if is_training else None, input_context=input_context,
+            shuffle_buffer=spec.shuffle_buffer, example_format=spec.example_format,
+            short_seq_prob=spec.short_seq_prob,
         )
-    runtime.warm_start_unless_resuming(model, spec.init_checkpoint, spec.output_dir, job.config)
-    if spec.do_train:
-        _train(job, model, eval_data, train_data, chief)
-    if not spec.do_eval or not chief:
-        return None
-    step = None
-    if multi_worker:
-        model, eval_data, step = _chief_evaluation(job)
-    results = recipe.evaluate(model, eval_data, spec.max_eval_steps)
-    results["global_step"] = results["global_step"] if step is None else step
-    results.update(_unigram_baseline(job))
-    runtime.write_results(spec.output_dir, results)
-    return results
+
+    @property
+    def eval_batch_size(self) -> int:
+        return self.spec.eval_batch_size or self.recipe_values.train_batch_size
+
+    def _distributed(self, strategy: tf.distribute.Strategy, source: Any, is_training: bool, batch_size: int,
+                     skip: int = 0) -> DatasetLike:
+        """The strategy's per-replica batches of the stream without its first `skip` (global) batches.
+
+        Across workers (multi_worker), every worker reads the global batches and takes its rows
+        (runtime.custom_loop.distribute), so a cluster trains on exactly the batches one process would.
+        """
+        if runner.is_multi_worker(strategy):
+            batches = self.dataset(source, is_training, batch_size).skip(skip).map(mlm.split_features)
+            return custom_loop.distribute(strategy, batches)
+
+        def dataset_fn(context):  # Skipped after masking, so a resumed run sees exactly the batches it had not.
+            per_step = context.num_replicas_in_sync // context.num_input_pipelines  # This pipeline's batches a step.
+            dataset = self.dataset(source, is_training, batch_size, context)
+            return dataset.skip(skip * per_step).map(mlm.split_features)
+
+        return strategy.distribute_datasets_from_function(dataset_fn)
+
+    def prepare(self, strategy: tf.distribute.Strategy) -> None:
+        """The datasets, made once here: they check the input files and TFDS names before anything is written."""
+        if self.do_train:
+            self.train_data(strategy)(0)
+        if self.spec.do_eval and not runner.is_multi_worker(strategy):  # Across workers: the chief, after training.
+            self.eval_data = self._distributed(strategy, self.eval_source, False, self.eval_batch_size)
+        logging.info("Recipe: %s", self.recipe_values)
+
+    def build_model(self) -> keras.Model:
+        return mlm.evaluation_model(self.config)
+
+    def compile_for_training(self, model: keras.Model) -> None:
+        mlm.compile_for_training(model, self.recipe_values, self.spec.steps_per_execution, self.spec.weight_decay)
+
+    def schedule(self) -> Schedule:
+        return Schedule(self.recipe_values.num_train_steps, self.save_checkpoints_steps)
+
+    def train_data(self, strategy: tf.distribute.Strategy) -> Callable[[int], DatasetLike]:
+        batch_size = self.recipe_values.train_batch_size
+        return lambda skip: self._distributed(strategy, self.train_source, True, batch_size, skip)
+
+    def checkpoint_evaluator(self) -> Optional[EvaluateFn]:
+        if self.eval_data is None:
+            return None
+        return lambda model: mlm.evaluate(model, self.eval_data, self.spec.max_eval_steps)
+
+    def recipe(self) -> Dict[str, Any]:
+        return dict(dataclasses.asdict(self.recipe_values), save_checkpoints_steps=self.save_checkpoints_steps,
+                    weight_decay=self.spec.weight_decay)
+
+    def evaluate(self, model: keras.Model, state: RunState) -> Dict[str, Any]:
+        """Held-out masked-LM loss, accuracy and perplexity, beside the unigram baseline's."""
+        if not self.spec.do_eval:
+            return {}
+        data = self.eval_data
+        if data is None:  # Across workers the chief evaluates on this process alone.
+            data = self.dataset(self.eval_source, False, self.eval_batch_size).map(mlm.split_features)
+        results = mlm.evaluate(model, data, self.spec.max_eval_steps)
+        results["global_step"] = state.global_step
+        results.update(self._unigram_baseline())
+        return results
+
+    def _unigram_baseline(self) -> Dict[str, float]:
+        """The unigram perplexity of the same held-out masked tokens (text sources only)."""
+        if isinstance(self.train_source, TFRecordSource) or not self.sp_model:
+            return {}
+        value = unigram_perplexity(
+            self.dataset(self.train_source, True, 64),
+            self.dataset(self.eval_source, False, self.eval_batch_size),
+            vocab_size=self.config.vocab_size,
+            max_train_batches=max(1, UNIGRAM_TRAIN_BATCHES * 128 // max(128, self.recipe_values.max_seq_length)),
+            max_eval_batches=self.spec.max_eval_steps,
+        )
+        return {"unigram_perplexity": value}
+
+    def report_lines(self, results: Dict[str, Any]) -> List[str]:
+        return report_lines(results, self.spec)
 
 
-def _train(job: ResolvedJob, model, eval_data, train_data, chief: bool) -> None:
-    spec = job.spec
-    if chief:
-        checkpointing.record_recipe(spec.output_dir, dict(
-            dataclasses.asdict(job.setup), save_checkpoints_steps=job.save_checkpoints_steps,
-            weight_decay=spec.weight_decay))
-    evaluate_fn = None
-    if eval_data is not None and spec.eval_at_checkpoints:
-        evaluate_fn = lambda m: recipe.evaluate(m, eval_data, spec.max_eval_steps)  # noqa: E731
-    recipe.train(model, train_data, spec.output_dir, job.setup.num_train_steps, job.save_checkpoints_steps,
-                 log_every_steps=spec.log_every_steps, evaluate_fn=evaluate_fn)
-
-
-def _chief_evaluation(job: ResolvedJob):
-    """(model, eval data, step) on this process alone, with the run's last checkpoint: Keras evaluate
-    cannot run under MultiWorkerMirroredStrategy."""
-    model, step = recipe.evaluation_model(job.config, job.spec.output_dir)
-    data = _dataset(job, job.eval_source, False, eval_batch_size(job)).map(recipe.split_features)
-    return model, data, step
-
-
-def _unigram_baseline(job: ResolvedJob) -> Dict[str, float]:
-    """The unigram perplexity of the same held-out masked tokens (text sources only)."""
-    if isinstance(job.train_source, TFRecordSource) or not job.sp_model:
-        return {}
-    value = unigram_perplexity(
-        _dataset(job, job.train_source, True, 64),
-        _dataset(job, job.eval_source, False, eval_batch_size(job)),
-        vocab_size=job.config.vocab_size,
-        max_train_batches=max(1, UNIGRAM_TRAIN_BATCHES * 128 // max(128, job.setup.max_seq_length)),
-        max_eval_batches=job.spec.max_eval_steps,
-    )
-    return {"unigram_perplexity": value}
-
+def run(spec: JobSpec) -> Dict[str, Any]:
+    """Runs the job; returns the evaluation results ({} without --do_eval, and on workers but the chief)."""
+    return runner.run(PretrainingTask(spec))
 
 def report_lines(results: Optional[Dict[str, Any]], spec: Optional[JobSpec] = None) -> List[str]:
     """The lines the script prints at the end."""
     if not results:
         return []
-    lines = runtime.result_lines(results)
+    lines = run_directory.result_lines(results)
     if "unigram_perplexity" in results:
         lines.append(
             f"Held-out masked-LM perplexity {results['perplexity']:.2f} vs unigram perplexity "

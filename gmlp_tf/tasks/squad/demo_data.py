@@ -10,7 +10,7 @@ work end to end on real data, not a measure of reading comprehension.
 import os
 from typing import Callable, Optional
 
-from gmlp_tf.runtime import registry_data
+from gmlp_tf.utils import registry_data
 
 PACKAGE, VERSION = "allennlp", "0.9.0"
 MEMBER = "allennlp/tests/fixtures/data/squad.json"

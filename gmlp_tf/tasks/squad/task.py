@@ -1,8 +1,8 @@
-"""One run_squad.py job: SQuAD v1.1 / v2.0 finetuning, prediction files and the official scores."""
+"""The run_squad.py task: SQuAD v1.1 / v2.0 finetuning, prediction files and the official scores."""
 
 import dataclasses
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import keras
 import numpy as np
@@ -10,18 +10,19 @@ import tensorflow as tf
 from absl import logging
 
 from gmlp_tf.config import GMLPConfig
+from gmlp_tf.finetuning import FinetuningRecipe, finetuning_config, finetuning_optimizer, load_model_files
 from gmlp_tf.models.task_models import build_model
-from gmlp_tf.runtime import checkpointing
-from gmlp_tf.runtime import job as runtime
-from gmlp_tf.runtime import progress, training
-from gmlp_tf.runtime.finetuning import FinetuneSetup, finetuning_config, finetuning_optimizer, load_model_files
+from gmlp_tf.runtime import checks, run_directory, runner
 from gmlp_tf.runtime.flags import CommonSpec, option
+from gmlp_tf.runtime.task import RunState, Schedule, Task
+from gmlp_tf.runtime.training import DatasetLike, EvaluateFn
+from gmlp_tf.tasks.squad import answers, demo_data, official_scorer
 from gmlp_tf.tasks.squad import data as squad
-from gmlp_tf.tasks.squad import demo_data, evaluation
+from gmlp_tf.utils import progress
 
 DEMO_OUTPUT_DIR = os.path.join("output", "squad_demo")
 # Table 9: seq 512, batch 32, lr 5e-5, 8K steps, 1K warmup (1K / 8K of the steps).
-SQUAD_SETUP = FinetuneSetup(max_seq_length=512, train_batch_size=32, learning_rate=5e-5, warmup_proportion=0.125)
+SQUAD_RECIPE = FinetuningRecipe(max_seq_length=512, train_batch_size=32, learning_rate=5e-5, warmup_proportion=0.125)
 NUM_TRAIN_STEPS = 8000
 
 
@@ -61,8 +62,8 @@ class JobSpec(CommonSpec):
 def demo_spec(spec: JobSpec) -> JobSpec:
     """The embedded default: finetune the demo pretraining checkpoint on the demo's real questions."""
     # The flags the demo keeps, checked before the demo encoder is looked for (or pretrained).
-    runtime.check_positive(log_every_steps=spec.log_every_steps, steps_per_execution=spec.steps_per_execution)
-    init_checkpoint = runtime.demo_encoder(spec.init_checkpoint, spec.strategy)
+    checks.check_positive(log_every_steps=spec.log_every_steps, steps_per_execution=spec.steps_per_execution)
+    init_checkpoint = runner.ensure_demo_run("pretraining", spec.init_checkpoint, spec.strategy)
     path = demo_data.fetch_demo_squad()
     return dataclasses.replace(
         spec, init_checkpoint=init_checkpoint, output_dir=spec.output_dir or DEMO_OUTPUT_DIR,
@@ -96,21 +97,21 @@ def read_examples(spec: JobSpec, is_training: bool) -> Tuple[List[squad.SquadExa
 def _check(spec: JobSpec, config: GMLPConfig) -> None:
     if not (spec.do_train or spec.do_predict):
         raise ValueError("nothing to do: give --do_train and/or --do_predict")
-    runtime.require_output_dir(spec.output_dir)
-    runtime.check_max_seq_length(spec.max_seq_length, config)
-    runtime.check_init_checkpoint(spec.init_checkpoint, config)
-    runtime.check_positive(doc_stride=spec.doc_stride, max_query_length=spec.max_query_length,
+    checks.require_output_dir(spec.output_dir)
+    checks.check_max_seq_length(spec.max_seq_length, config)
+    checks.check_init_checkpoint(spec.init_checkpoint, config)
+    checks.check_positive(doc_stride=spec.doc_stride, max_query_length=spec.max_query_length,
                            train_batch_size=spec.train_batch_size, predict_batch_size=spec.predict_batch_size,
                            learning_rate=spec.learning_rate, num_train_steps=spec.num_train_steps,
                            n_best_size=spec.n_best_size, max_answer_length=spec.max_answer_length)
-    runtime.check_non_negative(num_warmup_steps=spec.num_warmup_steps)
+    checks.check_non_negative(num_warmup_steps=spec.num_warmup_steps)
     if spec.num_warmup_steps > spec.num_train_steps:
         raise ValueError(
             f"--num_warmup_steps ({spec.num_warmup_steps}) exceeds --num_train_steps ({spec.num_train_steps})")
-    runtime.check_checkpoint_interval(spec.num_train_steps, spec.save_checkpoints_steps, spec.steps_per_execution)
+    checks.check_checkpoint_interval(spec.num_train_steps, spec.save_checkpoints_steps, spec.steps_per_execution)
 
 
-def compile_squad_model(model: keras.Model, setup: FinetuneSetup, num_train_steps: int, learning_rate: float,
+def compile_squad_model(model: keras.Model, setup: FinetuningRecipe, num_train_steps: int, learning_rate: float,
                         steps_per_execution: int) -> None:
     """BERT's SQuAD loss: the mean of the start and end cross-entropies."""
     cross_entropy = keras.losses.SparseCategoricalCrossentropy
@@ -126,55 +127,69 @@ def _as_targets(inputs, labels):
     return inputs, {"start_logits": labels["start_positions"], "end_logits": labels["end_positions"]}
 
 
-@runtime.releases_locks
+class SquadTask(Task):
+    """SQuAD v1.1 / v2.0: finetuning, prediction files and the official scores."""
+
+    spec_class = JobSpec
+    demo_output_dir = DEMO_OUTPUT_DIR
+    model_task = "squad"
+
+    def __init__(self, spec: JobSpec) -> None:
+        """Fills in the demo, checks every input and cuts the questions into windows."""
+        spec = demo_spec(spec) if spec.is_demo else spec
+        super().__init__(spec)
+        config, self.vocabulary = load_model_files(spec.init_checkpoint, spec.gmlp_config_file, spec.vocab_file)
+        _check(spec, config)
+        self.setup = dataclasses.replace(
+            SQUAD_RECIPE, max_seq_length=spec.max_seq_length, train_batch_size=spec.train_batch_size,
+            learning_rate=spec.learning_rate, warmup_proportion=spec.num_warmup_steps / spec.num_train_steps,
+        )
+        self.config = finetuning_config(config, self.setup)
+        convert = dict(sp_model=self.vocabulary, max_seq_length=spec.max_seq_length, doc_stride=spec.doc_stride,
+                       max_query_length=spec.max_query_length)
+        self.train_features = self.predict_examples = self.predict_features = None
+        if spec.do_train:
+            self.train_features = _windows(read_examples(spec, True)[0], "training", is_training=True, **convert)
+        if spec.do_predict:
+            self.predict_examples = read_examples(spec, False)[0]
+            self.predict_features = _windows(self.predict_examples, "prediction", is_training=False, **convert)
+
+    def build_model(self) -> keras.Model:
+        return build_model(self.config, "squad")
+
+    def compile_for_training(self, model: keras.Model) -> None:
+        spec = self.spec
+        compile_squad_model(model, self.setup, spec.num_train_steps, spec.learning_rate, spec.steps_per_execution)
+
+    def schedule(self) -> Schedule:
+        return Schedule(self.spec.num_train_steps, self.spec.save_checkpoints_steps)
+
+    def train_data(self, strategy: tf.distribute.Strategy) -> Callable[[int], DatasetLike]:
+        spec = self.spec
+        dataset = squad.features_to_dataset(self.train_features, is_training=True, batch_size=spec.train_batch_size,
+                                            drop_remainder=True, seed=spec.random_seed)
+        return dataset.repeat().map(_as_targets).skip
+
+    def checkpoint_evaluator(self) -> Optional[EvaluateFn]:
+        """EM / F1 of the prediction file at every checkpoint, when it has gold answers."""
+        if not _has_answers(self.predict_examples):
+            return None
+        examples, features = self.predict_examples, self.predict_features
+        return lambda model: _score(self.spec, examples, *predict(self.spec, model, examples, features))
+
+    def recipe(self) -> Dict[str, Any]:
+        return {name: getattr(self.spec, name) for name in (
+            "learning_rate", "train_batch_size", "num_train_steps", "num_warmup_steps", "save_checkpoints_steps")}
+
+    def evaluate(self, model: keras.Model, state: RunState) -> Dict[str, Any]:
+        if not self.spec.do_predict:
+            return {}
+        return predict_and_score(self.spec, model, self.predict_examples, self.predict_features)
+
+
 def run(spec: JobSpec) -> Dict[str, float]:
     """Trains and/or predicts; returns the evaluation scores (empty without gold answers)."""
-    if spec.is_demo:
-        spec = demo_spec(spec)
-    config, sp_model = load_model_files(spec.init_checkpoint, spec.gmlp_config_file, spec.vocab_file)
-    _check(spec, config)
-    setup = dataclasses.replace(
-        SQUAD_SETUP, max_seq_length=spec.max_seq_length, train_batch_size=spec.train_batch_size,
-        learning_rate=spec.learning_rate, warmup_proportion=spec.num_warmup_steps / spec.num_train_steps,
-    )
-    convert = dict(sp_model=sp_model, max_seq_length=spec.max_seq_length, doc_stride=spec.doc_stride,
-                   max_query_length=spec.max_query_length)
-    train_features = predict_examples = predict_features = None
-    if spec.do_train:
-        train_features = _windows(read_examples(spec, True)[0], "training", is_training=True, **convert)
-    if spec.do_predict:
-        predict_examples = read_examples(spec, False)[0]
-        predict_features = _windows(predict_examples, "prediction", is_training=False, **convert)
-
-    strategy = runtime.start(spec)
-    model_config = finetuning_config(config, setup)
-    runtime.prepare_output_dir(spec.output_dir, model_config, "squad", sp_model=sp_model, strategy=strategy)
-    with strategy.scope():
-        model = build_model(model_config, "squad")
-        compile_squad_model(model, setup, spec.num_train_steps, spec.learning_rate, spec.steps_per_execution)
-    runtime.warm_start_unless_resuming(model, spec.init_checkpoint, spec.output_dir, model_config)
-    if spec.do_train:
-        _train(spec, model, strategy, train_features, predict_examples, predict_features)
-    model = runtime.model_to_evaluate(strategy, model, lambda: build_model(model_config, "squad"))
-    if model is None or not spec.do_predict:
-        return {}
-    return predict_and_score(spec, model, predict_examples, predict_features)
-
-
-def _train(spec: JobSpec, model: keras.Model, strategy: tf.distribute.Strategy,
-           train_features: List[squad.SquadFeature], predict_examples: Optional[List[squad.SquadExample]],
-           predict_features: Optional[List[squad.SquadFeature]]) -> None:
-    evaluate_fn = None  # Across workers Keras predict cannot run: the chief scores after training.
-    if not runtime.is_multi_worker(strategy):
-        evaluate_fn = _checkpoint_scorer(spec, predict_examples, predict_features)
-    if runtime.is_chief(strategy):
-        checkpointing.record_recipe(spec.output_dir, {name: getattr(spec, name) for name in (
-            "learning_rate", "train_batch_size", "num_train_steps", "num_warmup_steps", "save_checkpoints_steps")})
-    dataset = squad.features_to_dataset(
-        train_features, is_training=True, batch_size=spec.train_batch_size, drop_remainder=True, seed=spec.random_seed
-    ).repeat().map(_as_targets)
-    training.fit_resumable(model, dataset.skip, spec.output_dir, spec.num_train_steps, spec.save_checkpoints_steps,
-                           log_every_steps=spec.log_every_steps, evaluate_fn=evaluate_fn)
+    return runner.run(SquadTask(spec))
 
 
 def _windows(examples: List[squad.SquadExample], what: str, **convert: Any) -> List[squad.SquadFeature]:
@@ -189,21 +204,13 @@ def _has_answers(examples: Optional[List[squad.SquadExample]]) -> bool:
     return bool(examples) and any(e.answers or e.is_impossible for e in examples)
 
 
-def _checkpoint_scorer(spec: JobSpec, examples: Optional[List[squad.SquadExample]],
-                       features: Optional[List[squad.SquadFeature]]) -> Optional[training.EvaluateFn]:
-    """EM / F1 of the prediction file at every checkpoint, when it has gold answers."""
-    if not (spec.eval_at_checkpoints and _has_answers(examples)):
-        return None
-    return lambda model: _score(spec, examples, *predict(spec, model, examples, features))
-
-
 def predict(spec: JobSpec, model: keras.Model, examples: List[squad.SquadExample],
             features: List[squad.SquadFeature]) -> Tuple[Dict[str, str], Dict[str, Any], Dict[str, float]]:
     """(predictions, n-best lists, null odds) of the questions, as BERT's run_squad.py writes them."""
     outputs = progress.predict(model, squad.features_to_dataset(features, False, spec.predict_batch_size),
                                f"Predicting {len(features):,} windows of {len(examples):,} questions")
     with progress.stage(f"Decoding the {spec.n_best_size}-best answers of {len(examples):,} questions"):
-        predictions, nbest, null_odds = squad.compute_predictions(
+        predictions, nbest, null_odds = answers.compute_predictions(
             examples, features, np.asarray(outputs["start_logits"]), np.asarray(outputs["end_logits"]),
             n_best_size=spec.n_best_size, max_answer_length=spec.max_answer_length,
             version_2_with_negative=spec.version_2_with_negative,
@@ -214,24 +221,22 @@ def predict(spec: JobSpec, model: keras.Model, examples: List[squad.SquadExample
 
 def predict_and_score(spec: JobSpec, model: keras.Model, examples: List[squad.SquadExample],
                       features: List[squad.SquadFeature]) -> Dict[str, float]:
-    """Writes the prediction files; scores them (eval_results) when the questions have gold answers."""
+    """Writes the prediction files; returns their scores when the questions have gold answers (else {})."""
     predictions, nbest, null_odds = predict(spec, model, examples, features)
     with progress.stage(f"Writing the prediction files to {spec.output_dir}"):
-        squad.write_predictions(spec.output_dir, predictions, nbest,
+        answers.write_predictions(spec.output_dir, predictions, nbest,
                                 null_odds if spec.version_2_with_negative else None)
     if not _has_answers(examples):
         return {}  # A test file without gold answers: predictions only.
-    scores = _score(spec, examples, predictions, nbest, null_odds)
-    runtime.write_results(spec.output_dir, scores)
-    return scores
+    return _score(spec, examples, predictions, nbest, null_odds)
 
 
 def _score(spec: JobSpec, examples: List[squad.SquadExample], predictions: Dict[str, str], nbest: Dict[str, Any],
            null_odds: Dict[str, float]) -> Dict[str, float]:
     """The official scores; v2.0 with null_odds.json as the na_probs (best_exact, best_f1 and thresholds)."""
     na_probs = null_odds if spec.version_2_with_negative else None  # In the order null_odds.json has.
-    return evaluation.evaluate(examples, predictions, spec.version_2_with_negative, na_probs=na_probs)
+    return official_scorer.evaluate(examples, predictions, spec.version_2_with_negative, na_probs=na_probs)
 
 
 def report_lines(scores: Dict[str, float], spec: Optional[JobSpec] = None) -> List[str]:
-    return runtime.result_lines(scores)
+    return run_directory.result_lines(scores)

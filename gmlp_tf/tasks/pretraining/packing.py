@@ -1,0 +1,184 @@
+"""Text -> token sequences: tokenizing documents, packing them into full sequences (or trimming
+them), short sequences, and BERT's segment pairs (steps 2 and 3 of data.py's module docstring).
+
+Every draw (short lengths, the A/B cut) hashes (seed, the batch of documents' text, the piece's
+index) with masking.py's hash_uint64, so the sequences are the same on every run of a seed.
+"""
+
+from typing import Optional, Sequence, Union
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from gmlp_tf.tasks.pretraining.masking import (
+    _LENGTH_STREAM,
+    _SHORT_STREAM,
+    _SPLIT_STREAM,
+    _to_unit_float,
+    hash_uint64,
+)
+from gmlp_tf.tasks.pretraining.sources import _RECORD_SEPARATOR
+from gmlp_tf.tokenization import CLS_ID, SEP_ID
+
+# Documents tokenized (and packed) together. The last sequence of each such batch can be short,
+# so larger is less padding; 512 short documents are still only a few hundred KB of text.
+DOCS_PER_BATCH = 512
+# packed: one segment of running text per example; segment_pair: BERT's [CLS] A [SEP] B [SEP].
+EXAMPLE_FORMATS = ("packed", "segment_pair")
+# BERT's share of examples with a shorter target length (create_pretraining_data.py's
+# short_seq_prob), the default of the segment_pair format; the packed format's default is 0.
+BERT_SHORT_SEQ_PROB = 0.1
+
+
+def check_example_format(example_format: str, short_seq_prob: Optional[float],
+                         max_seq_length: int) -> float:
+    """The short_seq_prob to use (None: the format's default), after checking the three.
+
+    Raises:
+      ValueError: an unknown format, a probability outside [0, 1], or a max_seq_length too short
+        for two segments ([CLS] a [SEP] b [SEP] needs 5).
+    """
+    if example_format not in EXAMPLE_FORMATS:
+        raise ValueError(f"unknown example format {example_format!r}; use one of {', '.join(EXAMPLE_FORMATS)}")
+    if short_seq_prob is None:
+        short_seq_prob = BERT_SHORT_SEQ_PROB if example_format == "segment_pair" else 0.0
+    if not 0.0 <= short_seq_prob <= 1.0:
+        raise ValueError(f"short_seq_prob must be in [0, 1], got {short_seq_prob!r}")
+    if example_format == "segment_pair" and max_seq_length < 5:
+        raise ValueError(f"the segment_pair format needs max_seq_length >= 5 ([CLS] a [SEP] b [SEP]), "
+                         f"got {max_seq_length}")
+    return float(short_seq_prob)
+
+
+# ------------------------------------------------------------------------------- text -> sequences
+def sequences_from_documents(documents: tf.data.Dataset, tokenizer: tf_text.SentencepieceTokenizer,
+                             max_seq_length: int, pack: bool = True, *, short_seq_prob: float = 0.0,
+                             seed: int = 0) -> tf.data.Dataset:
+    """Scalar string documents -> int32 sequences [length <= max_seq_length], [CLS] ... [SEP].
+
+    Consecutive documents are packed together (pack=True) or each is trimmed (pack=False); see
+    the module docstring. With short_seq_prob > 0 that share of sequences gets a shorter target
+    length, drawn (like every draw here) from a hash of seed and the documents' text. Documents
+    with no tokens give no sequence.
+    """
+    body = max_seq_length - 2
+
+    def tokenize_and_frame(texts):
+        rows = _token_rows(texts, tokenizer, body, pack, short_seq_prob, (seed, _batch_key(texts)))
+        num_rows = rows.nrows()
+        return tf.concat([tf.fill([num_rows, 1], CLS_ID), rows, tf.fill([num_rows, 1], SEP_ID)],
+                         axis=1)
+
+    return (documents.batch(DOCS_PER_BATCH)
+            .map(tokenize_and_frame, num_parallel_calls=tf.data.AUTOTUNE)
+            .unbatch())
+
+
+def segment_pairs_from_documents(documents: tf.data.Dataset, tokenizer: tf_text.SentencepieceTokenizer,
+                                 max_seq_length: int, pack: bool = True, *,
+                                 short_seq_prob: float = BERT_SHORT_SEQ_PROB,
+                                 seed: int = 0) -> tf.data.Dataset:
+    """Scalar string documents -> BERT's pairs ([CLS] A [SEP] B [SEP], segment ids 0...0 1...1).
+
+    The text is cut into pieces of at most max_seq_length - 3 tokens as sequences_from_documents
+    does (packed or trimmed, short_seq_prob of them shorter); each piece of 2 tokens or more is
+    split at a uniformly drawn point into A and B, so B is the text that follows A. Pieces of one
+    token give no example.
+
+    Returns:
+      A dataset of (input ids int32 [length], segment ids int32 [length]), length <= max_seq_length.
+    """
+    body = max_seq_length - 3
+
+    def tokenize_and_split(texts):
+        key = (seed, _batch_key(texts))
+        rows = _token_rows(texts, tokenizer, body, pack, short_seq_prob, key)
+        rows = tf.gather(rows, tf.where(rows.row_lengths() >= 2)[:, 0])
+        first, second = split_segments(rows, key)
+        ids, segment_ids = tf_text.combine_segments([first, second], CLS_ID, SEP_ID)
+        return tf.cast(ids, tf.int32), tf.cast(segment_ids, tf.int32)
+
+    return (documents.batch(DOCS_PER_BATCH)
+            .map(tokenize_and_split, num_parallel_calls=tf.data.AUTOTUNE)
+            .unbatch())
+
+
+def split_segments(rows: tf.RaggedTensor, seed: Sequence[Union[int, tf.Tensor]]):
+    """Rows [rows, (>= 2 tokens)] -> (A, B): each row cut after a drawn 1 <= a < length tokens.
+
+    A document-separating [SEP] at the cut (last of A or first of B) is dropped, since the
+    framing puts one there; A and B keep at least their outer tokens, which are never [SEP].
+    """
+    lengths = rows.row_lengths()
+    draw = hash_uint64(*seed, _SPLIT_STREAM, tf.range(rows.nrows()))
+    cut = tf.cast(draw % tf.cast(lengths - 1, tf.uint64), tf.int64)[:, None] + 1  # [rows, 1]
+    position = tf.ragged.range(lengths)
+    is_sep = tf.equal(rows, tf.cast(SEP_ID, rows.dtype))
+    keep_first = (position < cut) & ~(is_sep & tf.equal(position, cut - 1))
+    keep_second = (position >= cut) & ~(is_sep & tf.equal(position, cut))
+    return tf.ragged.boolean_mask(rows, keep_first), tf.ragged.boolean_mask(rows, keep_second)
+
+
+def _batch_key(texts: tf.Tensor) -> tf.Tensor:
+    """An int64 hash of a batch of documents' text: what keys the draws of their sequences, so
+    they do not depend on file order, sharding or threads."""
+    return tf.strings.to_hash_bucket_fast(tf.strings.reduce_join(texts, separator=_RECORD_SEPARATOR),
+                                          (1 << 63) - 1)
+
+
+def _token_rows(texts, tokenizer, length, pack, short_seq_prob, seed):
+    """Documents [docs] -> the non-empty token rows [rows, (<= length)] of sequences, unframed."""
+    tokens = tokenizer.tokenize(texts)  # [docs, (tokens)] int32
+    if pack:
+        rows = pack_tokens(tokens, length, short_seq_prob=short_seq_prob, seed=seed)
+    elif short_seq_prob > 0:
+        targets = target_lengths(tokens.nrows(), length, short_seq_prob, seed)
+        rows = tf.ragged.boolean_mask(tokens, tf.ragged.range(tokens.row_lengths()) < targets[:, None])
+    else:
+        rows = tokens[:, :length]
+    return tf.gather(rows, tf.where(rows.row_lengths() > 0)[:, 0])
+
+
+def target_lengths(count: tf.Tensor, length: int, short_seq_prob: float,
+                   seed: Sequence[Union[int, tf.Tensor]]) -> tf.Tensor:
+    """int64 [count] target lengths: `length`, or with probability short_seq_prob one drawn
+    uniformly in [2, length] (BERT's short sequences), the i-th from a hash of (seed, i)."""
+    index = tf.range(tf.cast(count, tf.int64))
+    low = min(2, length)
+    u = _to_unit_float(hash_uint64(*seed, _SHORT_STREAM, index))
+    drawn = tf.cast(hash_uint64(*seed, _LENGTH_STREAM, index) % (length - low + 1), tf.int64) + low
+    return tf.where(u < short_seq_prob, drawn, tf.constant(length, tf.int64))
+
+
+def pack_tokens(tokens: tf.RaggedTensor, length: int, *, short_seq_prob: float = 0.0,
+                seed: Sequence[Union[int, tf.Tensor]] = (0,)) -> tf.RaggedTensor:
+    """Packs documents [docs, (tokens)] into rows of at most `length` tokens, [SEP] between docs.
+
+    The documents' tokens are laid end to end with one [SEP] after each and cut every `length`
+    tokens (or, with short_seq_prob > 0, after each row's `target_lengths`, so no text is lost).
+    A [SEP] that lands first or last in a row (a boundary at the cut) is dropped, and runs of
+    [SEP] (empty documents) are merged, so rows never start or end with one.
+
+    Returns:
+      RaggedTensor [rows, (<= length)] of the tokens' dtype; rows can be empty.
+    """
+    sep = tf.cast(SEP_ID, tokens.dtype)
+    stream = tf.concat([tokens, tf.fill([tokens.nrows(), 1], sep)], axis=1).flat_values
+    previous = tf.concat([[sep], stream[:-1]], axis=0)
+    stream = tf.boolean_mask(stream, ~((stream == sep) & (previous == sep)))
+    size = tf.size(stream, out_type=tf.int64)
+    if short_seq_prob > 0:
+        # Rows hold at least min(2, length) tokens, so this many targets always suffice.
+        starts = tf.cumsum(target_lengths(size // min(2, length) + 1, length, short_seq_prob, seed),
+                           exclusive=True)
+        starts = tf.boolean_mask(starts, starts < size)
+    else:
+        starts = tf.range(0, size, length, dtype=tf.int64)
+    splits = tf.concat([starts, [size]], axis=0)
+    rows = tf.RaggedTensor.from_row_splits(stream, splits, validate=False)
+    # Position of each token in its row, to find the first and last ones.
+    row_ids = rows.value_rowids()
+    position = tf.range(size) - tf.gather(rows.row_starts(), row_ids)
+    last = tf.gather(rows.row_lengths(), row_ids) - 1
+    at_edge = (position == 0) | (position == last)
+    return tf.ragged.boolean_mask(rows, rows.with_flat_values(~(at_edge & (stream == sep))))
