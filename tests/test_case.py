@@ -1,10 +1,11 @@
-"""One helper for the generic checks every Keras layer of the library must pass.
+"""Two helpers: the generic checks every Keras layer, and every model, of the library must pass.
 
-In the spirit of keras-hub's `TestCase.run_layer_test`, but a plain function so that plain pytest
-functions can use it. Layer-specific semantics (Toeplitz structure, causality, parity with the
-paper, parameter counts) stay in the layers' own test files; this file is the one place for
-build / call, config round trips, `.keras` round trips, mixed precision, shorter inputs and
-training-mode calls.
+`run_layer_test` is in the spirit of keras-hub's `TestCase.run_layer_test`, `run_model_test` in
+that of its `run_model_saving_test` / `run_task_test`; both are plain functions so that plain
+pytest functions can use them. Layer- and model-specific semantics (Toeplitz structure,
+causality, parity with the paper, parameter counts, tied heads) stay in their own test files;
+this file is the one place for build / call, config round trips, `.keras` round trips, SavedModel
+exports, mixed precision, shorter inputs, training-mode calls and a training step.
 """
 
 import inspect
@@ -22,6 +23,8 @@ ShapeStructure = Union[tuple, Mapping[str, tuple]]
 DtypeStructure = Union[str, Mapping[str, str]]
 
 _RTOL = _ATOL = 1e-6
+# A SavedModel's traced graph may fuse ops differently from Keras' own call.
+_EXPORT_RTOL = _EXPORT_ATOL = 1e-5
 
 
 def run_layer_test(
@@ -266,3 +269,116 @@ def _check_training(
     weights = layer.trainable_weights
     for weight, grad in zip(weights, tape.gradient(loss, weights)):
         assert grad is not None, f"no gradient reaches {weight.path}"
+
+
+def run_model_test(
+    model: keras.Model,
+    input_data: Any,
+    expected_output_shape: ShapeStructure,
+    *,
+    target_data: Any = None,
+    loss: Any = None,
+    expected_output_dtype: DtypeStructure = "float32",
+    run_predict_check: bool = True,
+    run_saving_check: bool = True,
+    run_export_check: bool = True,
+    run_fit_check: bool = True,
+) -> keras.Model:
+    """Puts one built model through the generic model-level checks.
+
+    The model's trainable weights are first moved away from their initial values (zero heads,
+    W ~ 0 and b = 1 spatial projections), so that a round trip that lost or swapped a weight
+    changes the outputs; every later check compares against an eager call with those weights.
+
+    1. Predict: `model.predict` (batch = the whole input) gives `expected_output_shape` (a dict of
+       shapes for dict outputs) and `expected_output_dtype`, finite values, and the eager call's
+       outputs within 1e-5.
+    2. Saving: a `.keras` save / `keras.models.load_model` round trip gives a model of the same
+       class and config whose outputs are the same within 1e-6.
+    3. Export: `model.export(dir, format="tf_saved_model")` (Keras 3 export) then
+       `tf.saved_model.load(dir).serve(input_data)` gives the eager call's outputs within 1e-5.
+    4. Fit: after `compile(optimizer=SGD(0.1), loss=loss)`, one `fit` step on (input_data,
+       target_data) reports one finite loss and changes at least one trainable weight. It runs
+       last, since it changes the weights and leaves the model compiled.
+
+    Args:
+      model: a built keras.Model (e.g. `gmlp_tf.build_model(config, task)`).
+      input_data: its input: an array or a dict of arrays, batch first. For check 3 it must be
+        what the exported `serve` endpoint takes (for the text task models: exactly the keys of
+        their `serving_inputs`).
+      expected_output_shape: the output shape, or a dict of them for dict outputs.
+      target_data: the targets of check 4; default: zeros shaped as the outputs.
+      loss: the loss of check 4, anything `compile` takes (a dict per output for dict
+        outputs); default: "mse".
+      expected_output_dtype: the outputs' dtype, or a dict of them.
+      run_predict_check, run_saving_check, run_export_check, run_fit_check: run checks 1-4.
+
+    Returns:
+      The model, with the weights that check 4 left (randomised ones if it did not run), for
+      further model-specific checks.
+    """
+    batch_size = int(tree.flatten(input_data)[0].shape[0])
+    _randomize_weights(model)
+    expected = _to_numpy(model(input_data))
+    _assert_shapes(expected, expected_output_shape)
+
+    # 1. Predict.
+    if run_predict_check:
+        predicted = model.predict(input_data, batch_size=batch_size, verbose=0)
+        _assert_shapes(predicted, expected_output_shape)
+        if isinstance(predicted, Mapping) and isinstance(expected_output_dtype, str):
+            expected_output_dtype = {key: expected_output_dtype for key in predicted}
+        tree.map_structure(_assert_dtype, predicted, expected_output_dtype)
+        for value in tree.flatten(predicted):
+            assert np.all(np.isfinite(value)), "non-finite prediction"
+        _assert_outputs_close(predicted, expected, _EXPORT_RTOL, _EXPORT_ATOL)
+
+    # 2. `.keras` round trip.
+    if run_saving_check:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "model.keras")
+            model.save(path)
+            restored = keras.models.load_model(path)
+        assert type(restored) is type(model), f"restored a {type(restored).__name__}, not a {type(model).__name__}"
+        assert restored.get_config() == model.get_config()
+        _assert_outputs_equal(_to_numpy(restored(input_data)), expected)
+
+    # 3. SavedModel export.
+    if run_export_check:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "export")
+            model.export(path, format="tf_saved_model", verbose=False)
+            reloaded = tf.saved_model.load(path)
+            served = reloaded.serve(tree.map_structure(tf.constant, input_data))
+        _assert_outputs_close(_to_numpy(served), expected, _EXPORT_RTOL, _EXPORT_ATOL)
+
+    # 4. One training step.
+    if run_fit_check:
+        if target_data is None:
+            target_data = tree.map_structure(np.zeros_like, expected)
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss=loss or "mse")
+        before = [np.array(weight) for weight in model.trainable_weights]
+        assert before, "the model has no trainable weights"
+        history = model.fit(input_data, target_data, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+        losses = history.history["loss"]
+        assert len(losses) == 1 and np.isfinite(losses[0]), f"fit losses {losses}"
+        changed = [not np.array_equal(b, np.asarray(w)) for b, w in zip(before, model.trainable_weights)]
+        assert any(changed), "one fit step changed no trainable weight"
+    return model
+
+
+def _to_numpy(output: Any) -> Any:
+    return tree.map_structure(np.asarray, output)
+
+
+def _assert_outputs_close(actual: Any, expected: Any, rtol: float, atol: float) -> None:
+    if isinstance(expected, Mapping):
+        assert isinstance(actual, Mapping) and set(actual) == set(expected), (
+            f"output keys {sorted(actual) if isinstance(actual, Mapping) else type(actual)} != {sorted(expected)}"
+        )
+        actual = {key: actual[key] for key in expected}
+    tree.map_structure(
+        lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol),
+        actual,
+        expected,
+    )
