@@ -397,3 +397,24 @@ def test_digits_demo_fetch_and_split(tmp_path):
     source, info = imagenet_data.array_source(held_x, held_y, 10)
     image, _ = next(iter(source))
     assert image.shape == (28, 28, 3) and info.num_examples == 2
+
+
+def test_top_k_accuracy_counts_a_tie_against_the_label():
+    from gmlp_tf.tasks.imagenet.metrics import top_k_accuracy
+
+    labels, weights = np.array([0, 1, 2]), np.ones(3)
+    untrained = np.zeros((3, 3))  # A head still at zero: every class ties.
+    assert top_k_accuracy(untrained, labels, weights, 1) == 0.0
+    assert top_k_accuracy(untrained, labels, weights, 2) == 0.0  # Two rivals at least as high.
+    logits = np.array([[2.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 3.0, 2.0]])  # right; tied; second
+    assert top_k_accuracy(logits, labels, weights, 1) == pytest.approx(1 / 3)
+    assert top_k_accuracy(logits, labels, weights, 2) == pytest.approx(1.0)
+    assert top_k_accuracy(logits, labels, np.array([1.0, 0.0, 0.0]), 1) == 1.0  # Padding examples weigh nothing.
+
+
+def test_data_too_small_for_a_batch_is_refused_before_the_output_directory_is_made(tmp_path):
+    root = _image_folder(tmp_path / "images", corrupt=False)  # 12 training images.
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match="^12 training examples make no full batch of 16$"):
+        imagenet_job.run(_job_spec(root, _tiny_config(tmp_path / "config.json"), out, train_batch_size=16))
+    assert not out.exists()

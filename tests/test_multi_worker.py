@@ -7,13 +7,13 @@ results of the cluster's final weights.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from local_ports import free_ports
 from test_imagenet import _image_folder, _tiny_config
 from test_run_pretraining import ROOT, SCRIPT, spec
 
@@ -23,16 +23,6 @@ from gmlp_tf.tasks.glue import task as classifier_job
 from gmlp_tf.tasks.imagenet import task as imagenet_job
 from gmlp_tf.tasks.pretraining import task as pretraining_job
 from gmlp_tf.tasks.squad import task as squad_job
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def flags(pretraining_files, output_dir, steps):

@@ -150,6 +150,8 @@ def test_bad_input(pretrained, tmp_path, changes, error, message):
         ({"warmup_proportion": -0.1}, r"--warmup_proportion must be in \[0, 1\], got -0.1"),
         ({"warmup_proportion": 1.5}, r"--warmup_proportion must be in \[0, 1\], got 1.5"),
         ({"num_seeds": 0}, "--num_seeds must be at least 1, got 0"),
+        ({"learning_rate": float("inf")}, "--learning_rate must be a finite number, got inf"),
+        ({"max_seq_length": 2}, r"--max_seq_length must be at least 3 \(\[CLS\] text \[SEP\]\), got 2"),
         # The demo (no task): refused before the demo encoder is looked for (or pretrained).
         ({"task_name": None, "data_dir": None, "learning_rate": -1.0}, "--learning_rate must be positive, got -1.0"),
     ],

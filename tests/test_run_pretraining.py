@@ -153,6 +153,15 @@ def test_pretraining_from_tfrecords(fixture_dir, tmp_path):
              eval_input_file=str(tmp_path / "eval.tfrecord"), input_format="tfrecord", num_train_steps=10)
     )
     assert results["global_step"] == 10 and "unigram_perplexity" not in results
+    # A truncated file (its first records whole) is one error naming it, and the new run leaves nothing.
+    data = (tmp_path / "train.tfrecord").read_bytes()
+    (tmp_path / "train.tfrecord").write_bytes(data[: len(data) * 2 // 3])
+    truncated = str(tmp_path / "train.tfrecord")
+    with pytest.raises(ValueError, match=f"^{truncated} is a damaged TFRecord file \\(.*truncated"):
+        pretraining_job.run(spec(fixture_dir, tmp_path / "again", input_file=truncated, input_format="tfrecord",
+                                 eval_input_file=str(tmp_path / "eval.tfrecord"), num_train_steps=40,
+                                 save_checkpoints_steps=40))
+    assert not (tmp_path / "again").exists()
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import sys
 import typing
 
 import pytest
+import tensorflow as tf
 from absl import flags as absl_flags
 
 from gmlp_tf.benchmarks.pretraining import BenchmarkSpec
@@ -149,3 +150,30 @@ def test_benchmark_script_steps_0_is_one_error_line():
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == "benchmark_pretraining.py: error: --steps must be positive, got 0"
     assert not result.stdout  # Nothing timed, nothing printed.
+
+
+def test_infinite_numbers_are_refused_naming_the_flag():
+    with pytest.raises(ValueError, match="^--learning_rate must be a finite number, got inf$"):
+        checks.check_positive(learning_rate=float("inf"))
+    with pytest.raises(ValueError, match="^--weight_decay must be a finite number, got inf$"):
+        checks.check_non_negative(weight_decay=float("inf"))
+
+
+def test_run_script_reports_interrupts_and_unreadable_data_in_one_line(capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exit_info:
+        runner.run_script("some_script.py", interrupted)
+    assert exit_info.value.code == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("some_script.py: interrupted;") and "rerun the same command to resume" in err
+    assert "\n" not in err
+
+    def truncated():
+        raise tf.errors.DataLossError(None, None, "truncated record at 1024\n\t [[{{node IteratorGetNext}}]]")
+
+    with pytest.raises(SystemExit) as exit_info:
+        runner.run_script("some_script.py", truncated)
+    assert exit_info.value.code == ("some_script.py: error: the input data could not be read: "
+                                    "truncated record at 1024")

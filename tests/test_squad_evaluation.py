@@ -251,3 +251,15 @@ def test_evaluate_squad_script_scores_and_names_itself_in_errors(tmp_path):
                          env=env, timeout=120)
     last = bad.stderr.strip().splitlines()[-1]
     assert bad.returncode == 1 and last.startswith("evaluate_squad.py: error:") and "none.json" in last
+
+
+def test_evaluate_squad_script_starts_without_tensorflow(tmp_path):
+    examples, _ = squad.read_squad_json(V1, is_training=False)
+    (tmp_path / "pred.json").write_text(json.dumps({e.qas_id: e.answers[0] for e in examples}))
+    code = ("import runpy, sys; sys.argv = sys.argv[1:]\n"
+            "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\nexcept SystemExit as e:\n    code = e.code\n"
+            "print('exit', code, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    script = os.path.join(ROOT, "scripts", "evaluate_squad.py")
+    result = subprocess.run([sys.executable, "-c", code, script, V1, str(tmp_path / "pred.json")], capture_output=True,
+                            text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert result.stdout.strip().splitlines()[-1] == "exit 0 False False", result.stderr

@@ -10,7 +10,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from typing import Any, Callable, Dict, List
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from absl import logging
+from local_ports import free_ports
 
 from gmlp_tf.models import checkpoint_format, saved_runs
 from gmlp_tf.runtime import checks, locking, runner, training
@@ -39,6 +39,7 @@ class RegressionSpec(CommonSpec):
     learning_rate: float = option(0.02, "SGD learning rate.")
     batch_size: int = option(8, "Global batch size.")
     dropout: float = option(0.1, "Dropout rate (its masks are part of what resumes exactly).")
+    finite_data: bool = option(False, "One pass over the examples instead of repeating them.")
     do_train: bool = option(True, "Train.")
 
 
@@ -71,7 +72,8 @@ class RegressionTask(Task):
 
     def train_data(self, strategy: tf.distribute.Strategy) -> Callable[[int], tf.data.Dataset]:
         data = tf.data.Dataset.from_tensor_slices((self.x, self.y)).shuffle(64, seed=self.seed)
-        return data.repeat().batch(self.spec.batch_size, drop_remainder=True).skip
+        data = data if self.spec.finite_data else data.repeat()
+        return data.batch(self.spec.batch_size, drop_remainder=True).skip
 
     def callbacks(self) -> List[keras.callbacks.Callback]:
         # The test's fault, not the task's: the process kills itself after a given step.
@@ -138,6 +140,18 @@ def test_a_diverging_run_stops_with_only_finite_checkpoints_and_frees_its_direct
     locking.release_all()
 
 
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_directory_behind(tmp_path):
+    output_dir = str(tmp_path / "run")
+    spec = RegressionSpec(output_dir=output_dir, learning_rate=1e30, num_train_steps=8, save_checkpoints_steps=4)
+    with pytest.raises(training.NonFiniteLossError, match="No checkpoint had been written"):
+        runner.run(RegressionTask(spec))
+    assert not os.path.exists(output_dir)
+    os.makedirs(output_dir)  # A directory the run did not create is left as it was.
+    with pytest.raises(training.NonFiniteLossError):
+        runner.run(RegressionTask(spec))
+    assert sorted(os.listdir(output_dir)) == ["recipe.json", "run_info.json"]
+
+
 def test_a_busy_output_directory_is_refused_before_anything_is_written(tmp_path):
     output_dir = str(tmp_path / "run")
     hold = ("import sys, time; from gmlp_tf.runtime import locking; locking.acquire(sys.argv[1]); "
@@ -154,20 +168,12 @@ def test_a_busy_output_directory_is_refused_before_anything_is_written(tmp_path)
         holder.wait()
 
 
-def _free_ports(count: int) -> List[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def test_two_localhost_workers_train_as_one_process_and_the_chief_alone_writes(tmp_path):
     single = results_of(run_process(dict(output_dir=str(tmp_path / "one"), dropout=0.0)))
     cluster_dir = str(tmp_path / "two")
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     code = (f"import sys; sys.path.insert(0, {TESTS!r}); import test_task_runner as t; "
             f"t.main({dict(output_dir=cluster_dir, strategy='multi_worker', dropout=0.0)!r})")
     workers = [subprocess.Popen(
@@ -182,3 +188,29 @@ def test_two_localhost_workers_train_as_one_process_and_the_chief_alone_writes(t
     steps = [c.step for c in checkpoint_format.list_checkpoints(saved_runs.checkpoint_dir(cluster_dir))]
     assert steps == [12, 8]
     assert not os.path.exists(os.path.join(cluster_dir, "run.lock"))
+
+
+def test_training_that_runs_out_of_data_fails_naming_the_step_and_reports_nothing(tmp_path):
+    output_dir = str(tmp_path / "run")
+    with pytest.raises(runner.TrainingIncompleteError, match="^training stopped at step 8 of 12: the training data "):
+        # 64 examples make 8 batches; an epoch (a checkpoint interval) of 12 steps runs out of them.
+        runner.run(RegressionTask(RegressionSpec(output_dir=output_dir, finite_data=True, save_checkpoints_steps=12)))
+    assert not os.path.exists(os.path.join(output_dir, "eval_results.txt"))
+
+
+def test_a_rerun_onto_unreadable_checkpoints_is_refused_before_the_recipe_is_rewritten(tmp_path):
+    output_dir = str(tmp_path / "run")
+    runner.run(RegressionTask(RegressionSpec(output_dir=output_dir, num_train_steps=4)))
+    for checkpoint in checkpoint_format.list_checkpoints(saved_runs.checkpoint_dir(output_dir)):
+        with open(checkpoint.weights, "r+b") as f:
+            f.truncate(100)
+    recipe = open(os.path.join(output_dir, saved_runs.RECIPE_NAME)).read()
+    with pytest.raises(ValueError, match="^no readable checkpoint in "):
+        runner.run(RegressionTask(RegressionSpec(output_dir=output_dir, num_train_steps=8, learning_rate=0.01)))
+    assert open(os.path.join(output_dir, saved_runs.RECIPE_NAME)).read() == recipe
+
+
+def test_evaluating_untrained_weights_says_so_loudly(tmp_path, caplog):
+    results = runner.run(RegressionTask(RegressionSpec(output_dir=str(tmp_path / "run"), do_train=False)))
+    assert results["global_step"] == 0
+    assert any("EVALUATING UNTRAINED WEIGHTS" in r.getMessage() for r in caplog.records)

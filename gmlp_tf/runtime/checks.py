@@ -4,6 +4,7 @@ They run before anything is written, so bad input costs one clear error line (th
 script main prints a ValueError as "<program>: error: ...").
 """
 
+import math
 from typing import Optional
 
 from absl import logging
@@ -27,17 +28,24 @@ def check_max_seq_length(max_seq_length: int, config: GMLPConfig) -> None:
 
 
 def check_positive(**values: Optional[float]) -> None:
-    """Raises naming the first flag whose value is given and not positive."""
+    """Raises naming the first flag whose value is given and not a positive finite number."""
     for name, value in values.items():
         if value is not None and not value > 0:  # NaN too.
             raise ValueError(f"--{name} must be positive, got {value}")
+        _check_finite(name, value)
 
 
 def check_non_negative(**values: Optional[float]) -> None:
-    """Raises naming the first flag whose value is given and negative."""
+    """Raises naming the first flag whose value is given and not a non-negative finite number."""
     for name, value in values.items():
         if value is not None and not value >= 0:  # NaN too.
             raise ValueError(f"--{name} must be non-negative, got {value}")
+        _check_finite(name, value)
+
+
+def _check_finite(name: str, value: Optional[float]) -> None:
+    if value is not None and not math.isfinite(value):
+        raise ValueError(f"--{name} must be a finite number, got {value}")
 
 
 def check_checkpoint_interval(num_train_steps: int, save_checkpoints_steps: int, steps_per_execution: int = 1) -> None:

@@ -56,6 +56,13 @@ def release_all() -> None:
         lock.release()
 
 
+def release(output_dir: str) -> None:
+    """Releases output_dir's lock (and deletes its file) if this process holds it."""
+    lock = _held.pop(output_dir if _is_remote(output_dir) else os.path.realpath(output_dir), None)
+    if lock is not None:
+        lock.release()
+
+
 @contextlib.contextmanager
 def released_on_exit() -> Iterator[None]:
     """Releases on the way out the locks taken inside, and only those: a job called from Python

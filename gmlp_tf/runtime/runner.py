@@ -34,6 +34,12 @@ from gmlp_tf.runtime.task import RunState, Task, task_class
 
 # Errors that are the user's input, not a bug: one line and exit 1 instead of a traceback.
 USER_ERRORS = (ValueError, OSError, RuntimeError)
+# TensorFlow's errors of reading input files (a truncated TFRecord, a file removed while read).
+DATA_ERRORS = (tf.errors.DataLossError, tf.errors.NotFoundError, tf.errors.PermissionDeniedError)
+
+
+class TrainingIncompleteError(RuntimeError):
+    """Training ended before its last step (the data ran out): the run is not reported as a success."""
 
 
 def start(spec: CommonSpec, seed: Optional[int] = None) -> tf.distribute.Strategy:
@@ -103,8 +109,23 @@ def _run(task: Task, strategy: tf.distribute.Strategy) -> Dict[str, Any]:
     keras.utils.set_random_seed(task.seed)
     task.prepare(strategy)
     schedule = task.schedule() if task.do_train else None
+    created = False
     if is_chief(strategy):
+        created = not tf.io.gfile.exists(task.output_dir)
         _prepare_output_dir(task)
+    try:
+        results = _build_train_evaluate(task, strategy, schedule)
+    except BaseException:
+        if created and not saved_runs.latest_weights(task.output_dir):
+            _remove_unfinished(task.output_dir)
+        raise
+    if results:
+        run_directory.write_results(task.output_dir, results)
+    return results
+
+
+def _build_train_evaluate(task: Task, strategy: tf.distribute.Strategy, schedule: Any) -> Dict[str, Any]:
+    """Steps 4 to 6: the model built, trained (or loaded) and evaluated on the chief."""
     with strategy.scope():
         model = task.build_model()
         if task.do_train:
@@ -119,10 +140,17 @@ def _run(task: Task, strategy: tf.distribute.Strategy) -> Dict[str, Any]:
         model = model_to_evaluate(strategy, model, task.build_model)
         if model is None:  # A worker other than the chief: nothing to report.
             return {}
-        results = task.evaluate(model, state)
-    if results:
-        run_directory.write_results(task.output_dir, results)
-    return results
+        return task.evaluate(model, state)
+
+
+def _remove_unfinished(output_dir: str) -> None:
+    """A run that created its output directory and failed before its first checkpoint leaves nothing."""
+    logging.info("Removing %s: the run failed before its first checkpoint", output_dir)
+    locking.release(output_dir)
+    try:
+        tf.io.gfile.rmtree(output_dir)
+    except (OSError, tf.errors.OpError) as err:
+        logging.warning("Could not remove %s: %s", output_dir, err)
 
 
 def _prepare_output_dir(task: Task) -> None:
@@ -143,6 +171,7 @@ def _prepare_output_dir(task: Task) -> None:
 def _train(task: Task, model: keras.Model, strategy: tf.distribute.Strategy, schedule: Any) -> None:
     """Warm start unless resuming, the recipe record, then resumable fit (or the loop across workers)."""
     spec = task.spec
+    saved_runs.readable_weights(task.output_dir)  # Checkpoints none of which reads: refused before any write.
     warm_start_unless_resuming(model, spec.init_checkpoint, task.output_dir, task.warm_start_config())
     if is_chief(strategy):
         run_directory.record_recipe(task.output_dir, task.recipe())
@@ -153,6 +182,11 @@ def _train(task: Task, model: keras.Model, strategy: tf.distribute.Strategy, sch
         model, task.train_data(strategy), task.output_dir, schedule.num_train_steps, schedule.save_checkpoints_steps,
         verbose=task.fit_verbose, callbacks=task.callbacks(), log_every_steps=spec.log_every_steps,
         evaluate_fn=evaluate_fn)
+    step = training.global_step(model)
+    if step < schedule.num_train_steps:  # Keras fit stops, with a warning only, when the data runs out.
+        raise TrainingIncompleteError(
+            f"training stopped at step {step} of {schedule.num_train_steps}: the training data ran out (too few "
+            "readable examples for a batch, or a finite dataset); nothing was evaluated")
 
 
 def warm_start_unless_resuming(model: keras.Model, init_checkpoint: Optional[str], output_dir: str,
@@ -174,6 +208,9 @@ def _load_for_evaluation(task: Task, model: keras.Model) -> int:
         return saved_runs.load_model_weights(model, task.output_dir).step or 0
     if task.spec.init_checkpoint:
         saved_runs.warm_start(model, task.spec.init_checkpoint, task.warm_start_config())
+    else:
+        logging.warning("EVALUATING UNTRAINED WEIGHTS: %s holds no checkpoint and no --init_checkpoint was given, "
+                        "so the results below are those of a freshly initialised model", task.output_dir)
     return 0
 
 
@@ -211,14 +248,32 @@ def releases_locks(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def run_script(program: str, job: Callable[[], Any]) -> Any:
-    """Runs job(); bad input ends the script with one line "<program>: error: ..." and exit 1."""
+    """Runs job(); bad input ends the script with one line "<program>: error: ..." and exit 1.
+
+    Errors TensorFlow raises while reading the input (a truncated or corrupt file, a file gone)
+    are the input's too; Ctrl-C ends with one line saying that a rerun resumes, and exit 130.
+    """
     try:
         return job()
     except USER_ERRORS as err:
         logging.flush()
         sys.exit(f"{program}: error: {err}")
+    except DATA_ERRORS as err:
+        logging.flush()
+        sys.exit(f"{program}: error: the input data could not be read: {data_error_message(err)}")
+    except KeyboardInterrupt:
+        logging.flush()
+        print(f"{program}: interrupted; the checkpoints written so far are intact: rerun the same command to "
+              "resume from the last one", file=sys.stderr)
+        sys.exit(130)
     finally:
         locking.release_all()
+
+
+def data_error_message(err: tf.errors.OpError) -> str:
+    """The first line of a TensorFlow error's message, without its graph-node context."""
+    message = (getattr(err, "message", None) or str(err)).strip().splitlines()[0]
+    return message.split("\t [[")[0].split(" [[")[0].strip()
 
 
 def script_main(spec_cls: Type[CommonSpec], run_spec: Callable[[Any], Any],

@@ -37,8 +37,10 @@ from gmlp_tf.utils import progress
 
 DEMO_TASK = "sst2"  # The demo's movie-review sentences are SST-2's task: labels 0 / 1, accuracy.
 # A 4-block, 128-wide model learns faster than Table 9's base-size rates allow in 5 epochs.
-DEMO_SETUP = FinetuningRecipe(max_seq_length=64, learning_rate=5e-4, num_train_epochs=5.0)
+DEMO_RECIPE = FinetuningRecipe(max_seq_length=64, learning_rate=5e-4, num_train_epochs=5.0)
 DEMO_OUTPUT_DIR = os.path.join("output", "classifier_demo")
+# The shortest max_seq_length that frames a token of each text: [CLS] a [SEP] (and b [SEP]).
+SINGLE_FRAMING, PAIR_FRAMING = 3, 5
 
 
 @dataclasses.dataclass
@@ -84,7 +86,7 @@ class SweepPlan:
 
     spec: JobSpec
     task: glue.GlueTask
-    setup: FinetuningRecipe
+    recipe: FinetuningRecipe
     config: GMLPConfig
     sp_model: bytes
     output_dir: str
@@ -101,9 +103,12 @@ def resolve(spec: JobSpec) -> SweepPlan:
     if spec.is_demo:
         return _resolve_demo(spec)
     task, read = _task_and_reader(spec)
-    setup = _setup(spec, FinetuningRecipe())
+    setup = _recipe(spec, FinetuningRecipe())
     config, sp_model = load_model_files(spec.init_checkpoint, spec.gmlp_config_file, spec.vocab_file)
     checks.check_max_seq_length(setup.max_seq_length, config)
+    if task.is_pair and setup.max_seq_length < PAIR_FRAMING:
+        raise ValueError(f"--max_seq_length must be at least {PAIR_FRAMING} for {task.display_name}'s sentence "
+                         f"pairs ([CLS] a [SEP] b [SEP]), got {setup.max_seq_length}")
     checks.check_init_checkpoint(spec.init_checkpoint, config)
     train = read(task, glue.TRAIN) if spec.do_train else []
     evals = {split: read(task, split) for split in task_table.eval_splits(task)} if spec.do_eval else {}
@@ -166,7 +171,7 @@ def _resolve_demo(spec: JobSpec) -> SweepPlan:
     spec = dataclasses.replace(
         spec, init_checkpoint=runner.ensure_demo_run("pretraining", spec.init_checkpoint, spec.strategy),
         output_dir=spec.output_dir or DEMO_OUTPUT_DIR)
-    setup = _setup(spec, DEMO_SETUP)
+    setup = _recipe(spec, DEMO_RECIPE)
     config, sp_model = load_model_files(spec.init_checkpoint, spec.gmlp_config_file, spec.vocab_file)
     checks.check_max_seq_length(setup.max_seq_length, config)
     train, held_out = demo_data.read_examples(demo_data.fetch_sentiment_file())
@@ -175,7 +180,7 @@ def _resolve_demo(spec: JobSpec) -> SweepPlan:
                {"dev": held_out} if spec.do_eval else {}, {}, _learning_rates(spec, setup))
 
 
-def _setup(spec: JobSpec, base: FinetuningRecipe) -> FinetuningRecipe:
+def _recipe(spec: JobSpec, base: FinetuningRecipe) -> FinetuningRecipe:
     changes = {
         name: getattr(spec, name)
         for name in ("max_seq_length", "train_batch_size", "learning_rate", "num_train_epochs", "warmup_proportion")
@@ -193,6 +198,9 @@ def check_flags(spec: JobSpec) -> None:
         steps_per_execution=spec.steps_per_execution)
     if spec.warmup_proportion is not None and not 0 <= spec.warmup_proportion <= 1:
         raise ValueError(f"--warmup_proportion must be in [0, 1], got {spec.warmup_proportion}")
+    if spec.max_seq_length is not None and spec.max_seq_length < SINGLE_FRAMING:
+        raise ValueError(
+            f"--max_seq_length must be at least {SINGLE_FRAMING} ([CLS] text [SEP]), got {spec.max_seq_length}")
     if spec.num_seeds < 1:
         raise ValueError(f"--num_seeds must be at least 1, got {spec.num_seeds}")
     _swept_rates(spec)
@@ -226,7 +234,7 @@ class ClassifierTask(Task):
     def __init__(self, plan: SweepPlan, learning_rate: float, seed: int, output_dir: str) -> None:
         super().__init__(plan.spec)
         self.plan, self.learning_rate, self._seed, self.output_dir = plan, learning_rate, seed, output_dir
-        self.config = finetuning_config(plan.config, plan.setup)
+        self.config = finetuning_config(plan.config, plan.recipe)
         self.num_labels = plan.task.num_labels
         self.vocabulary = plan.sp_model
         self.tokenizer = None
@@ -242,7 +250,7 @@ class ClassifierTask(Task):
     def prepare(self, strategy: tf.distribute.Strategy) -> None:
         self.tokenizer = tokenization.make_tokenizer(self.plan.sp_model)  # A TensorFlow op: after start-up.
         if self.do_train:
-            epochs, steps_per_epoch, _ = self.plan.setup.schedule(len(self.plan.train))
+            epochs, steps_per_epoch, _ = self.plan.recipe.schedule(len(self.plan.train))
             self.steps_per_epoch = checks.whole_executions(steps_per_epoch, self.spec.steps_per_execution)
             self.num_steps = epochs * self.steps_per_epoch
 
@@ -250,7 +258,7 @@ class ClassifierTask(Task):
         return build_model(self.config, "classification", num_labels=self.num_labels)
 
     def compile_for_training(self, model: keras.Model) -> None:
-        optimizer = finetuning_optimizer(self.plan.setup, self.num_steps, self.learning_rate)
+        optimizer = finetuning_optimizer(self.plan.recipe, self.num_steps, self.learning_rate)
         compile_classifier(model, self.plan.task.is_regression, optimizer, self.spec.steps_per_execution)
 
     def schedule(self) -> Schedule:
@@ -258,7 +266,8 @@ class ClassifierTask(Task):
 
     def train_data(self, strategy: tf.distribute.Strategy) -> Callable[[int], DatasetLike]:
         plan = self.plan
-        dataset = classifier_dataset(plan.train, self.tokenizer, plan.setup.max_seq_length, plan.setup.train_batch_size,
+        recipe = plan.recipe
+        dataset = classifier_dataset(plan.train, self.tokenizer, recipe.max_seq_length, recipe.train_batch_size,
                                      plan.task.label_list, is_training=True, seed=self.seed)
         return dataset.repeat().skip
 
@@ -268,7 +277,7 @@ class ClassifierTask(Task):
         return lambda model: evaluate(self.plan, model, self.tokenizer)
 
     def recipe(self) -> Dict[str, Any]:
-        return dict(dataclasses.asdict(self.plan.setup), learning_rate=self.learning_rate,
+        return dict(dataclasses.asdict(self.plan.recipe), learning_rate=self.learning_rate,
                     num_train_steps=self.num_steps, save_checkpoints_steps=self.steps_per_epoch)
 
     def evaluate(self, model: keras.Model, state: RunState) -> Dict[str, Any]:
@@ -276,7 +285,7 @@ class ClassifierTask(Task):
         plan = self.plan
         scores = evaluate(plan, model, self.tokenizer)
         for (task_name, split), examples in plan.tests.items():
-            predicted = predict(model, examples, self.tokenizer, plan.setup, plan.spec.eval_batch_size,
+            predicted = predict(model, examples, self.tokenizer, plan.recipe, plan.spec.eval_batch_size,
                                 plan.task.label_list, what=f"{task_name} {split} examples")
             task = plan.task if task_name == plan.task.name else task_name  # your own task is in no table
             path = submission.write_submission(task, split, list(zip([e.index for e in examples], predicted)),
@@ -298,7 +307,7 @@ def evaluate(job: SweepPlan, model: keras.Model, tokenizer: Any) -> Dict[str, fl
     """The task's metrics on each dev split (prefixed by the split when there are several)."""
     scores = {}
     for split, examples in job.evals.items():
-        predicted = predict(model, examples, tokenizer, job.setup, job.spec.eval_batch_size, job.task.label_list,
+        predicted = predict(model, examples, tokenizer, job.recipe, job.spec.eval_batch_size, job.task.label_list,
                             what=f"{split} examples")
         values = metrics.compute_metrics(job.task, [e.label for e in examples], predicted)
         prefix = "" if len(job.evals) == 1 else f"{split}_"

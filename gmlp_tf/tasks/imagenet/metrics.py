@@ -22,10 +22,27 @@ def evaluate(model: keras.Model, dataset: tf.data.Dataset, num_classes: int) -> 
         labels.append(y)
         weights.append(w)
     labels, weights = np.concatenate(labels), np.concatenate(weights)
-    logits = logits[: len(labels)]
+    logits = np.asarray(logits)[: len(labels)]
     results = {"eval_examples": int(weights.sum())}
     for k in (1, TOP_K) if num_classes > TOP_K else (1,):
-        metric = keras.metrics.SparseTopKCategoricalAccuracy(k=k)
-        metric.update_state(labels, logits, sample_weight=weights)
-        results[f"top_{k}_accuracy"] = float(metric.result())
+        results[f"top_{k}_accuracy"] = top_k_accuracy(logits, labels, weights, k)
     return results
+
+
+def top_k_accuracy(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray, k: int) -> float:
+    """The weighted share of examples whose label is among the k highest logits, ties counting against it.
+
+    An example is right when fewer than k other classes score at least as high as its label, so
+    a head whose logits are all equal (untrained) scores 0, not 100% (Keras'
+    SparseTopKCategoricalAccuracy counts a tie as in the top k).
+
+    Args:
+      logits: [examples, classes].
+      labels: [examples] int class ids.
+      weights: [examples] example weights (0 for padding).
+    """
+    logits, labels = np.asarray(logits, np.float64), np.asarray(labels).astype(np.int64).reshape(-1)
+    label_logits = logits[np.arange(len(labels)), labels]
+    rivals = (logits >= label_logits[:, None]).sum(axis=1) - 1  # Other classes at least as high as the label.
+    weights = np.asarray(weights, np.float64).reshape(-1)
+    return float(((rivals < k) * weights).sum() / max(weights.sum(), 1e-12))

@@ -121,7 +121,7 @@ class ImageNetRecipe:
 # Digits: no flips (a mirrored 2 is no 2), gentle crops, no AutoAugment / RandAugment (they rotate,
 # shear, invert and posterise 28 x 28 strokes into other digits), full-frame evaluation; Mixup /
 # CutMix stay on.
-DEMO_SETUP = ImageNetRecipe(train_batch_size=64, eval_batch_size=100, learning_rate=2e-3, warmup_steps=200,
+DEMO_RECIPE = ImageNetRecipe(train_batch_size=64, eval_batch_size=100, learning_rate=2e-3, warmup_steps=200,
                    num_train_epochs=30.0, augment="none", normalization="timm_gmlp", crop_fraction=1.0,
                    crop_area_range=(0.6, 1.0), flip=False)
 
@@ -144,7 +144,7 @@ def check_flags(spec: JobSpec) -> None:
 
 def resolve_recipe(spec: JobSpec) -> ImageNetRecipe:
     check_flags(spec)
-    base = DEMO_SETUP if spec.is_demo else ImageNetRecipe()
+    base = DEMO_RECIPE if spec.is_demo else ImageNetRecipe()
     changes = {name: getattr(spec, name) for name in (
         "train_batch_size", "eval_batch_size", "learning_rate", "warmup_steps", "num_train_epochs", "augment",
         "normalization", "crop_fraction") if getattr(spec, name) is not None}

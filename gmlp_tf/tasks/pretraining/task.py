@@ -8,7 +8,7 @@ any work starts, so bad input costs one clear error line.
 import dataclasses
 import math
 import os
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, ContextManager, Dict, List, Optional
 
 import keras
 import tensorflow as tf
@@ -26,6 +26,7 @@ from gmlp_tf.tasks.pretraining import recipe as mlm
 from gmlp_tf.tasks.pretraining.data import make_pretraining_dataset
 from gmlp_tf.tasks.pretraining.packing import check_example_format
 from gmlp_tf.tasks.pretraining.sources import TextFilesSource, TfdsSource, TFRecordSource, expand_patterns
+from gmlp_tf.tasks.pretraining.tfrecords import damaged_files_named
 from gmlp_tf.tasks.pretraining.unigram import unigram_perplexity
 
 DEMO_PRESET = "gmlp_demo"
@@ -302,6 +303,9 @@ class PretrainingTask(Task):
             max_eval_batches=self.spec.max_eval_steps,
         )
         return {"unigram_perplexity": value}
+
+    def input_errors(self) -> ContextManager[None]:
+        return damaged_files_named((self.train_source, self.eval_source))
 
     def report_lines(self, results: Dict[str, Any]) -> List[str]:
         return report_lines(results, self.spec)

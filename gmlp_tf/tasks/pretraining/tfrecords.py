@@ -2,8 +2,9 @@
 (scripts/create_pretraining_data.py), and reading a TFRecordSource back into feature batches.
 """
 
+import contextlib
 import os
-from typing import Dict, Iterable, List, Mapping, Optional
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -11,6 +12,7 @@ import tensorflow as tf
 from gmlp_tf.tasks.pretraining.masking import FEATURE_NAMES
 from gmlp_tf.tasks.pretraining.sources import (
     FILE_CYCLE_LENGTH,
+    TFRecordSource,
     _check_positive,
     _file_paths,
     _offset,
@@ -231,3 +233,29 @@ def _tfrecord_dataset(source, shard, is_training, seed, deterministic, repeat, s
         lambda serialized: parse_examples(serialized, max_seq_length, max_predictions_per_seq),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     return batches.prefetch(tf.data.AUTOTUNE)
+
+
+@contextlib.contextmanager
+def damaged_files_named(sources: Iterable[object]) -> Iterator[None]:
+    """Turns TensorFlow's DataLossError of reading TFRecords (which names no file) into one
+    ValueError naming the damaged file of `sources` (TFRecordSource; others are ignored)."""
+    try:
+        yield
+    except tf.errors.DataLossError as err:
+        files = [f for s in sources if isinstance(s, TFRecordSource) for f in expand_patterns(s.patterns)]
+        for path in files:
+            problem = _read_problem(path)
+            if problem:
+                raise ValueError(f"{path} is a damaged TFRecord file ({problem}); write it again "
+                                 "(create_pretraining_data.py)") from None
+        raise ValueError(f"a TFRecord input could not be read: {str(err).strip().splitlines()[0]}") from None
+
+
+def _read_problem(path: str) -> Optional[str]:
+    """The first line of the error reading every record of one TFRecord file gives, or None."""
+    try:
+        for _ in tf.data.TFRecordDataset(path):
+            pass
+    except tf.errors.DataLossError as err:
+        return (getattr(err, "message", None) or str(err)).strip().splitlines()[0]
+    return None

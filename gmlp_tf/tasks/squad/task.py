@@ -140,11 +140,11 @@ class SquadTask(Task):
         super().__init__(spec)
         config, self.vocabulary = load_model_files(spec.init_checkpoint, spec.gmlp_config_file, spec.vocab_file)
         _check(spec, config)
-        self.setup = dataclasses.replace(
+        self.recipe_values = dataclasses.replace(
             SQUAD_RECIPE, max_seq_length=spec.max_seq_length, train_batch_size=spec.train_batch_size,
             learning_rate=spec.learning_rate, warmup_proportion=spec.num_warmup_steps / spec.num_train_steps,
         )
-        self.config = finetuning_config(config, self.setup)
+        self.config = finetuning_config(config, self.recipe_values)
         convert = dict(sp_model=self.vocabulary, max_seq_length=spec.max_seq_length, doc_stride=spec.doc_stride,
                        max_query_length=spec.max_query_length)
         self.train_features = self.predict_examples = self.predict_features = None
@@ -158,8 +158,8 @@ class SquadTask(Task):
         return build_model(self.config, "squad")
 
     def compile_for_training(self, model: keras.Model) -> None:
-        spec = self.spec
-        compile_squad_model(model, self.setup, spec.num_train_steps, spec.learning_rate, spec.steps_per_execution)
+        spec, recipe = self.spec, self.recipe_values
+        compile_squad_model(model, recipe, spec.num_train_steps, spec.learning_rate, spec.steps_per_execution)
 
     def schedule(self) -> Schedule:
         return Schedule(self.spec.num_train_steps, self.spec.save_checkpoints_steps)
