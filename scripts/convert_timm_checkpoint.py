@@ -140,8 +140,7 @@ def report(converted: timm_convert.TimmModel, path: str, spec: ConvertSpec) -> s
 
 
 def main(argv: List[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    runner.refuse_arguments(argv)
     spec = flags.spec_from_flags(ConvertSpec)
     converted, path = runner.run_script(PROG, lambda: convert(spec))
     print(report(converted, path, spec))

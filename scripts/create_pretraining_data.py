@@ -51,8 +51,9 @@ BATCH_SIZE = 256
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from gmlp_tf.runtime import runner  # Imports the package (TensorFlow): after absl has parsed the flags.
+
+    runner.refuse_arguments(argv)
     import tensorflow as tf
 
     try:

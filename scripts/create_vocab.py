@@ -34,8 +34,9 @@ PROG = "create_vocab.py"
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from gmlp_tf.runtime import runner  # Imports the package (TensorFlow): after absl has parsed the flags.
+
+    runner.refuse_arguments(argv)
     try:
         path = create_vocab()
     except (ValueError, OSError, RuntimeError) as err:

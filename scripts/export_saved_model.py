@@ -27,8 +27,7 @@ flags.define_flags(ExportSpec)
 
 def main(argv: List[str]) -> None:
     """Flags -> ExportSpec -> the export; bad input ends in one error line (runner.run_script)."""
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    runner.refuse_arguments(argv)
     spec = flags.spec_from_flags(ExportSpec)
     info = runner.run_script(PROGRAM, lambda: export_saved_model(**dataclasses.asdict(spec)))
     print(f"Exported the {info['task']} model of {spec.model_dir} to {spec.export_dir}; signatures: "

@@ -20,8 +20,9 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from gmlp_tf.runtime import runner  # Imports the package (TensorFlow): after absl has parsed the flags.
+
+    runner.refuse_arguments(argv)
     from gmlp_tf import presets, summary
 
     names = [FLAGS.preset] if FLAGS.preset else summary.paper_order(presets.list_presets())

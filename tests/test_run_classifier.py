@@ -279,6 +279,8 @@ def test_tsv_labels_come_sorted_from_train_and_choose_the_metrics(tmp_path):
         ({"train.tsv": "text\tlabel\nfine\tpos\n"}, ValueError,
          r"train.tsv:1: the header must name 'sentence' \(or 'sentence1' and 'sentence2'\) and 'label'"),
         ({"dev.tsv": "label\nneg\n"}, ValueError, r"dev.tsv:1: TSV header lacks column 'sentence'"),
+        ({"dev.tsv": "sentence\tlabel\nfine\tpos\na tab\tinside\tneg\n"}, ValueError,
+         r"dev.tsv:3: row has 3 columns but the header 2 \(a tab inside a text\?\)"),
         ({"train.tsv": None}, FileNotFoundError, r"train.tsv not found"),
     ],
 )

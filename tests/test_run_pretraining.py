@@ -178,14 +178,17 @@ def test_pretraining_from_tfrecords(fixture_dir, tmp_path):
         ({"strategy": "parameter_server"}, "unknown strategy .parameter_server."),
         ({"num_train_steps": 30, "steps_per_execution": 4}, "multiple of --steps_per_execution"),
         ({"preset": "gmlp_huge", "gmlp_config_file": None}, "unknown preset"),
+        ({"input_file": "BINARY"}, r"binary.gz is not UTF-8 text \(a binary byte at offset 1\)"),
+        ({"eval_input_file": "BINARY"}, r"binary.gz is not UTF-8 text"),
     ],
 )
 def test_bad_input_is_one_clear_error_and_writes_nothing(fixture_dir, tmp_path, changes, message):
     output_dir = tmp_path / "out"
     blocker = tmp_path / "file"
     blocker.write_text("x")
+    (tmp_path / "binary.gz").write_bytes(b"\x1f\x8b\x08\x00" + bytes(range(256)))  # gzip's magic, then bytes.
     aliases = {"EMPTY": str(fixture_dir / "empty.txt"), "TRAIN": str(fixture_dir / "train.txt"),
-               "BLOCKED": str(blocker / "out")}
+               "BLOCKED": str(blocker / "out"), "BINARY": str(tmp_path / "binary.gz")}
     changes = {k: aliases.get(v, v) if isinstance(v, str) else v for k, v in changes.items()}
     changes.setdefault("output_dir", str(output_dir))
     with pytest.raises(ValueError, match=message):

@@ -122,6 +122,10 @@ def test_bad_input(model_files, tmp_path, changes, error, message):
         ({"num_warmup_steps": 80}, r"--num_warmup_steps \(80\) exceeds --num_train_steps \(40\)"),
         ({"n_best_size": 0}, "--n_best_size must be positive, got 0"),
         ({"max_answer_length": 0}, "--max_answer_length must be positive, got 0"),
+        ({"doc_stride": 46},
+         r"--doc_stride 46 exceeds a window's 45 context tokens \(--max_seq_length - --max_query_length - 3\)"),
+        ({"max_query_length": 61}, r"--max_query_length 61 leaves no context tokens in a window of --max_seq_length "
+                                   r"64 \(\[CLS\] question \[SEP\] context \[SEP\]\)"),
     ],
 )
 def test_bad_numeric_flag_is_one_clear_error_and_writes_nothing(model_files, tmp_path, changes, message):

@@ -177,3 +177,11 @@ def test_run_script_reports_interrupts_and_unreadable_data_in_one_line(capsys):
         runner.run_script("some_script.py", truncated)
     assert exit_info.value.code == ("some_script.py: error: the input data could not be read: "
                                     "truncated record at 1024")
+
+
+def test_stray_arguments_are_one_line_without_the_flag_help():
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "run_squad.py"), "stray", "words"],
+                            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=300)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines()[-1].startswith("run_squad.py: error: unexpected arguments: stray words")
+    assert "--helpshort" in result.stderr and "--doc_stride" not in result.stderr  # No flag help printed.

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Type
 
 import keras
 import tensorflow as tf
-from absl import app, logging
+from absl import logging
 
 from gmlp_tf.models import saved_runs
 from gmlp_tf.runtime import checks, custom_loop, locking, run_directory, training
@@ -281,8 +281,7 @@ def script_main(spec_cls: Type[CommonSpec], run_spec: Callable[[Any], Any],
     """The absl main of a job script: flags -> spec -> run_spec(spec) -> printed report(results, spec)."""
 
     def main(argv: List[str]) -> None:
-        if len(argv) > 1:
-            raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        refuse_arguments(argv)
         spec = spec_from_flags(spec_cls)
         results = run_script(os.path.basename(sys.argv[0]), lambda: run_spec(spec))
         for line in report(results, spec):
@@ -290,3 +289,11 @@ def script_main(spec_cls: Type[CommonSpec], run_spec: Callable[[Any], Any],
 
     return main
 
+
+def refuse_arguments(argv: List[str]) -> None:
+    """An absl main's arguments beyond its flags: one error line and exit 2 (absl's UsageError would
+    print the whole flag help before the line that matters)."""
+    if len(argv) > 1:
+        print(f"{os.path.basename(argv[0])}: error: unexpected arguments: {' '.join(argv[1:])} (flags are "
+              "--name=value; --helpshort lists them)", file=sys.stderr)
+        sys.exit(2)

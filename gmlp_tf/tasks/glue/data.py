@@ -157,6 +157,7 @@ class _Columns:
     text_b: Optional[int]
     label: Optional[int]
     index: Optional[int]
+    width: Optional[int] = None  # The header's column count, where a row must have exactly as many.
 
     @property
     def needed(self) -> int:
@@ -185,8 +186,10 @@ def _resolve_columns(task: GlueTask, fmt: SplitFormat, path: str,
                              f"{' or '.join(map(repr, accepted))}; it has {', '.join(names)}")
         return None
 
+    # Your own files: a row longer than the header has a tab inside a text, which would cut it.
+    width = len(names) if task.name == TSV_TASK else None
     return _Columns(find(fmt.text_a, True), find(fmt.text_b, True),
-                    find(fmt.label, fmt.label_required), find(fmt.index, False))
+                    find(fmt.label, fmt.label_required), find(fmt.index, False), width)
 
 
 def _row_example(task: GlueTask, fmt: SplitFormat, columns: _Columns, path: str, line: int,
@@ -194,6 +197,9 @@ def _row_example(task: GlueTask, fmt: SplitFormat, columns: _Columns, path: str,
     if len(row) < columns.needed:
         raise ValueError(f"{path}:{line}: row has {len(row)} columns, {task.display_name} "
                          f"{fmt.name} needs at least {columns.needed}")
+    if columns.width is not None and len(row) > columns.width:
+        raise ValueError(f"{path}:{line}: row has {len(row)} columns but the header {columns.width} "
+                         "(a tab inside a text?)")
     label = None
     if columns.label is not None:
         label = _parse_label(task, row[columns.label], f"{path}:{line}")

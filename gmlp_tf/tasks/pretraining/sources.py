@@ -58,6 +58,10 @@ class TFRecordSource:
 Source = Union[TextFilesSource, TfdsSource, TFRecordSource]
 
 
+# Bytes read from the start of each text input file to check that it is text.
+TEXT_SAMPLE_BYTES = 64 * 1024
+
+
 def expand_patterns(patterns: Patterns) -> List[str]:
     """Comma-separated glob pattern(s) -> the sorted, de-duplicated files they match.
 
@@ -81,6 +85,28 @@ def expand_patterns(patterns: Patterns) -> List[str]:
                 seen.add(path)
                 files.append(path)
     return files
+
+
+def check_text_file(path: str, sample_bytes: int = TEXT_SAMPLE_BYTES) -> None:
+    """The start of a text input file is UTF-8 text: a binary file (a TFRecord, an archive) given as
+    text would otherwise train on its bytes without a word.
+
+    Raises:
+      ValueError: naming the file and the offset of the first byte that is not text.
+    """
+    with tf.io.gfile.GFile(path, "rb") as f:
+        sample = f.read(sample_bytes)
+    nul = sample.find(b"\0")
+    offset = nul if nul >= 0 else None
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError as err:
+        # A multi-byte character cut by the sample's end is text; anything before it is not.
+        if err.start < len(sample) - 3 or err.reason != "unexpected end of data":
+            offset = err.start if offset is None else min(offset, err.start)
+    if offset is not None:
+        raise ValueError(f"{path} is not UTF-8 text (a binary byte at offset {offset}): give text files, or "
+                         "--input_format=tfrecord for create_pretraining_data.py's output")
 
 
 def read_text_documents(path: tf.Tensor, blank_line_documents: bool) -> tf.data.Dataset:

@@ -25,7 +25,13 @@ from gmlp_tf.tasks.pretraining import demo_data
 from gmlp_tf.tasks.pretraining import recipe as mlm
 from gmlp_tf.tasks.pretraining.data import make_pretraining_dataset
 from gmlp_tf.tasks.pretraining.packing import check_example_format
-from gmlp_tf.tasks.pretraining.sources import TextFilesSource, TfdsSource, TFRecordSource, expand_patterns
+from gmlp_tf.tasks.pretraining.sources import (
+    TextFilesSource,
+    TfdsSource,
+    TFRecordSource,
+    check_text_file,
+    expand_patterns,
+)
 from gmlp_tf.tasks.pretraining.tfrecords import damaged_files_named
 from gmlp_tf.tasks.pretraining.unigram import unigram_perplexity
 
@@ -173,6 +179,8 @@ def _sources(spec: JobSpec):
 def _file_source(spec: JobSpec, files: List[str]):
     if spec.input_format == "tfrecord":
         return TFRecordSource(files)
+    for path in files:
+        check_text_file(path)
     return TextFilesSource(files, spec.blank_line_documents)
 
 

@@ -105,6 +105,13 @@ def _check(spec: JobSpec, config: GMLPConfig) -> None:
                            learning_rate=spec.learning_rate, num_train_steps=spec.num_train_steps,
                            n_best_size=spec.n_best_size, max_answer_length=spec.max_answer_length)
     checks.check_non_negative(num_warmup_steps=spec.num_warmup_steps)
+    context = spec.max_seq_length - spec.max_query_length - 3  # [CLS] question [SEP] context [SEP]
+    if context < 1:
+        raise ValueError(f"--max_query_length {spec.max_query_length} leaves no context tokens in a window of "
+                         f"--max_seq_length {spec.max_seq_length} ([CLS] question [SEP] context [SEP])")
+    if spec.doc_stride > context:  # Windows would move by less than asked (never skipping text): say so.
+        raise ValueError(f"--doc_stride {spec.doc_stride} exceeds a window's {context} context tokens "
+                         "(--max_seq_length - --max_query_length - 3)")
     if spec.num_warmup_steps > spec.num_train_steps:
         raise ValueError(
             f"--num_warmup_steps ({spec.num_warmup_steps}) exceeds --num_train_steps ({spec.num_train_steps})")
