@@ -418,3 +418,15 @@ def test_data_too_small_for_a_batch_is_refused_before_the_output_directory_is_ma
     with pytest.raises(ValueError, match="^12 training examples make no full batch of 16$"):
         imagenet_job.run(_job_spec(root, _tiny_config(tmp_path / "config.json"), out, train_batch_size=16))
     assert not out.exists()
+
+
+def test_training_on_images_none_of_which_reads_fails_instead_of_reporting(tmp_path):
+    # The one decodable-looking batch the pipeline makes may train a step: it is not the run asked for.
+    root = _image_folder(tmp_path / "images", corrupt=False)
+    for folder, _, names in os.walk(os.path.join(root, "train")):
+        for name in names:
+            with open(os.path.join(folder, name), "wb") as f:
+                f.write(b"\xff\xd8\xff\xe0 not an image at all")
+    with pytest.raises(RuntimeError, match=r"^training stopped at step [01] of 3: the training data ran out"):
+        imagenet_job.run(_job_spec(root, _tiny_config(tmp_path / "config.json"), tmp_path / "run"))
+    assert not (tmp_path / "run" / "eval_results.txt").exists()
