@@ -234,13 +234,23 @@ class GMLPConfig:
 
     @classmethod
     def from_json_file(cls, json_file: str) -> "GMLPConfig":
-        """Reads a config written by `to_json_file` (or by hand)."""
+        """Reads a config written by `to_json_file` (or by hand).
+
+        Raises:
+          FileNotFoundError: no such file.
+          ValueError: a file that is empty, not UTF-8, not JSON, not a JSON object, or not a valid
+            config; the message names the file.
+        """
         import tensorflow as tf  # gfile: local paths and gs:// alike.
 
         if not tf.io.gfile.exists(json_file) or tf.io.gfile.isdir(json_file):
             raise FileNotFoundError(f"model config file not found: {json_file}")
-        with tf.io.gfile.GFile(json_file, "r") as reader:
-            text = reader.read()
+        with tf.io.gfile.GFile(json_file, "rb") as reader:
+            raw = reader.read()
+        try:
+            text = raw.decode("utf-8-sig")  # A byte-order mark, as some editors write, is allowed.
+        except UnicodeDecodeError as err:
+            raise ValueError(f"model config file {json_file} is not UTF-8 JSON: {err}") from None
         if not text.strip():
             raise ValueError(f"model config file is empty: {json_file}")
         try:
@@ -249,7 +259,10 @@ class GMLPConfig:
             raise ValueError(f"model config file {json_file} is not valid JSON: {err}") from None
         if not isinstance(data, dict):
             raise ValueError(f"model config file {json_file} must hold a JSON object")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"model config file {json_file}: {err}") from None
 
     def to_dict(self) -> dict:
         return copy.deepcopy(dataclasses.asdict(self))

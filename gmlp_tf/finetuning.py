@@ -95,7 +95,12 @@ def load_model_files(
 
     Returns:
       (GMLPConfig, serialized SentencePiece model bytes), checked against each other.
+
+    Raises:
+      ValueError: no model given, an image model's config (before its missing vocabulary is looked
+        for), or a vocabulary that does not fit the config.
     """
+    given_config = config_file
     config_file = config_file or (init_checkpoint and os.path.join(init_checkpoint, saved_runs.CONFIG_NAME))
     vocab_file = vocab_file or (init_checkpoint and os.path.join(init_checkpoint, saved_runs.VOCAB_NAME))
     if not config_file or not vocab_file:
@@ -103,5 +108,10 @@ def load_model_files(
             "give --init_checkpoint (a run_pretraining output directory) or --gmlp_config_file and --vocab_file"
         )
     config = GMLPConfig.from_json_file(config_file)
+    if config.modality == "image" and given_config:
+        raise ValueError(f"--gmlp_config_file {given_config} is the config of an image model, not a text encoder")
+    if config.modality == "image":
+        raise ValueError(f"--init_checkpoint {init_checkpoint} holds an image model (a run_imagenet.py run), not a "
+                         "text encoder: give an output directory of run_pretraining.py")
     sp_model = tokenization.load_model_vocab(vocab_file, config.vocab_size)
     return config, sp_model

@@ -1,5 +1,7 @@
 """The benchmark modules run and count FLOPs correctly (their figures are printed, never asserted here)."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -42,3 +44,19 @@ def test_bert_flops_are_counted_per_layer_and_head():
     renamed = bert_peer.bert_batch(batch)
     assert renamed["padding_mask"].dtype == bool and renamed["padding_mask"].tolist() == [[True, True, False]]
     assert set(renamed) == {"token_ids", "segment_ids", "padding_mask", "mask_positions"}
+
+
+def test_pretraining_benchmark_refuses_a_vocabulary_of_another_size(pretraining_files, monkeypatch):
+    from gmlp_tf.benchmarks import pretraining
+
+    def no_demo(*args, **kwargs):
+        raise AssertionError("the demo corpus or vocabulary was fetched before the vocabulary was checked")
+
+    monkeypatch.setattr(pretraining.demo_data, "fetch_demo_corpus", no_demo)
+    monkeypatch.setattr(pretraining.demo_data, "demo_vocab", no_demo)
+    vocab = str(pretraining_files / "spm.model")  # 120 pieces; the gmlp_demo preset has vocab_size 8000.
+    for input_file in (None, str(pretraining_files / "train.txt")):
+        spec = pretraining.BenchmarkSpec(preset="gmlp_demo", num_layers=1, vocab_file=vocab, input_file=input_file)
+        message = f"vocabulary size mismatch: {re.escape(vocab)} has 120 pieces but the model config has vocab_size"
+        with pytest.raises(ValueError, match=f"^{message} 8000$"):
+            pretraining.run(spec)

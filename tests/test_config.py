@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import pytest
 
@@ -67,6 +68,34 @@ def test_old_and_new_padding_fields_together_are_an_error():
         GMLPConfig.from_dict({"use_padding_mask": True, "sgu_padding_mask": False})
     with pytest.raises(ValueError, match="use_padding_mask must be true or false"):
         GMLPConfig.from_dict({"use_padding_mask": "yes"})
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"\xff\xfe{\x00}\x00", "is not UTF-8 JSON"),  # UTF-16 with its byte-order mark.
+        ('{"name": "caf\u00e9"}'.encode("latin-1"), "is not UTF-8 JSON"),
+        (b"{not json", "is not valid JSON"),
+        (b"[1, 2]", "must hold a JSON object"),
+        (b'{"hidden_size": 3}', ": unknown GMLPConfig field.*hidden_size"),
+        (b'{"num_layers": 0}', ": num_layers must be a positive integer"),
+    ],
+)
+def test_bad_config_file_errors_name_the_file(tmp_path, content, message):
+    path = os.path.join(tmp_path, "bad_config.json")
+    with open(path, "wb") as f:
+        f.write(content)
+    separator = "" if message.startswith(":") else " "
+    with pytest.raises(ValueError, match=f"^model config file {re.escape(path)}{separator}{message}") as info:
+        GMLPConfig.from_json_file(path)
+    assert "\n" not in str(info.value)
+
+
+def test_utf8_config_file_with_a_byte_order_mark_is_read(tmp_path):
+    path = os.path.join(tmp_path, "bom.json")
+    with open(path, "wb") as f:
+        f.write(b"\xef\xbb\xbf" + GMLPConfig(d_model=64).to_json_string().encode())
+    assert GMLPConfig.from_json_file(path) == GMLPConfig(d_model=64)
 
 
 def test_missing_config_file(tmp_path):

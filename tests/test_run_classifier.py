@@ -312,3 +312,34 @@ def test_any_tfds_text_classification_dataset_through_mock_data(pretrained, tmp_
     rows = open(tmp_path / "test_results.tsv").read().splitlines()
     assert rows[0] == "index\tprediction" and len(rows) == 9
     assert all(r.split("\t")[1] in ("neg", "pos") for r in rows[1:])
+
+
+def _image_model_dir(tmp_path):
+    """An output directory as run_imagenet.py leaves it, as far as its model config goes."""
+    directory = tmp_path / "imagenet_run"
+    directory.mkdir()
+    GMLPConfig(modality="image", image_size=16, patch_size=8, num_channels=3, num_classes=3, d_model=8, d_ffn=16,
+               num_layers=1, spatial_kind="dense", max_seq_length=4).to_json_file(str(directory / "gmlp_config.json"))
+    return directory
+
+
+def test_image_model_init_checkpoint_is_refused_by_name(tmp_path):
+    from gmlp_tf.finetuning import load_model_files
+    from gmlp_tf.tasks.squad import task as squad_job
+
+    image_dir = _image_model_dir(tmp_path)
+    message = (f"--init_checkpoint {image_dir} holds an image model (a run_imagenet.py run), not a text encoder: "
+               "give an output directory of run_pretraining.py")
+    with pytest.raises(ValueError) as info:
+        classifier_job.run(spec(image_dir, tmp_path / "glue_out"))
+    assert str(info.value) == message
+    squad_spec = squad_job.JobSpec(init_checkpoint=str(image_dir), output_dir=str(tmp_path / "squad_out"),
+                                   train_file=os.path.join(os.path.dirname(GLUE_DIR), "squad", "sample-v1.1.json"))
+    with pytest.raises(ValueError) as info:
+        squad_job.SquadTask(squad_spec)
+    assert str(info.value) == message
+    config_file = str(image_dir / "gmlp_config.json")
+    with pytest.raises(ValueError) as info:
+        load_model_files(None, config_file, str(tmp_path / "spm.model"))
+    assert str(info.value) == f"--gmlp_config_file {config_file} is the config of an image model, not a text encoder"
+    assert sorted(os.listdir(tmp_path)) == ["imagenet_run"]

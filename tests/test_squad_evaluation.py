@@ -229,6 +229,50 @@ def test_command_line_evaluator_v1_output_file_and_errors(tmp_path, capsys):
         assert err.startswith("squad_evaluation: error:") and message in err and "\n" not in err
 
 
+@pytest.mark.parametrize("answers, message", [
+    ([{"answer_start": 0}], "question 'abc' has an answer without 'text'"),
+    (["x"], "question 'abc' has an answer without 'text'"),
+    ([{"text": 3, "answer_start": 0}], "question 'abc' has an answer whose 'text' is not a string"),
+    ({"text": "x"}, "question 'abc' has 'answers' that are not a list"),
+])
+def test_command_line_malformed_answers_name_the_file_and_question(tmp_path, capsys, answers, message):
+    data = _dataset([("abc", ["x"])])
+    data["data"][0]["paragraphs"][0]["qas"][0]["answers"] = answers
+    (tmp_path / "DATA.json").write_text(json.dumps(data))
+    (tmp_path / "pred.json").write_text(json.dumps({"abc": "x"}))
+    for version in ("auto", "1.1", "2.0"):
+        capsys.readouterr()
+        assert squad_evaluation.main([str(tmp_path / "DATA.json"), str(tmp_path / "pred.json"),
+                                      "--version", version]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err == f"squad_evaluation: error: {tmp_path / 'DATA.json'}: {message}"
+    with pytest.raises(ValueError, match=f"^{message}$"):  # Parsed data: no file to name.
+        evaluate(data, {"abc": "x"})
+
+
+def test_command_line_malformed_paragraphs_are_one_error_line(tmp_path, capsys):
+    (tmp_path / "pred.json").write_text(json.dumps({"abc": "x"}))
+    for paragraphs, message in ((["text"], "a SQuAD paragraph is not an object with a 'qas' list"),
+                                ([{"qas": {"id": "abc"}}], "a SQuAD paragraph is not an object with a 'qas' list"),
+                                ([{"qas": ["abc"]}], "a SQuAD question has no 'id'")):
+        (tmp_path / "DATA.json").write_text(json.dumps({"data": [{"paragraphs": paragraphs}]}))
+        capsys.readouterr()
+        assert squad_evaluation.main([str(tmp_path / "DATA.json"), str(tmp_path / "pred.json")]) == 1
+        assert capsys.readouterr().err.strip() == f"squad_evaluation: error: {tmp_path / 'DATA.json'}: {message}"
+
+
+def test_command_line_unwritable_out_file_is_one_error_line(tmp_path, capsys):
+    examples, _ = squad.read_squad_json(V1, is_training=False)
+    (tmp_path / "pred.json").write_text(json.dumps({e.qas_id: e.answers[0] for e in examples}))
+    (tmp_path / "out_dir").mkdir()
+    for out in (tmp_path / "out_dir", tmp_path / "no_such_dir" / "eval.json"):
+        capsys.readouterr()
+        assert squad_evaluation.main([V1, str(tmp_path / "pred.json"), "-o", str(out)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"squad_evaluation: error: cannot write --out-file {out}: ") and "\n" not in err
+    assert sorted(os.listdir(tmp_path)) == ["out_dir", "pred.json"] and os.listdir(tmp_path / "out_dir") == []
+
+
 def test_scoring_imports_no_tensorflow():
     code = ("import sys, importlib.util; spec = importlib.util.spec_from_file_location('ev', sys.argv[1]); "
             "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "

@@ -284,6 +284,49 @@ def test_script_refuses_a_mismatched_preset_and_writes_nothing(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def _corrupted_copy(tmp_path, key, value, index=(0, 1)):
+    """The fixture with one value of tensor `key` replaced, saved with safetensors' NumPy API."""
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(SAFETENSORS)
+    tensors[key] = tensors[key].copy()
+    tensors[key][index] = value
+    path = tmp_path / f"bad_{key.replace('.', '_')}.safetensors"
+    save_file(tensors, str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+def test_non_finite_values_are_refused_naming_tensor_and_file(tmp_path, value):
+    key = "blocks.1.mlp_channels.gate.proj.weight"
+    path = _corrupted_copy(tmp_path, key, value)
+    with pytest.raises(ValueError, match=rf"^{path}: tensor '{key}' holds NaN or infinite values \(1 of \d+\)"):
+        timm_convert.load_timm_model(path)
+    # A state dict given directly is checked too (no file to name).
+    model = build_model(TINY, "vision")
+    with pytest.raises(ValueError, match=f"{key} holds NaN or infinite values"):
+        timm_convert.to_keras_weights(timm_readers.read_checkpoint(path), model)
+
+
+def test_non_finite_values_in_a_dropped_head_are_not_an_error(tmp_path):
+    path = _corrupted_copy(tmp_path, "head.weight", np.nan)
+    with pytest.raises(ValueError, match="tensor 'head.weight' holds NaN"):
+        timm_convert.load_timm_model(path)
+    converted = timm_convert.load_timm_model(path, num_classes=3)  # The head is replaced.
+    assert converted.new_head and all(np.all(np.isfinite(np.asarray(w))) for w in converted.model.weights)
+
+
+def test_script_refuses_non_finite_values_and_writes_nothing(tmp_path):
+    key = "stem.proj.weight"
+    path = _corrupted_copy(tmp_path, key, np.nan, index=(0, 0, 0, 0))
+    result = _run_script(f"--checkpoint={path}", f"--output={tmp_path / 'out'}")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if PROG in line or "Traceback" in line]
+    assert errors == [f"{PROG}: error: {path}: tensor '{key}' holds NaN or infinite values (1 of 3072); "
+                      "a checkpoint with them is not converted"], result.stderr
+    assert os.listdir(tmp_path) == [os.path.basename(path)]
+
+
 def test_save_keras_weights_is_atomic_and_loadable(tmp_path, state_dict, inputs_and_logits):
     model = build_model(TINY, "vision")
     timm_convert.convert_state_dict(state_dict, model)

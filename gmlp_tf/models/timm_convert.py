@@ -47,7 +47,7 @@ import numpy as np
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.models.task_models import build_model
 from gmlp_tf.models.timm_config import _shape_of, check_matches_checkpoint, infer_preset, resolve_config
-from gmlp_tf.models.timm_readers import PathLike, read_checkpoint
+from gmlp_tf.models.timm_readers import PathLike, check_finite, read_checkpoint
 
 IMAGE_MEAN = (0.5, 0.5, 0.5)
 IMAGE_STD = (0.5, 0.5, 0.5)
@@ -167,6 +167,8 @@ def _keras_value(key: str, array: np.ndarray, variable: keras.Variable, transfor
         )
     if not np.issubdtype(value.dtype, np.floating):
         raise ValueError(f"{key} has dtype {value.dtype}, expected floating point")
+    if not np.all(np.isfinite(value)):
+        raise ValueError(f"{key} holds NaN or infinite values")
     return value.astype(variable.dtype)
 
 
@@ -191,7 +193,8 @@ def to_keras_weights(state_dict: Mapping[str, np.ndarray], model: keras.Model,
       and the SGU's spatial kernel [n, n] as in timm.
 
     Raises:
-      ValueError: a mismatched preset/config, missing or unexpected keys, or a shape mismatch.
+      ValueError: a mismatched preset/config, missing or unexpected keys, a shape mismatch, or NaN
+        or infinite values.
     """
     _check_architecture(state_dict, model.config, preset, new_head)
     mapping = timm_weight_map(model)
@@ -262,7 +265,8 @@ def load_timm_model(path: PathLike, preset: Optional[str] = None,
       config and preset.
 
     Raises:
-      ValueError: an unreadable checkpoint, or one that does not fit the preset.
+      ValueError: an unreadable checkpoint, one that does not fit the preset, or one with NaN or
+        infinite values in a tensor the model takes (the message names the tensor and the file).
     """
     size = os.path.getsize(path) if os.path.isfile(path) else None
     size_text = "" if size is None else f" ({size / 1e6:.1f} MB)" if size >= 1e5 else f" ({size / 1e3:.1f} kB)"
@@ -276,6 +280,7 @@ def load_timm_model(path: PathLike, preset: Optional[str] = None,
     if new_head:
         config = config.replace(num_classes=num_classes)
         what += f", a new {num_classes}-class head instead of the checkpoint's {config_classes(state_dict)}"
+    check_finite(state_dict, path, skip=HEAD_KEYS if new_head else ())  # Before the (slow) build.
     with stage(f"Building the Keras model ({what})"):
         model = build_model(config, "vision")
     with stage(f"Converting {len(state_dict)} tensors to the Keras layout"):

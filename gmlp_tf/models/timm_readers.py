@@ -9,7 +9,7 @@ import collections
 import os
 import pickle
 import zipfile
-from typing import IO, Any, Dict, Union
+from typing import IO, Any, Dict, Iterable, Union
 
 import ml_dtypes  # Registers NumPy's "bfloat16", without which safetensors' NumPy API cannot read BF16.
 import numpy as np
@@ -206,6 +206,23 @@ def _find_state_dict(obj: Any, path: PathLike) -> StateDict:
         if tensors:
             return tensors
     raise ValueError(f"{path} holds no state dict of tensors")
+
+
+def check_finite(state_dict: Dict[str, np.ndarray], path: PathLike, skip: Iterable[str] = ()) -> None:
+    """Refuses NaN or infinite values in the floating-point tensors of a checkpoint (but those in skip).
+
+    Raises:
+      ValueError: naming the first such tensor (its timm key), how many of its values are bad, and the file.
+    """
+    skip = frozenset(skip)
+    for key in sorted(state_dict):
+        array = np.asarray(state_dict[key])
+        if key in skip or not np.issubdtype(array.dtype, np.inexact):
+            continue
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise ValueError(f"{os.fspath(path)}: tensor {key!r} holds NaN or infinite values ({bad} of "
+                             f"{array.size}); a checkpoint with them is not converted")
 
 
 def read_checkpoint(path: PathLike) -> StateDict:

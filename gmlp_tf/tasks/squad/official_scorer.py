@@ -42,6 +42,7 @@ total, HasAns_*, NoAns_*, best_*), which `main` (scripts/evaluate_squad.py) prin
 
 import argparse
 import collections
+import errno
 import json
 import os
 import re
@@ -96,7 +97,7 @@ Dataset = Union[str, os.PathLike, Mapping, Sequence]
 def evaluate(dataset_json_or_examples: Dataset, predictions: Mapping[str, str],
              version_2_with_negative: bool = False,
              na_probs: Optional[Mapping[str, float]] = None,
-             na_prob_thresh: float = 1.0) -> Dict[str, float]:
+             na_prob_thresh: float = 1.0, source: Optional[str] = None) -> Dict[str, float]:
     """Scores predictions against gold answers; see the module docstring for the keys.
 
     Args:
@@ -107,6 +108,7 @@ def evaluate(dataset_json_or_examples: Dataset, predictions: Mapping[str, str],
       na_probs: {qas_id: no-answer score} (null_odds.json); missing ids count as 0.0. v2.0 only.
       na_prob_thresh: questions whose na_prob is above it count as answered "no answer" (the
         v2.0 script's default 1.0).
+      source: the file the data came from, named in errors about it (by default the path given).
 
     Returns:
       The metrics dict.
@@ -115,16 +117,19 @@ def evaluate(dataset_json_or_examples: Dataset, predictions: Mapping[str, str],
       FileNotFoundError / ValueError: an unreadable dataset, one without questions, a v1.1
         question without gold answers, or na_probs without version_2_with_negative.
     """
-    entries = gold_entries(dataset_json_or_examples)
+    if isinstance(dataset_json_or_examples, (str, os.PathLike)):
+        source = source or os.fspath(dataset_json_or_examples)
+    where = f"{source}: " if source else ""
+    entries = gold_entries(dataset_json_or_examples, source)
     questions = collections.OrderedDict(entries)  # v2.0: by id, the last entry of an id wins
     if not questions:
-        raise ValueError("the dataset has no questions to evaluate")
+        raise ValueError(f"{where}the dataset has no questions to evaluate")
     if na_probs is not None and not version_2_with_negative:
         raise ValueError("na_probs apply to SQuAD 2.0 only (version_2_with_negative=True)")
     if not version_2_with_negative:
         for qid, answers in entries:
             if not answers:
-                raise ValueError(f"question {qid} has no gold answer; score SQuAD 2.0 data with "
+                raise ValueError(f"{where}question {qid} has no gold answer; score SQuAD 2.0 data with "
                                  "version_2_with_negative=True")
     missing = [qid for qid in questions if qid not in predictions]
     if missing:
@@ -135,16 +140,23 @@ def evaluate(dataset_json_or_examples: Dataset, predictions: Mapping[str, str],
     return _evaluate_v2(questions, predictions, na_probs, na_prob_thresh)
 
 
-def gold_entries(dataset: Dataset) -> List[Tuple[str, List[str]]]:
+def gold_entries(dataset: Dataset, source: Optional[str] = None) -> List[Tuple[str, List[str]]]:
     """(qas_id, gold answer texts) of every qa entry, in data order (a repeated id repeats).
 
     dataset: a SQuAD JSON path, its parsed content, its "data" list, or SquadExamples.
+    source: the file the data came from, named in error messages (by default dataset when it is a path).
+
+    Raises:
+      ValueError: malformed data (no "data" list, a question without "id", an answer without "text"...),
+        the message naming source.
     """
     if isinstance(dataset, (str, os.PathLike)):
+        source = source or os.fspath(dataset)
         dataset = _load_json(os.fspath(dataset))
+    where = f"{source}: " if source else ""
     if isinstance(dataset, Mapping):
         if not isinstance(dataset.get("data"), list):
-            raise ValueError("the SQuAD dataset has no 'data' list")
+            raise ValueError(f"{where}the SQuAD dataset has no 'data' list")
         dataset = dataset["data"]
     entries = []
     for item in dataset:
@@ -152,14 +164,30 @@ def gold_entries(dataset: Dataset) -> List[Tuple[str, List[str]]]:
             entries.append((item.qas_id, list(item.answers)))
             continue
         if not isinstance(item, Mapping) or not isinstance(item.get("paragraphs"), list):
-            raise ValueError("expected SQuAD articles (with 'paragraphs') or SquadExamples, got "
+            raise ValueError(f"{where}expected SQuAD articles (with 'paragraphs') or SquadExamples, got "
                              f"{type(item).__name__}")
         for paragraph in item["paragraphs"]:
-            for qa in paragraph.get("qas", []):
+            qas = paragraph.get("qas", []) if isinstance(paragraph, Mapping) else None
+            if not isinstance(qas, list):
+                raise ValueError(f"{where}a SQuAD paragraph is not an object with a 'qas' list")
+            for qa in qas:
                 if not isinstance(qa, Mapping) or "id" not in qa:
-                    raise ValueError("a SQuAD question has no 'id'")
-                entries.append((str(qa["id"]), [answer["text"] for answer in qa.get("answers", [])]))
+                    raise ValueError(f"{where}a SQuAD question has no 'id'")
+                entries.append((str(qa["id"]), _answer_texts(qa, where)))
     return entries
+
+
+def _answer_texts(qa: Mapping, where: str) -> List[str]:
+    """The gold answer texts of one qa entry, checked: one ValueError naming the question otherwise."""
+    answers = qa.get("answers", [])
+    if not isinstance(answers, list):
+        raise ValueError(f"{where}question {str(qa['id'])!r} has 'answers' that are not a list")
+    for answer in answers:
+        if not isinstance(answer, Mapping) or "text" not in answer:
+            raise ValueError(f"{where}question {str(qa['id'])!r} has an answer without 'text'")
+        if not isinstance(answer["text"], str):
+            raise ValueError(f"{where}question {str(qa['id'])!r} has an answer whose 'text' is not a string")
+    return [answer["text"] for answer in answers]
 
 
 def gold_answers(dataset: Dataset) -> "collections.OrderedDict[str, List[str]]":
@@ -285,16 +313,23 @@ def is_version_2(dataset: Dataset) -> bool:
         if str(dataset.get("version", "")).lstrip("v").startswith("2"):
             return True
         dataset = dataset.get("data") or []
-    for item in dataset:
+    # Malformed data is skipped here: gold_entries, which scoring calls next, says what is wrong.
+    for item in dataset if isinstance(dataset, Sequence) else []:
         if hasattr(item, "is_impossible"):
             if item.is_impossible:
                 return True
             continue
-        for paragraph in (item.get("paragraphs") or []) if isinstance(item, Mapping) else []:
-            for qa in paragraph.get("qas", []):
-                if "is_impossible" in qa or not qa.get("answers"):
+        for paragraph in _list(item, "paragraphs"):
+            for qa in _list(paragraph, "qas"):
+                if isinstance(qa, Mapping) and ("is_impossible" in qa or not qa.get("answers")):
                     return True
     return False
+
+
+def _list(entry: Any, key: str) -> list:
+    """entry[key] when entry is a JSON object whose key holds a list, else []."""
+    value = entry.get(key) if isinstance(entry, Mapping) else None
+    return value if isinstance(value, list) else []
 
 
 def official_scores(dataset: Dataset, predictions: Mapping[str, str],
@@ -305,11 +340,13 @@ def official_scores(dataset: Dataset, predictions: Mapping[str, str],
 
     version_2_with_negative None: v2.0 when the data is (is_version_2) or na_probs are given.
     """
+    source = None
     if isinstance(dataset, (str, os.PathLike)):
-        dataset = _load_json(os.fspath(dataset))
+        source = os.fspath(dataset)
+        dataset = _load_json(source)
     if version_2_with_negative is None:
         version_2_with_negative = na_probs is not None or is_version_2(dataset)
-    scores = evaluate(dataset, predictions, version_2_with_negative, na_probs, na_prob_thresh)
+    scores = evaluate(dataset, predictions, version_2_with_negative, na_probs, na_prob_thresh, source=source)
     keys = _V2_KEYS if version_2_with_negative else ("exact_match", "f1")
     return collections.OrderedDict((key, scores[key]) for key in keys if key in scores)
 
@@ -346,6 +383,21 @@ def _mapping(path: str, what: str, value_type, type_name: str) -> Mapping:
     return content
 
 
+def _write_text(path: str, text: str) -> None:
+    """Writes text to a local path through a temporary file beside it: a failed write leaves no
+    half file (and an existing one as it was)."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w") as writer:
+            writer.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def main(argv: Optional[List[str]] = None, prog: str = PROGRAM) -> int:
     """The command line (scripts/evaluate_squad.py): scores a predictions file; returns the exit status.
 
@@ -371,8 +423,11 @@ def main(argv: Optional[List[str]] = None, prog: str = PROGRAM) -> int:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 1
     if args.out_file:
-        with open(args.out_file, "w") as writer:
-            json.dump(scores, writer)
+        try:
+            _write_text(args.out_file, json.dumps(scores))
+        except OSError as err:
+            print(f"{prog}: error: cannot write --out-file {args.out_file}: {err.strerror or err}", file=sys.stderr)
+            return 1
     else:
         print(json.dumps(scores, indent=2))
     return 0
