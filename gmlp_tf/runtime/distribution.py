@@ -1,10 +1,13 @@
 """Picks the tf.distribute strategy: TPU first, then mirrored GPUs, GPU hosts (multi_worker), one
 device, or the default."""
 
+import os
 from typing import Optional
 
 import tensorflow as tf
 from absl import logging
+
+from gmlp_tf.runtime import cluster
 
 STRATEGIES = ("default", "one_device", "mirrored", "tpu", "multi_worker")
 
@@ -14,6 +17,7 @@ def get_strategy(
     tpu: Optional[str] = None,
     tpu_zone: Optional[str] = None,
     gcp_project: Optional[str] = None,
+    cluster_timeout_s: float = 600,
 ) -> tf.distribute.Strategy:
     """Returns a tf.distribute.Strategy.
 
@@ -22,9 +26,12 @@ def get_strategy(
         MultiWorkerMirroredStrategy over the cluster in TF_CONFIG.
       tpu: TPU name or grpc:// address ("local" for a TPU VM), as BERT's --tpu_name.
       tpu_zone, gcp_project: where to find a named TPU (optional on TPU VMs).
+      cluster_timeout_s: seconds a multi_worker job waits for every worker of TF_CONFIG's cluster
+        (runtime.cluster).
 
     Raises:
-      ValueError: for an unknown strategy.
+      ValueError: for an unknown strategy; for multi_worker, a TF_CONFIG unset or malformed.
+      runtime.cluster.ClusterTimeoutError: some workers were not up within cluster_timeout_s.
     """
     if tpu:
         strategy = "tpu"
@@ -33,7 +40,7 @@ def get_strategy(
     if strategy == "multi_worker":
         # The cluster and this process's task come from TF_CONFIG; every worker runs the same command.
         # Keras fit() cannot run under it: the jobs train through runtime.custom_loop instead.
-        result = tf.distribute.MultiWorkerMirroredStrategy()
+        result = _join_cluster(cluster.read_tf_config(os.environ.get("TF_CONFIG")), cluster_timeout_s)
         logging.info("Strategy MultiWorkerMirroredStrategy with %d replica(s)", result.num_replicas_in_sync)
         return result
     if strategy == "tpu":
@@ -54,3 +61,16 @@ def get_strategy(
         result = tf.distribute.get_strategy()
     logging.info("Strategy %s with %d replica(s)", type(result).__name__, result.num_replicas_in_sync)
     return result
+
+
+def _join_cluster(workers: cluster.Cluster, timeout_s: float) -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy once every worker is up (runtime.cluster.join: a line every 10 s
+    naming the workers not up yet, one error line past timeout_s, SIGTERM and Ctrl-C end the wait)."""
+
+    def connect() -> tf.distribute.Strategy:
+        result = tf.distribute.MultiWorkerMirroredStrategy()
+        # The first collective returns once every worker has joined.
+        result.reduce(tf.distribute.ReduceOp.SUM, result.run(lambda: tf.constant(1.0)), axis=None)
+        return result
+
+    return cluster.join(workers, timeout_s, connect)

@@ -2,8 +2,8 @@
 
 A job's spec is a dataclass whose fields carry their flag help (`option`); `define_flags` turns
 the fields into absl flags and `spec_from_flags` turns parsed flags back into the spec, so the
-flags and the spec cannot drift apart. The flags every job shares (`SHARED`: strategy, TPU,
-precision, output directory, warm start, logging, seed) are defined by this module, once, and adopted as
+flags and the spec cannot drift apart. The flags every job shares (`SHARED`: strategy, TPU, cluster
+timeout, precision, output directory, warm start, logging, seed) are defined by this module, once, and adopted as
 key flags of the script, so that `--helpshort` lists them with the script's own.
 """
 
@@ -31,6 +31,8 @@ SHARED = {
     "tpu": (Optional[str], option(None, "TPU name or grpc:// address ('local' on a TPU VM).")),
     "tpu_zone": (Optional[str], option(None, "GCE zone of the TPU (optional on TPU VMs).")),
     "gcp_project": (Optional[str], option(None, "GCP project of the TPU (optional on TPU VMs).")),
+    "cluster_timeout_s": (int, option(
+        600, "Seconds a multi_worker job waits for every worker of TF_CONFIG's cluster before it gives up.")),
     "steps_per_execution": (int, option(
         1, "Train steps run per call into the device (BERT's iterations_per_loop); 100-1000 on TPU.")),
     "precision": (str, option(
@@ -63,6 +65,7 @@ class CommonSpec:
     tpu: Optional[str] = shared("tpu")
     tpu_zone: Optional[str] = shared("tpu_zone")
     gcp_project: Optional[str] = shared("gcp_project")
+    cluster_timeout_s: int = shared("cluster_timeout_s")
     steps_per_execution: int = shared("steps_per_execution")
     precision: str = shared("precision")
     output_dir: Optional[str] = shared("output_dir")

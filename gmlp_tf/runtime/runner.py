@@ -44,10 +44,12 @@ class TrainingIncompleteError(RuntimeError):
 
 def start(spec: CommonSpec, seed: Optional[int] = None) -> tf.distribute.Strategy:
     """Seeds Keras (spec.random_seed unless `seed`), sets the precision policy, returns the strategy."""
-    checks.check_positive(log_every_steps=spec.log_every_steps, steps_per_execution=spec.steps_per_execution)
+    checks.check_positive(log_every_steps=spec.log_every_steps, steps_per_execution=spec.steps_per_execution,
+                          cluster_timeout_s=spec.cluster_timeout_s)
     keras.utils.set_random_seed(spec.random_seed if seed is None else seed)
     keras.mixed_precision.set_global_policy(spec.precision)
-    return get_strategy(spec.strategy, spec.tpu, spec.tpu_zone, spec.gcp_project)
+    return get_strategy(spec.strategy, spec.tpu, spec.tpu_zone, spec.gcp_project,
+                        cluster_timeout_s=spec.cluster_timeout_s)
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
