@@ -229,7 +229,7 @@ def test_mirrored_two_replica_pretraining(tmp_path, two_replica_strategy):
     assert training.global_step(model) == 20
 
 
-def test_strategy_choices():
+def test_strategy_choices(caplog):
     with pytest.raises(ValueError, match="unknown strategy"):
         get_strategy("parameter_server")
     with pytest.raises(ValueError, match="needs --tpu"):
@@ -237,6 +237,7 @@ def test_strategy_choices():
     assert get_strategy("one_device").num_replicas_in_sync == 1
     mirrored = get_strategy("mirrored")  # Over the two logical CPUs of conftest.
     assert isinstance(mirrored, tf.distribute.MirroredStrategy) and mirrored.num_replicas_in_sync == 2
+    assert any("--strategy=mirrored found no GPU" in r.getMessage() for r in caplog.records)  # Said, not silent.
 
 
 def test_mixed_bfloat16_and_steps_per_execution(tmp_path):

@@ -53,6 +53,9 @@ def get_strategy(
         tf.tpu.experimental.initialize_tpu_system(resolver)
         result = tf.distribute.TPUStrategy(resolver)
     elif strategy == "mirrored":
+        if not tf.config.list_logical_devices("GPU"):
+            logging.warning("--strategy=mirrored found no GPU: MirroredStrategy mirrors over this host's CPU "
+                            "devices instead")
         result = tf.distribute.MirroredStrategy()
     elif strategy == "one_device":
         gpus = tf.config.list_logical_devices("GPU")
