@@ -153,9 +153,10 @@ def test_pretraining_from_tfrecords(fixture_dir, tmp_path):
              eval_input_file=str(tmp_path / "eval.tfrecord"), input_format="tfrecord", num_train_steps=10)
     )
     assert results["global_step"] == 10 and "unigram_perplexity" not in results
-    # A truncated file (its first records whole) is one error naming it, and the new run leaves nothing.
+    # A truncated file (its first record whole) is one error naming it, and the new run leaves nothing.
     data = (tmp_path / "train.tfrecord").read_bytes()
-    (tmp_path / "train.tfrecord").write_bytes(data[: len(data) * 2 // 3])
+    first = 16 + int.from_bytes(data[:8], "little")  # A record: length, its CRC, the data, the data's CRC.
+    (tmp_path / "train.tfrecord").write_bytes(data[: first + 20])  # The second record cut short.
     truncated = str(tmp_path / "train.tfrecord")
     with pytest.raises(ValueError, match=f"^{truncated} is a damaged TFRecord file \\(.*truncated"):
         pretraining_job.run(spec(fixture_dir, tmp_path / "again", input_file=truncated, input_format="tfrecord",

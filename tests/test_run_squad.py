@@ -150,7 +150,7 @@ def test_script_error_is_one_line(model_files, tmp_path):
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "scripts", "run_squad.py"), f"--vocab_file={model_files}/spm.model",
          f"--gmlp_config_file={model_files}/config.json", f"--train_file={bad}", "--do_train",
-         "--max_seq_length=64", f"--output_dir={tmp_path}/out"],
+         "--max_seq_length=64", "--max_query_length=16", "--doc_stride=16", f"--output_dir={tmp_path}/out"],
         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=300)
     assert result.returncode != 0
     assert "run_squad.py: error:" in result.stderr and "bad.json" in result.stderr
