@@ -25,7 +25,7 @@ chief's evaluation and the results files. docs/architecture.md adds a task step 
 import contextlib
 import dataclasses
 import importlib
-from typing import Any, Callable, ClassVar, ContextManager, Dict, List, Optional, Sequence, Type
+from typing import Any, Callable, ClassVar, ContextManager, Dict, List, Optional, Type
 
 import keras
 import tensorflow as tf
@@ -154,10 +154,6 @@ _REGISTRY: Dict[str, str] = {}
 def register(name: str, path: str) -> None:
     """Names a Task class ("package.module:Class") so that the runtime can find it by name."""
     _REGISTRY[name] = path
-
-
-def registered() -> Sequence[str]:
-    return tuple(_REGISTRY)
 
 
 def task_class(name: str) -> Type[Task]:
