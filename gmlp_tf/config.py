@@ -3,6 +3,7 @@
 import copy
 import dataclasses
 import json
+import os
 from typing import Any, List, Optional, Union
 
 MODALITIES = ("text", "image")
@@ -241,12 +242,7 @@ class GMLPConfig:
           ValueError: a file that is empty, not UTF-8, not JSON, not a JSON object, or not a valid
             config; the message names the file.
         """
-        import tensorflow as tf  # gfile: local paths and gs:// alike.
-
-        if not tf.io.gfile.exists(json_file) or tf.io.gfile.isdir(json_file):
-            raise FileNotFoundError(f"model config file not found: {json_file}")
-        with tf.io.gfile.GFile(json_file, "rb") as reader:
-            raw = reader.read()
+        raw = _read_bytes(json_file)
         try:
             text = raw.decode("utf-8-sig")  # A byte-order mark, as some editors write, is allowed.
         except UnicodeDecodeError as err:
@@ -272,9 +268,14 @@ class GMLPConfig:
 
     def to_json_file(self, json_file: str) -> None:
         """Writes the config atomically, so an interrupted write leaves no half file."""
-        import tensorflow as tf
-
         tmp = json_file + ".tmp"
+        if not _is_url(json_file):
+            with open(tmp, "w", encoding="utf-8") as writer:
+                writer.write(self.to_json_string())
+            os.replace(tmp, json_file)
+            return
+        import tensorflow as tf  # gfile: gs:// and the other file systems TensorFlow knows.
+
         with tf.io.gfile.GFile(tmp, "w") as writer:
             writer.write(self.to_json_string())
         tf.io.gfile.rename(tmp, json_file, overwrite=True)
@@ -282,6 +283,27 @@ class GMLPConfig:
     def replace(self, **changes: Any) -> "GMLPConfig":
         """Returns a copy with some fields changed (validated)."""
         return dataclasses.replace(self, **changes)
+
+
+def _is_url(path: str) -> bool:
+    """gs://, s3:// and the like, which need tf.io.gfile; plain paths are read without TensorFlow,
+    so that the model side runs where TensorFlow is not installed (JAX, PyTorch)."""
+    return "://" in str(path)
+
+
+def _read_bytes(path: str) -> bytes:
+    """The bytes of a file; FileNotFoundError for a missing file or a folder."""
+    if not _is_url(path):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"model config file not found: {path}")
+        with open(path, "rb") as reader:
+            return reader.read()
+    import tensorflow as tf
+
+    if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
+        raise FileNotFoundError(f"model config file not found: {path}")
+    with tf.io.gfile.GFile(path, "rb") as reader:
+        return reader.read()
 
 
 _OLD_PADDING_FIELD = "use_padding_mask"

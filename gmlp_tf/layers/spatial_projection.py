@@ -1,6 +1,6 @@
 """The spatial projection f_{W,b}(Z) = W Z + b of the Spatial Gating Unit (paper, Eq. 2)."""
 
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import keras
 from keras import ops
@@ -44,8 +44,11 @@ def toeplitz_matrix(weights: Tensor, n: Union[int, Tensor]) -> Tensor:
         t = ops.reshape(t, (n, 3 * n - 2))
         # The appendix's `t[:, r:-r]`; written with an explicit end so that n = 1 (r = 0) works.
 
-        def grad(*upstream, **unused):
-            g = ops.pad(upstream[0], [[0, 0], [r, n - 1]])  # [n, 3n - 2]: undo the column slice.
+        # Keras' backend-neutral signature: TensorFlow and JAX pass the upstream gradient
+        # positionally, PyTorch passes the saved inputs positionally and it as `upstream`.
+        def grad(*args, upstream=None):
+            upstream = args[0] if upstream is None else upstream
+            g = ops.pad(upstream, [[0, 0], [r, n - 1]])  # [n, 3n - 2]: undo the column slice.
             g = ops.pad(ops.reshape(g, (-1,)), [[0, n]])  # [n(3n - 1)]: undo the reshape and t[:-n].
             g = ops.sum(ops.reshape(g, (n, 3 * n - 1)), axis=0)  # Undo the tile: sum over the n copies.
             return g[: 2 * n - 1]  # Undo the pad.
@@ -84,7 +87,8 @@ def toeplitz_fft_product(weights: Tensor, inputs: Tensor, causal: bool = False) 
     Equal to einsum("ij,bjc->bic", T, inputs) with T = toeplitz_matrix(weights, n) (lower
     triangle when causal) up to float32 rounding. The transforms run in float32 whatever the
     input dtype, and the gradient is written out (two transforms instead of the four that
-    differentiating through rfft / irfft costs).
+    differentiating through rfft / irfft costs). TensorFlow runs tf.signal's complex FFTs;
+    JAX and PyTorch run keras.ops.rfft / irfft, which carry a spectrum as (real, imaginary).
 
     Args:
       weights: [2n - 1].
@@ -93,13 +97,21 @@ def toeplitz_fft_product(weights: Tensor, inputs: Tensor, causal: bool = False) 
     Returns:
       [batch, n, channels], in the dtype of inputs.
     """
-    import tensorflow as tf  # Complex FFTs: keras.ops has no complex dtype.
-
     n = ops.shape(inputs)[1]
-    fft_length = [2 * n]
     kernel = circulant_kernel(ops.cast(weights, "float32"), n, causal)
     # rfft transforms the last axis: tokens go last.
     tokens_last = ops.transpose(ops.cast(inputs, "float32"), (0, 2, 1))
+    convolve = _tf_convolution if keras.backend.backend() == "tensorflow" else _ops_convolution
+    out = ops.transpose(convolve(kernel, tokens_last, n), (0, 2, 1))
+    return ops.cast(out, inputs.dtype)
+
+
+def _tf_convolution(kernel: Tensor, signal: Tensor, n: Union[int, Tensor]) -> Tensor:
+    """The first n values of the circular convolution of kernel [2n] with signal [..., n] padded
+    to 2n, with tf.signal: a complex dtype, and dynamic n, which keras.ops' FFTs lack."""
+    import tensorflow as tf
+
+    fft_length = [2 * n]
 
     @tf.custom_gradient
     def convolve(kernel, signal):
@@ -115,8 +127,39 @@ def toeplitz_fft_product(weights: Tensor, inputs: Tensor, causal: bool = False) 
 
         return out, grad
 
-    out = ops.transpose(convolve(kernel, tokens_last), (0, 2, 1))
-    return ops.cast(out, inputs.dtype)
+    return convolve(kernel, signal)
+
+
+def _complex_product(a: Tuple[Tensor, Tensor], b: Tuple[Tensor, Tensor], conjugate_b: bool = False
+                     ) -> Tuple[Tensor, Tensor]:
+    """a * b (or a * conj(b)) for spectra held as (real, imaginary) pairs."""
+    (a_re, a_im), (b_re, b_im) = a, b
+    if conjugate_b:
+        b_im = -b_im
+    return a_re * b_re - a_im * b_im, a_re * b_im + a_im * b_re
+
+
+def _ops_convolution(kernel: Tensor, signal: Tensor, n: int) -> Tensor:
+    """_tf_convolution with keras.ops.rfft / irfft (JAX, PyTorch): the same two-transform gradient."""
+    length = 2 * n
+
+    @ops.custom_gradient
+    def convolve(kernel, signal):
+        kernel_f = ops.rfft(kernel)
+        signal_f = ops.rfft(signal, fft_length=length)  # Zero-pads to 2n.
+        out = ops.irfft(_complex_product(signal_f, kernel_f), fft_length=length)[..., :n]
+
+        def grad(*args, upstream=None):  # Backend-neutral: see toeplitz_matrix.
+            upstream = args[0] if upstream is None else upstream
+            upstream_f = ops.rfft(upstream, fft_length=length)
+            d_signal = ops.irfft(_complex_product(upstream_f, kernel_f, conjugate_b=True), fft_length=length)
+            cross = _complex_product(upstream_f, signal_f, conjugate_b=True)
+            d_kernel = ops.irfft(tuple(ops.sum(part, axis=(0, 1)) for part in cross), fft_length=length)
+            return d_kernel, d_signal[..., :n]
+
+        return out, grad
+
+    return convolve(kernel, signal)
 
 
 def checked_length(inputs: Tensor, max_length: int, owner: str = "the spatial projection") -> Union[int, Tensor]:
@@ -137,7 +180,9 @@ def checked_length(inputs: Tensor, max_length: int, owner: str = "the spatial pr
     if n is None:
         # Unknown when traced with a dynamic length: check when it runs.
         n = ops.shape(inputs)[1]
-        import tensorflow as tf  # Only the TensorFlow backend traces dynamic lengths here.
+        if keras.backend.backend() != "tensorflow":
+            return n  # JAX and PyTorch trace static shapes; only tf.function leaves n unknown.
+        import tensorflow as tf
 
         check = tf.debugging.assert_less_equal(
             n,

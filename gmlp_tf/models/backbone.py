@@ -9,7 +9,6 @@ from typing import Any, Dict, Union
 import keras
 
 from gmlp_tf.config import GMLPConfig, as_config
-from gmlp_tf.models import saved_runs
 from gmlp_tf.models.encoder import GMLPEncoder, text_inputs
 
 
@@ -74,6 +73,8 @@ class GMLPBackbone(keras.Model):
           ValueError: output_dir is not such a directory, holds no readable checkpoint, or is
             an image model's.
         """
+        from gmlp_tf.models import saved_runs  # Reads checkpoints with TensorFlow: only here.
+
         config, _, model = saved_runs.load_run_model(output_dir)
         if config.modality != "text":
             raise ValueError(f"{output_dir} holds an image model; GMLPBackbone is the text encoder")

@@ -4,7 +4,6 @@ from typing import Any, Dict, Optional, Union
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from gmlp_tf.config import GMLPConfig, as_config
@@ -54,9 +53,11 @@ class GMLPVisionClassifier(keras.Model):
         )
         self.final_norm = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name="final_norm")
         self.head = keras.layers.Dense(cfg.num_classes, kernel_initializer="zeros", name="head")
-        # predict / evaluate / fit compile with XLA unless compile() says otherwise: Keras' "auto"
-        # turns XLA off on CPUs, where it doubles this model's inference speed.
-        self.jit_compile = True
+        if keras.backend.backend() == "tensorflow":
+            # predict / evaluate / fit compile with XLA unless compile() says otherwise: Keras'
+            # "auto" turns XLA off on CPUs, where it doubles this model's inference speed. (JAX
+            # always compiles; on PyTorch it would mean torch.compile.)
+            self.jit_compile = True
 
     def build(self, input_shape: Shape) -> None:
         cfg = self.config
@@ -89,8 +90,12 @@ class GMLPVisionClassifier(keras.Model):
         For an array or tensor x, Keras builds a pipeline whose AUTOTUNE map and prefetch start
         tf.data's tuning thread, which takes a core from the model on a small machine: on
         2 cores gMLP-Ti/16 took 0.65 s for most batches of 32 instead of 0.36 s. Datasets and
-        generators go to Keras unchanged.
+        generators go to Keras unchanged, as is everything on the JAX and PyTorch backends.
         """
+        if keras.backend.backend() != "tensorflow":
+            return super().predict(x, batch_size=batch_size, verbose=verbose, steps=steps, callbacks=callbacks)
+        import tensorflow as tf
+
         if isinstance(x, np.ndarray) or tf.is_tensor(x):
             options = tf.data.Options()
             options.autotune.enabled = False
