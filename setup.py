@@ -35,5 +35,13 @@ setuptools.setup(
     package_data={"gmlp_tf.configs": ["*.json"]},
     install_requires=INSTALL_REQUIRES,
     # bench: keras-hub's BERT, the peer that scripts/benchmark_pretraining.py times beside gMLP.
-    extras_require={"test": ["pytest>=8", "ruff>=0.6"], "bench": ["keras-hub>=0.32"]},
+    extras_require={
+        # The tests also run the model side on Keras' JAX and PyTorch backends. torch is pinned to the
+        # release whose CPU build CI machines hold; an open range would pull a CUDA build of several GB.
+        "test": ["pytest>=8", "ruff>=0.6", "jax[cpu]>=0.4.30", "torch==2.13.0"],
+        # For the model side on those backends without the tests.
+        "jax": ["jax[cpu]>=0.4.30"],
+        "torch": ["torch>=2.4"],
+        "bench": ["keras-hub>=0.32"],
+    },
 )

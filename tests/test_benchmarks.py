@@ -10,13 +10,15 @@ from gmlp_tf.models.vision import GMLPVisionClassifier
 
 
 def test_spatial_projection_benchmark_measures_both_paths_in_process():
-    for implementation in spatial_projection.IMPLEMENTATIONS:
+    for implementation in spatial_projection.implementations("tensorflow"):
         figures = spatial_projection.measure(implementation, 32, 8, 1, jit_compile=False, causal=True)
         assert figures["seconds"] > 0 and figures["peak_bytes"] >= 0
     row = {"n": 32, "matmul": {"seconds": 0.02, "peak_bytes": 2**20}, "fft": {"seconds": 0.01, "peak_bytes": 2**20}}
     assert spatial_projection.format_row(row).endswith("2.00x")
     with pytest.raises(ValueError, match="comma-separated integers"):
         spatial_projection.run(spatial_projection.SpatialBenchmarkSpec(lengths="128,long"))
+    with pytest.raises(ValueError, match="--backend must be one of tensorflow, jax, torch; got 'mxnet'"):
+        spatial_projection.run(spatial_projection.SpatialBenchmarkSpec(lengths="128", backend="mxnet"))
 
 
 def test_peak_memory_reset_sees_a_new_allocation():

@@ -3,20 +3,22 @@
 import platform
 import resource
 import time
-from typing import Callable
+from typing import Any, Callable
 
-import tensorflow as tf
+import keras
 
 
-def matmul_flops_per_second(size: int = 2048, repeats: int = 20, dtype: tf.dtypes.DType = tf.float32) -> float:
+def matmul_flops_per_second(size: int = 2048, repeats: int = 20, dtype: str = "float32") -> float:
     """FLOP/s of a size x size x size matmul under XLA, as 2 size^3 / time (best of 3)."""
+    import tensorflow as tf
+
     a = tf.random.normal((size, size), dtype=dtype)
     b = tf.random.normal((size, size), dtype=dtype)
     step = tf.function(lambda x, y: tf.matmul(x, y), jit_compile=True)
     return 2.0 * size**3 / best_seconds(lambda: step(a, b), repeats)
 
 
-def best_seconds(fn: Callable[[], tf.Tensor], repeats: int = 3, trials: int = 3, warmup: int = 1) -> float:
+def best_seconds(fn: Callable[[], Any], repeats: int = 3, trials: int = 3, warmup: int = 1) -> float:
     """Seconds per call of fn (which returns a tensor): the best of `trials` means over `repeats` calls.
 
     The best, not the mean: a shared machine only ever makes a run slower.
@@ -78,9 +80,11 @@ def processor_name() -> str:
     return f"{name}, {len(os.sched_getaffinity(0))} cores"
 
 
-def _block(out) -> None:
-    """Waits for a result: TensorFlow runs ops asynchronously until a value is read."""
-    for tensor in tf.nest.flatten(out):
-        if hasattr(tensor, "numpy"):
+def _block(out: Any) -> None:
+    """Waits for a result: TensorFlow and JAX run ops asynchronously until a value is read."""
+    for tensor in keras.tree.flatten(out):
+        if hasattr(tensor, "block_until_ready"):  # JAX
+            tensor.block_until_ready()
+        elif hasattr(tensor, "numpy"):  # TensorFlow (PyTorch on a CPU is synchronous: no cost)
             tensor.numpy()
-            return
+        return

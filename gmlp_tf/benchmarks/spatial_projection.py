@@ -1,15 +1,24 @@
 """The Toeplitz spatial projection's two paths, matmul and FFT: time and peak memory by length.
 
-Each (path, n) runs in a fresh process, so that one path's memory cannot hide in the other's.
+Each (path, n) runs in a fresh process, so that one path's memory cannot hide in the other's,
+and so that each can run on the Keras backend that --backend names (KERAS_BACKEND is read once,
+when Keras is imported). On JAX and PyTorch a third column times the FFT path with the gradient
+left to autodiff instead of the hand-written one.
 """
 
 import dataclasses
 import multiprocessing
-from typing import Dict, List, Sequence
+import os
+from typing import Any, Callable, Dict, List, Sequence
 
 from gmlp_tf.runtime.flags import option
 
-IMPLEMENTATIONS = ("matmul", "fft")
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def implementations(backend: str) -> tuple:
+    """The columns: the FFT through autodiff only where keras.ops' FFTs are used."""
+    return ("matmul", "fft") if backend == "tensorflow" else ("matmul", "fft", "fft_autodiff")
 
 
 @dataclasses.dataclass
@@ -21,8 +30,54 @@ class SpatialBenchmarkSpec:
     batch_size: int = option(1, "Examples per step.")
     jit_compile: bool = option(
         True, "Compile the step with XLA, as Keras fit does on GPUs and TPUs (on a CPU-only machine its default, "
-        "jit_compile='auto', leaves XLA off: time that with --nojit_compile).")
+        "jit_compile='auto', leaves XLA off: time that with --nojit_compile). JAX always compiles; PyTorch runs "
+        "eagerly, as Keras fit does there by default.")
     causal: bool = option(False, "Time the causal (lower-triangular) W.")
+    backend: str = option("tensorflow", f"Keras backend to time: {', '.join(BACKENDS)}.")
+
+
+def _autodiff_convolution(kernel: Any, signal: Any, n: int) -> Any:
+    """The FFT convolution of layers/spatial_projection.py with no written gradient (for timing)."""
+    from keras import ops
+
+    kernel_re, kernel_im = ops.rfft(kernel)
+    signal_re, signal_im = ops.rfft(signal, fft_length=2 * n)
+    product = (signal_re * kernel_re - signal_im * kernel_im, signal_re * kernel_im + signal_im * kernel_re)
+    return ops.irfft(product, fft_length=2 * n)[..., :n]
+
+
+def _gradient_step(layer: Any, z: Any, jit_compile: bool) -> Callable[[], Any]:
+    """A callable that runs one forward and backward pass of sum(layer(z)^2) on the current backend."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function(jit_compile=jit_compile)
+        def step(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(tf.square(layer(x)))
+            return tape.gradient(loss, [x, layer.kernel, layer.bias])
+
+        return lambda: step(z)
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        def loss(trainable, x):
+            out, _ = layer.stateless_call(trainable, [], x)
+            return jnp.sum(jnp.square(out))
+
+        grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+        trainable = [v.value for v in layer.trainable_variables]
+        return lambda: grad(trainable, z)
+    import torch
+
+    x = torch.as_tensor(z).requires_grad_(True)
+    sources = [x, layer.kernel.value, layer.bias.value]
+    return lambda: torch.autograd.grad(torch.sum(torch.square(layer(x))), sources)
 
 
 def measure(implementation: str, n: int, channels: int, batch_size: int, jit_compile: bool,
@@ -31,30 +86,25 @@ def measure(implementation: str, n: int, channels: int, batch_size: int, jit_com
 
     peak_bytes is the resident memory the steps add at their peak over what the process held
     after compiling and running the step once (which holds the input and the weights). Runs in
-    the calling process; `run` calls it in a fresh one per (path, n).
+    the calling process, on its Keras backend; `run` calls it in a fresh one per (path, n).
     """
     import numpy as np
-    import tensorflow as tf
 
-    from gmlp_tf.benchmarks.common import best_seconds, current_peak_memory, reset_peak_memory
-    from gmlp_tf.layers.spatial_projection import SpatialProjection
+    from gmlp_tf.benchmarks.common import _block, best_seconds, current_peak_memory, reset_peak_memory
+    from gmlp_tf.layers import spatial_projection
 
-    layer = SpatialProjection(n, kind="toeplitz", causal=causal, implementation=implementation)
+    if implementation == "fft_autodiff":
+        spatial_projection._ops_convolution = _autodiff_convolution  # This process only.
+    layer = spatial_projection.SpatialProjection(
+        n, kind="toeplitz", causal=causal, implementation=implementation.split("_")[0])
     layer.build((None, n, channels))
     layer.kernel.assign(np.random.default_rng(0).standard_normal(2 * n - 1).astype("float32") / np.sqrt(n))
-    z = tf.random.normal((batch_size, n, channels))
-
-    @tf.function(jit_compile=jit_compile)
-    def step(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = tf.reduce_sum(tf.square(layer(x)))
-        return tape.gradient(loss, [x, layer.kernel, layer.bias])
-
-    step(z)[0].numpy()  # Trace and compile outside the memory figure.
+    z = np.random.default_rng(1).standard_normal((batch_size, n, channels)).astype("float32")
+    step = _gradient_step(layer, z, jit_compile)
+    _block(step())  # Trace and compile outside the memory figure.
     before = reset_peak_memory()
     repeats = max(1, min(5, 2048 // n))
-    seconds = best_seconds(lambda: step(z), repeats=repeats, trials=2 if n >= 8192 else 3, warmup=0)
+    seconds = best_seconds(step, repeats=repeats, trials=2 if n >= 8192 else 3, warmup=0)
     return {"seconds": seconds, "peak_bytes": max(0, current_peak_memory() - before)}
 
 
@@ -65,12 +115,20 @@ def _child(queue: multiprocessing.Queue, args: tuple) -> None:
         queue.put({"error": f"{type(err).__name__}: {str(err).splitlines()[0][:80]}"})
 
 
-def measure_in_fresh_process(*args) -> Dict[str, float]:
-    """measure(*args) in a new process (spawned: TensorFlow does not survive fork)."""
+def measure_in_fresh_process(backend: str, *args: Any) -> Dict[str, float]:
+    """measure(*args) in a new process on `backend` (spawned: TensorFlow does not survive fork)."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=_child, args=(queue, args))
-    process.start()
+    previous = os.environ.get("KERAS_BACKEND")
+    os.environ["KERAS_BACKEND"] = backend  # The child inherits it and imports Keras with it.
+    try:
+        process.start()
+    finally:
+        if previous is None:
+            del os.environ["KERAS_BACKEND"]
+        else:
+            os.environ["KERAS_BACKEND"] = previous
     process.join()
     if process.exitcode != 0 or queue.empty():
         return {"error": f"process exited with {process.exitcode} (out of memory?)"}
@@ -78,19 +136,21 @@ def measure_in_fresh_process(*args) -> Dict[str, float]:
 
 
 def run(spec: SpatialBenchmarkSpec) -> List[Dict[str, object]]:
-    """Times both paths at every length; returns one row per length."""
+    """Times every path at every length; returns one row per length."""
     try:
         lengths = [int(n) for n in spec.lengths.split(",") if n.strip()]
     except ValueError:
         raise ValueError(f"--lengths must be comma-separated integers, got {spec.lengths!r}") from None
     if not lengths or min(lengths) <= 0 or spec.channels <= 0 or spec.batch_size <= 0:
         raise ValueError("--lengths, --channels and --batch_size must be positive")
+    if spec.backend not in BACKENDS:
+        raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}; got {spec.backend!r}")
     rows = []
     for n in lengths:
         row = {"n": n}
-        for implementation in IMPLEMENTATIONS:
+        for implementation in implementations(spec.backend):
             row[implementation] = measure_in_fresh_process(
-                implementation, n, spec.channels, spec.batch_size, spec.jit_compile, spec.causal)
+                spec.backend, implementation, n, spec.channels, spec.batch_size, spec.jit_compile, spec.causal)
         rows.append(row)
         print(format_row(row), flush=True)  # A long run shows its progress.
     return rows
@@ -98,7 +158,8 @@ def run(spec: SpatialBenchmarkSpec) -> List[Dict[str, object]]:
 
 def format_row(row: Dict[str, object]) -> str:
     cells = [f"{row['n']:>6}"]
-    for implementation in IMPLEMENTATIONS:
+    paths = [key for key in row if key != "n"]
+    for implementation in paths:
         figures = row[implementation]
         if "error" in figures:
             cells.append(f"{figures['error'][:34]:>34}")
@@ -113,9 +174,11 @@ def format_row(row: Dict[str, object]) -> str:
 def report_lines(rows: Sequence[Dict[str, object]], spec: SpatialBenchmarkSpec) -> List[str]:
     from gmlp_tf.benchmarks.common import processor_name
 
+    compiled = {"tensorflow": "XLA" if spec.jit_compile else "no XLA", "jax": "jax.jit", "torch": "eager"}[spec.backend]
+    header = [f"{'n':>6}"] + [f"{path + ': time':>14} {'peak memory':>19}" for path in implementations(spec.backend)]
     return [
-        f"Toeplitz spatial projection, forward + backward, batch {spec.batch_size}, {spec.channels} channels, "
-        f"float32, {'XLA' if spec.jit_compile else 'no XLA'}{', causal' if spec.causal else ''}; {processor_name()}",
-        f"{'n':>6} {'matmul: time':>14} {'peak memory':>19} {'fft: time':>14} {'peak memory':>19} {'speed-up':>8}",
+        f"Toeplitz spatial projection on {spec.backend}, forward + backward, batch {spec.batch_size}, "
+        f"{spec.channels} channels, float32, {compiled}{', causal' if spec.causal else ''}; {processor_name()}",
+        " ".join(header) + f" {'matmul / fft':>12}",
         *[format_row(row) for row in rows],
     ]
