@@ -19,15 +19,19 @@ from typing import List, Optional
 
 import h5py
 import keras
-import tensorflow as tf
+import numpy as np
 from absl import logging
+
+from gmlp_tf.utils import files
+
+gfile = files.gfile()
 
 KEEP_CHECKPOINTS = 2
 LEGACY_WEIGHTS_NAME = "latest.weights.h5"  # Runs before step-named checkpoints (keras' BackupAndRestore).
 _WEIGHTS_FILE = re.compile(r"^ckpt-(\d+)\.weights\.h5$")
 _PARTIAL = ".partial"  # Files being written: ckpt-<N>.partial.weights.h5 and ckpt-<N>.json.partial.
 # What reading a damaged file raises (h5py's errors are OSError or KeyError/ValueError subclasses).
-READ_ERRORS = (OSError, ValueError, KeyError, RuntimeError, tf.errors.OpError)
+READ_ERRORS = (OSError, ValueError, KeyError, RuntimeError, *files.file_errors())
 
 
 class NonFiniteWeightsError(RuntimeError):
@@ -49,9 +53,9 @@ def weights_name(step: int) -> str:
 
 def list_checkpoints(directory: str) -> List[Checkpoint]:
     """The finished checkpoints in `directory`, newest first (a legacy latest.weights.h5 last)."""
-    if not tf.io.gfile.isdir(directory):
+    if not gfile.isdir(directory):
         return []
-    names = set(tf.io.gfile.listdir(directory))
+    names = set(gfile.listdir(directory))
     found = []
     for name in names:
         match = _WEIGHTS_FILE.match(name)
@@ -73,17 +77,17 @@ def save(model: keras.Model, directory: str, step: int, keep: int = KEEP_CHECKPO
     bad = non_finite_variables(model)
     if bad:
         raise NonFiniteWeightsError(f"non-finite values in {', '.join(bad[:3])}")
-    tf.io.gfile.makedirs(directory)
+    gfile.makedirs(directory)
     final = os.path.join(directory, weights_name(step))
     partial = final.replace(".weights.h5", _PARTIAL + ".weights.h5")
     model.save_weights(partial, overwrite=True)
-    meta = {"step": step, "size": tf.io.gfile.stat(partial).length, "sha256": _sha256(partial),
+    meta = {"step": step, "size": gfile.stat(partial).length, "sha256": _sha256(partial),
             "rng_states": [keras.ops.convert_to_numpy(v.value).tolist() for v in rng_state_variables(model)]}
     meta_path = final.replace(".weights.h5", ".json")
-    with tf.io.gfile.GFile(meta_path + _PARTIAL, "w") as f:
+    with gfile.GFile(meta_path + _PARTIAL, "w") as f:
         f.write(json.dumps(meta, indent=2) + "\n")
-    tf.io.gfile.rename(partial, final, overwrite=True)
-    tf.io.gfile.rename(meta_path + _PARTIAL, meta_path, overwrite=True)  # The commit point.
+    gfile.rename(partial, final, overwrite=True)
+    gfile.rename(meta_path + _PARTIAL, meta_path, overwrite=True)  # The commit point.
     for old in list_checkpoints(directory)[keep:]:
         _remove(old)
     return Checkpoint(step, final, meta_path)
@@ -117,7 +121,7 @@ def load(model: keras.Model, checkpoint: Checkpoint, with_training_state: bool) 
     variables = rng_state_variables(model)
     if len(variables) == len(meta.get("rng_states", [])):
         for variable, state in zip(variables, meta["rng_states"]):
-            variable.assign(tf.constant(state, dtype=variable.dtype))
+            variable.assign(np.asarray(state, dtype=variable.dtype))
     else:
         logging.warning("%s has %d dropout RNG states for %d generators: keeping the fresh ones",
                         checkpoint.metadata, len(meta.get("rng_states", [])), len(variables))
@@ -155,10 +159,10 @@ def file_problem(checkpoint: Checkpoint) -> Optional[str]:
     """
     try:
         if checkpoint.metadata is None:  # A legacy file has no hash: it must open as HDF5.
-            with h5py.File(tf.io.gfile.GFile(checkpoint.weights, "rb"), "r"):
+            with h5py.File(gfile.GFile(checkpoint.weights, "rb"), "r"):
                 return None
         meta = _read_metadata(checkpoint)
-        size = tf.io.gfile.stat(checkpoint.weights).length
+        size = gfile.stat(checkpoint.weights).length
         if size != meta["size"] or _sha256(checkpoint.weights) != meta["sha256"]:
             return (f"checkpoint {checkpoint.weights} has {size} bytes that do not match the {meta['size']} bytes "
                     "and SHA-256 it was written with")
@@ -186,7 +190,7 @@ def rng_state_variables(model: keras.Model) -> list:
 
 def _read_metadata(checkpoint):
     try:
-        with tf.io.gfile.GFile(checkpoint.metadata) as f:
+        with gfile.GFile(checkpoint.metadata) as f:
             meta = json.load(f)
         if not isinstance(meta, dict) or not {"step", "size", "sha256"} <= set(meta):
             raise ValueError("it lacks step, size or sha256")
@@ -197,7 +201,7 @@ def _read_metadata(checkpoint):
 
 def _sha256(path):
     digest = hashlib.sha256()
-    with tf.io.gfile.GFile(path, "rb") as f:
+    with gfile.GFile(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -205,8 +209,8 @@ def _sha256(path):
 
 def _remove(checkpoint):
     for path in (checkpoint.metadata, checkpoint.weights):  # JSON first: never a JSON without its weights.
-        if path and tf.io.gfile.exists(path):
-            tf.io.gfile.remove(path)
+        if path and gfile.exists(path):
+            gfile.remove(path)
 
 
 def _reason(err):

@@ -18,12 +18,14 @@ import os
 from typing import List, Optional, Tuple
 
 import keras
-import tensorflow as tf
 from absl import logging
 
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.models import checkpoint_format
 from gmlp_tf.models.task_models import build_model
+from gmlp_tf.utils import files
+
+gfile = files.gfile()
 
 CONFIG_NAME = "gmlp_config.json"
 PREPROCESSING_NAME = "preprocessing.json"  # Image models: the pixel mean and std they were trained with.
@@ -94,19 +96,19 @@ def check_warm_start_source(init_dir: str, config: GMLPConfig) -> Tuple[GMLPConf
     Raises:
       ValueError: a file is missing or unreadable, or the architecture differs (naming the fields).
     """
-    if not tf.io.gfile.isdir(init_dir):
+    if not gfile.isdir(init_dir):
         raise ValueError(f"--init_checkpoint {init_dir} is not a directory")
     found = checkpoint_format.list_checkpoints(checkpoint_dir(init_dir))
     config_path = os.path.join(init_dir, CONFIG_NAME)
-    if not found or not tf.io.gfile.exists(config_path):
+    if not found or not gfile.exists(config_path):
         raise ValueError(f"--init_checkpoint {init_dir} holds no checkpoint ({CHECKPOINT_DIR}/ and {CONFIG_NAME})")
     saved_config = GMLPConfig.from_json_file(config_path)
     check_same_architecture(saved_config, config, f"--init_checkpoint {init_dir}", allow=COMPATIBLE_FIELDS)
     info_path = os.path.join(init_dir, RUN_INFO_NAME)
     try:
-        with tf.io.gfile.GFile(info_path) as f:
+        with gfile.GFile(info_path) as f:
             info = json.load(f)
-    except (OSError, ValueError, tf.errors.OpError) as err:
+    except (OSError, ValueError, *files.file_errors()) as err:
         raise ValueError(f"--init_checkpoint {init_dir}: cannot read {RUN_INFO_NAME}: {err}") from None
     problems = [checkpoint_format.file_problem(c) for c in found]
     if all(problems):
@@ -162,13 +164,13 @@ def load_run_model(model_dir: str) -> Tuple[GMLPConfig, str, keras.Model]:
     """
     if not model_dir:
         raise ValueError("a model directory is required")
-    if not tf.io.gfile.isdir(model_dir):
+    if not gfile.isdir(model_dir):
         raise ValueError(f"model directory not found: {model_dir}")
     for name in (CONFIG_NAME, RUN_INFO_NAME):
-        if not tf.io.gfile.exists(os.path.join(model_dir, name)):
+        if not gfile.exists(os.path.join(model_dir, name)):
             raise ValueError(f"{model_dir} has no {name}; is it an output directory of a training script?")
     config = GMLPConfig.from_json_file(os.path.join(model_dir, CONFIG_NAME))
-    with tf.io.gfile.GFile(os.path.join(model_dir, RUN_INFO_NAME)) as f:
+    with gfile.GFile(os.path.join(model_dir, RUN_INFO_NAME)) as f:
         info = json.load(f)
     task = info.get("task")
     model = build_model(config, task, num_labels=info.get("num_labels") or 2)
@@ -179,9 +181,9 @@ def load_run_model(model_dir: str) -> Tuple[GMLPConfig, str, keras.Model]:
 def read_image_normalization(output_dir: str) -> Optional[Tuple[Tuple[float, ...], Tuple[float, ...]]]:
     """(mean, std) recorded by write_image_normalization, or None if the run recorded none."""
     path = os.path.join(output_dir, PREPROCESSING_NAME)
-    if not tf.io.gfile.exists(path):
+    if not gfile.exists(path):
         return None
-    with tf.io.gfile.GFile(path) as f:
+    with gfile.GFile(path) as f:
         data = json.load(f)
     return tuple(data["mean"]), tuple(data["std"])
 
