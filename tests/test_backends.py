@@ -55,6 +55,31 @@ def test_layers_and_models_match_tensorflow(references, backend):
     assert set(report["benchmark_seconds"]) == {"matmul", "fft", "fft_autodiff"}
 
 
+@pytest.fixture(scope="module")
+def tensorflow_run(tmp_path_factory):
+    """An output directory as the training scripts write it, after a step of Adam under TensorFlow,
+    and its backbone's outputs as TensorFlow computes them."""
+    import keras
+
+    import gmlp_tf
+    from gmlp_tf.runtime import run_directory
+
+    output_dir = str(tmp_path_factory.mktemp("tensorflow_run"))
+    config = backend_parity._text_config(attention_size=8)
+    model = gmlp_tf.build_model(config, task="pretraining")
+    backend_parity.perturb(model, "run")
+    data = backend_parity._text_data("run", backend_parity.MAX_LENGTH, pretraining=True)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(data, np.ones((backend_parity.BATCH, 5), "int32"), verbose=0)
+    run_directory.prepare_output_dir(output_dir, config, "pretraining")
+    run_directory.save(model, output_dir)
+    del data["masked_lm_positions"]
+    outputs = gmlp_tf.GMLPBackbone.from_pretrained(output_dir)(data)
+    np.savez(os.path.join(output_dir, "expected.npz"), **data,
+             **{key: keras.ops.convert_to_numpy(value) for key, value in outputs.items()})
+    return output_dir
+
+
 _WITHOUT_TENSORFLOW = """
 import json, os, sys, tempfile
 sys.modules["tensorflow"] = None  # `import tensorflow` now raises ImportError.
@@ -76,6 +101,10 @@ vision = gmlp_tf.build_preset("gmlp_ti16_224", num_classes=4)
 logits = vision.predict(rng.normal(size=(2, 224, 224, 3)).astype("float32"), verbose=0)
 config_file = os.path.join(tempfile.mkdtemp(), "gmlp_config.json")
 text.config.to_json_file(config_file)
+run_dir = sys.argv[1]
+expected = dict(np.load(os.path.join(run_dir, "expected.npz")))
+backbone = gmlp_tf.GMLPBackbone.from_pretrained(run_dir)
+outputs = backbone({k: expected[k] for k in ("input_ids", "input_mask", "segment_ids")})
 print(json.dumps({
     "backend": keras.backend.backend(),
     "tensorflow_blocked": blocked,
@@ -83,17 +112,20 @@ print(json.dumps({
     "losses": history.history["loss"],
     "vision_logits": list(logits.shape),
     "config_round_trip": gmlp_tf.GMLPConfig.from_json_file(config_file) == text.config,
+    "run_difference": max(float(np.max(np.abs(np.asarray(outputs[k]) - expected[k])) / np.max(np.abs(expected[k])))
+                          for k in ("sequence_output", "pooled_output")),
     "tensorflow_modules": sorted(m for m, v in sys.modules.items() if m.startswith("tensorflow") and v is not None),
 }))
 """
 
 
-def test_model_side_runs_without_tensorflow():
-    result = _run(["-c", _WITHOUT_TENSORFLOW], "jax")
+def test_model_side_runs_without_tensorflow(tensorflow_run):
+    result = _run(["-c", _WITHOUT_TENSORFLOW, tensorflow_run], "jax")
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["backend"] == "jax" and report["tensorflow_blocked"]
     assert report["tensorflow_modules"] == []
     assert report["text_logits"] == [4, 3] and report["vision_logits"] == [2, 4]
     assert all(np.isfinite(report["losses"])) and report["config_round_trip"]
-
+    # A TensorFlow-trained run directory (its checkpoint carries Adam's state too) loads on JAX.
+    assert report["run_difference"] <= _TOLERANCE

@@ -54,6 +54,33 @@ def test_config_and_the_model_side_import_no_runtime_task_or_export():
             assert name.split(".")[1:2] not in (["runtime"], ["tasks"], ["export"]), f"{path.relative_to(ROOT)}: {name}"
 
 
+def _module_level_imports(path: pathlib.Path):
+    """Top names imported when the module itself is imported (function bodies excluded)."""
+    names = []
+
+    def visit(node):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            return
+        if isinstance(node, ast.Import):
+            names.extend(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module.split(".")[0])
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return names
+
+
+def test_the_model_side_imports_tensorflow_only_where_a_path_needs_it():
+    # It runs on JAX and PyTorch where TensorFlow is absent (test_backends.py runs it so).
+    model_side = [PACKAGE / "__init__.py", PACKAGE / "config.py", PACKAGE / "presets.py", PACKAGE / "counting.py",
+                  *(PACKAGE / "layers").glob("*.py"), *(PACKAGE / "models").glob("*.py"),
+                  *(PACKAGE / "utils").glob("*.py")]
+    for path in model_side:
+        assert "tensorflow" not in _module_level_imports(path), f"{path.relative_to(ROOT)} imports tensorflow"
+
+
 # Lowest first: a module imports its own level and those below it, never one above (docs/architecture.md).
 LEVELS = [
     ("utils",),
