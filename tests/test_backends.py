@@ -90,6 +90,7 @@ except ImportError:
     blocked = True
 import keras, numpy as np
 import gmlp_tf
+from gmlp_tf import counting
 
 rng = np.random.default_rng(0)
 text = gmlp_tf.build_preset("gmlp_demo", task="classification", num_labels=3)
@@ -112,6 +113,8 @@ print(json.dumps({
     "losses": history.history["loss"],
     "vision_logits": list(logits.shape),
     "config_round_trip": gmlp_tf.GMLPConfig.from_json_file(config_file) == text.config,
+    "counts_match": [counting.count_parameters(m.config, task, num_labels=3) == m.count_params()
+                     for m, task in ((text, "classification"), (vision, None))],
     "run_difference": max(float(np.max(np.abs(np.asarray(outputs[k]) - expected[k])) / np.max(np.abs(expected[k])))
                           for k in ("sequence_output", "pooled_output")),
     "tensorflow_modules": sorted(m for m, v in sys.modules.items() if m.startswith("tensorflow") and v is not None),
@@ -127,5 +130,6 @@ def test_model_side_runs_without_tensorflow(tensorflow_run):
     assert report["tensorflow_modules"] == []
     assert report["text_logits"] == [4, 3] and report["vision_logits"] == [2, 4]
     assert all(np.isfinite(report["losses"])) and report["config_round_trip"]
+    assert report["counts_match"] == [True, True]  # counting.py's closed forms, beside the built models.
     # A TensorFlow-trained run directory (its checkpoint carries Adam's state too) loads on JAX.
     assert report["run_difference"] <= _TOLERANCE
