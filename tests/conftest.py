@@ -6,7 +6,14 @@ This must run before TensorFlow initialises its devices, hence at conftest impor
 import os
 import sys
 
-import tensorflow as tf
+# Under pytest-xdist the workers already fill the cores: one TensorFlow thread pool thread each (and
+# in the scripts and clusters they start, which inherit the environment) instead of a pool per core
+# in every process, which only adds switching between them.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+
+import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
