@@ -223,6 +223,7 @@ class PretrainingTask(Task):
         checks.check_checkpoint_interval(num_steps, self.save_checkpoints_steps, spec.steps_per_execution)
         self.vocabulary = self.sp_model or (tokenization.load_sp_model(spec.vocab_file) if spec.vocab_file else None)
         self.eval_data = None
+        self.fresh_train_data = None  # prepare's training stream, handed to a run that starts at step 0.
 
     def dataset(self, source: Any, is_training: bool, batch_size: int, input_context: Any = None) -> tf.data.Dataset:
         """Batches of BERT's masked-LM features of `source` (masked with the run's seed when training)."""
@@ -260,7 +261,9 @@ class PretrainingTask(Task):
     def prepare(self, strategy: tf.distribute.Strategy) -> None:
         """The datasets, made once here: they check the input files and TFDS names before anything is written."""
         if self.do_train:
-            self.train_data(strategy)(0)
+            # Kept, not rebuilt, for a run from step 0: building the stream traces its tokenization
+            # and masking, seconds on a small CPU.
+            self.fresh_train_data = self.train_data(strategy)(0)
         if self.spec.do_eval and not runner.is_multi_worker(strategy):  # Across workers: the chief, after training.
             self.eval_data = self._distributed(strategy, self.eval_source, False, self.eval_batch_size)
         logging.info("Recipe: %s", self.recipe_values)
@@ -276,7 +279,14 @@ class PretrainingTask(Task):
 
     def train_data(self, strategy: tf.distribute.Strategy) -> Callable[[int], DatasetLike]:
         batch_size = self.recipe_values.train_batch_size
-        return lambda skip: self._distributed(strategy, self.train_source, True, batch_size, skip)
+
+        def make(skip: int) -> DatasetLike:
+            if skip == 0 and self.fresh_train_data is not None:
+                data, self.fresh_train_data = self.fresh_train_data, None
+                return data
+            return self._distributed(strategy, self.train_source, True, batch_size, skip)
+
+        return make
 
     def checkpoint_evaluator(self) -> Optional[EvaluateFn]:
         if self.eval_data is None:
