@@ -40,9 +40,9 @@ def _autodiff_convolution(kernel: Any, signal: Any, n: int) -> Any:
     """The FFT convolution of layers/spatial_projection.py with no written gradient (for timing)."""
     from keras import ops
 
-    kernel_re, kernel_im = ops.rfft(kernel)
-    signal_re, signal_im = ops.rfft(signal, fft_length=2 * n)
-    product = (signal_re * kernel_re - signal_im * kernel_im, signal_re * kernel_im + signal_im * kernel_re)
+    from gmlp_tf.layers.spatial_projection import _complex_product
+
+    product = _complex_product(ops.rfft(signal, fft_length=2 * n), ops.rfft(kernel))
     return ops.irfft(product, fft_length=2 * n)[..., :n]
 
 
