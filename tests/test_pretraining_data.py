@@ -463,6 +463,23 @@ def test_short_packing_and_splitting_keep_all_the_text_in_order():
     assert again.to_list() == first.to_list()
 
 
+def test_flat_pair_framing_equals_tensorflow_text_combine_segments():
+    import tensorflow_text as tf_text
+
+    rng = np.random.default_rng(0)
+    # Documents of 0 to 39 tokens, packed with [SEP] between them (some land at the cuts), short and long.
+    docs = tf.ragged.constant([list(rng.integers(NUM_SPECIAL_TOKENS, 50, rng.integers(0, 40))) for _ in range(60)],
+                              tf.int32, ragged_rank=1, inner_shape=())
+    for length, prob in ((12, 0.5), (5, 0.0), (2, 0.3), (45, 0.1)):
+        rows = packing.pack_tokens(docs, length, short_seq_prob=prob, seed=(1, length))
+        rows = tf.gather(rows, tf.where(rows.row_lengths() >= 2)[:, 0])
+        ids, segment_ids = packing.frame_segment_pairs(rows, (9, length))
+        want_ids, want_segments = tf_text.combine_segments(packing.split_segments(rows, (9, length)), CLS_ID, SEP_ID)
+        assert ids.dtype == segment_ids.dtype == tf.int32
+        assert ids.to_list() == want_ids.to_list(), length
+        assert segment_ids.to_list() == want_segments.to_list(), length
+
+
 @pytest.mark.parametrize("args, message", [
     (("pairs", None, 128), "unknown example format 'pairs'"),
     (("segment_pair", 1.5, 128), "short_seq_prob must be in \\[0, 1\\], got 1.5"),

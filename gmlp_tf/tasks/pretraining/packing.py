@@ -93,14 +93,26 @@ def segment_pairs_from_documents(documents: tf.data.Dataset, tokenizer: tf_text.
     def tokenize_and_split(texts):
         key = (seed, _batch_key(texts))
         rows = _token_rows(texts, tokenizer, body, pack, short_seq_prob, key)
-        rows = tf.gather(rows, tf.where(rows.row_lengths() >= 2)[:, 0])
-        first, second = split_segments(rows, key)
-        ids, segment_ids = tf_text.combine_segments([first, second], CLS_ID, SEP_ID)
-        return tf.cast(ids, tf.int32), tf.cast(segment_ids, tf.int32)
+        return frame_segment_pairs(tf.gather(rows, tf.where(rows.row_lengths() >= 2)[:, 0]), key)
 
     return (documents.batch(DOCS_PER_BATCH)
             .map(tokenize_and_split, num_parallel_calls=tf.data.AUTOTUNE)
             .unbatch())
+
+
+def _segment_cuts(rows: tf.RaggedTensor, seed: Sequence[Union[int, tf.Tensor]]):
+    """Where each row [rows, (>= 2 tokens)] is cut, per token: (in B, a [SEP] dropped at the cut).
+
+    Row r is cut after a drawn 1 <= a < length tokens; a document-separating [SEP] at the cut
+    (last of A or first of B) is dropped, since the framing puts one there.
+    """
+    row_ids = rows.value_rowids()
+    draw = hash_uint64(*seed, _SPLIT_STREAM, tf.range(rows.nrows()))
+    cut = tf.cast(draw % tf.cast(rows.row_lengths() - 1, tf.uint64), tf.int64) + 1
+    cut = tf.gather(cut, row_ids)
+    position = tf.range(tf.size(rows.flat_values, out_type=tf.int64)) - tf.gather(rows.row_starts(), row_ids)
+    is_sep = tf.equal(rows.flat_values, tf.cast(SEP_ID, rows.dtype))
+    return position >= cut, is_sep & ((position == cut - 1) | (position == cut))
 
 
 def split_segments(rows: tf.RaggedTensor, seed: Sequence[Union[int, tf.Tensor]]):
@@ -108,15 +120,47 @@ def split_segments(rows: tf.RaggedTensor, seed: Sequence[Union[int, tf.Tensor]])
 
     A document-separating [SEP] at the cut (last of A or first of B) is dropped, since the
     framing puts one there; A and B keep at least their outer tokens, which are never [SEP].
+    frame_segment_pairs makes the same cut and frames the pair.
     """
-    lengths = rows.row_lengths()
-    draw = hash_uint64(*seed, _SPLIT_STREAM, tf.range(rows.nrows()))
-    cut = tf.cast(draw % tf.cast(lengths - 1, tf.uint64), tf.int64)[:, None] + 1  # [rows, 1]
-    position = tf.ragged.range(lengths)
-    is_sep = tf.equal(rows, tf.cast(SEP_ID, rows.dtype))
-    keep_first = (position < cut) & ~(is_sep & tf.equal(position, cut - 1))
-    keep_second = (position >= cut) & ~(is_sep & tf.equal(position, cut))
-    return tf.ragged.boolean_mask(rows, keep_first), tf.ragged.boolean_mask(rows, keep_second)
+    in_second, dropped = _segment_cuts(rows, seed)
+    return (tf.ragged.boolean_mask(rows, rows.with_flat_values(~in_second & ~dropped)),
+            tf.ragged.boolean_mask(rows, rows.with_flat_values(in_second & ~dropped)))
+
+
+def frame_segment_pairs(rows: tf.RaggedTensor, seed: Sequence[Union[int, tf.Tensor]]):
+    """Rows [rows, (>= 2 tokens)] -> BERT's pairs [CLS] A [SEP] B [SEP], cut as split_segments cuts.
+
+    Equal to tensorflow_text.combine_segments(split_segments(rows, seed), CLS_ID, SEP_ID), written
+    on the flat token values: in a tf.data map, ragged masking of every row made the pair
+    pipeline half as fast as the packed one.
+
+    Returns:
+      (input ids, segment ids): int32 RaggedTensors [rows, (tokens kept + 3)]; segment ids are
+      0 on [CLS] A [SEP] and 1 on B [SEP].
+    """
+    in_second, dropped = _segment_cuts(rows, seed)
+    kept = ~dropped
+    values = tf.boolean_mask(tf.cast(rows.flat_values, tf.int32), kept)
+    kept_rows = tf.boolean_mask(rows.value_rowids(), kept)
+    kept_second = tf.cast(tf.boolean_mask(in_second, kept), tf.int64)
+    nrows = rows.nrows()
+    kept_lengths = tf.math.unsorted_segment_sum(tf.ones_like(kept_rows), kept_rows, nrows)
+    first_lengths = kept_lengths - tf.math.unsorted_segment_sum(kept_second, kept_rows, nrows)
+    out_lengths = kept_lengths + 3  # [CLS], the [SEP] after A and the one after B.
+    out_starts = tf.cumsum(out_lengths, exclusive=True)
+    rank = tf.range(tf.size(kept_rows, out_type=tf.int64)) - tf.gather(
+        tf.cumsum(kept_lengths, exclusive=True), kept_rows)
+    # A kept token moves right past the [CLS], and past A's [SEP] when it is in B.
+    index = tf.gather(out_starts, kept_rows) + 1 + rank + kept_second
+    total = tf.reduce_sum(out_lengths)
+    ids = tf.tensor_scatter_nd_update(tf.fill([total], SEP_ID), index[:, None], values)
+    ids = tf.tensor_scatter_nd_update(ids, out_starts[:, None], tf.fill([nrows], CLS_ID))
+    out_rows = tf.repeat(tf.range(nrows), out_lengths)
+    out_position = tf.range(total) - tf.gather(out_starts, out_rows)
+    segment_ids = tf.cast(out_position >= tf.gather(first_lengths + 2, out_rows), tf.int32)
+    splits = tf.concat([out_starts, [total]], axis=0)
+    return (tf.RaggedTensor.from_row_splits(ids, splits, validate=False),
+            tf.RaggedTensor.from_row_splits(segment_ids, splits, validate=False))
 
 
 def _batch_key(texts: tf.Tensor) -> tf.Tensor:
