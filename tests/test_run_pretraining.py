@@ -49,6 +49,8 @@ def spec(fixture_dir, output_dir=None, **changes):
         # Packed examples build twice as fast; the default segment pairs have tests of their own
         # (test_segment_pairs_are_the_default..., test_pretraining_data.py, the fault suite's script runs).
         example_format="packed",
+        # The default compiles the step with XLA: seconds per tiny run. test_tiny_run_learns_and_resumes keeps it.
+        jit_compile=False,
     )
     values.update(changes)
     return pretraining_job.JobSpec(**values)
@@ -59,9 +61,19 @@ def read_results(output_dir):
     return {k: float(v) for k, v in (line.split(" = ") for line in lines)}
 
 
-def test_tiny_run_learns_and_resumes(fixture_dir, tmp_path):
-    results = pretraining_job.run(spec(fixture_dir, tmp_path))
+def test_tiny_run_learns_and_resumes(fixture_dir, tmp_path, monkeypatch):
+    evaluated_at = []
+    evaluate = pretraining_job.mlm.evaluate
+
+    def counting_evaluate(*args, **kwargs):
+        results = evaluate(*args, **kwargs)
+        evaluated_at.append(results["global_step"])
+        return results
+
+    monkeypatch.setattr(pretraining_job.mlm, "evaluate", counting_evaluate)
+    results = pretraining_job.run(spec(fixture_dir, tmp_path, jit_compile=True))  # XLA, the default.
     assert results["global_step"] == 30
+    assert evaluated_at == [10, 20, 30]  # The final results reuse the evaluation of the last checkpoint.
     # An untrained model scores about the vocabulary size; the fixture's words are drawn at
     # random, so the unigram baseline (also reported) is the best any model can do on it.
     assert results["perplexity"] < VOCAB / 1.3
