@@ -3,7 +3,7 @@
   python scripts/benchmark_pretraining.py                      # base width (d 512, d_ffn 3072), seq 128
   python scripts/benchmark_pretraining.py --preset=gmlp_demo --num_layers=0 --batch_size=32
 
-Figures, not a test: the targets (pipeline >= 5x what the step consumes; step >= 50% of the
+Figures, not a test: the targets (pipeline >= 5x what the step consumes; step >= 70% of the
 same-run matmul rate at base width) are for reading, and the README records a run.
 """
 

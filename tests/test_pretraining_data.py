@@ -463,6 +463,26 @@ def test_short_packing_and_splitting_keep_all_the_text_in_order():
     assert again.to_list() == first.to_list()
 
 
+@pytest.mark.parametrize("example_format", ["packed", "segment_pair"])
+def test_padded_examples_are_the_sequences_padded(sp_model, example_format):
+    tokenizer = tokenization.make_tokenizer(sp_model)
+    docs = tf.data.Dataset.from_tensor_slices(fake_sentences(60, seed=8) + [""] + fake_sentences(9, seed=9))
+    kwargs = dict(short_seq_prob=0.3, seed=4)
+    if example_format == "packed":
+        rows = [(ids.numpy().tolist(), [0] * len(ids))
+                for ids in packing.sequences_from_documents(docs, tokenizer, 24, **kwargs)]
+    else:
+        rows = [(ids.numpy().tolist(), segments.numpy().tolist())
+                for ids, segments in packing.segment_pairs_from_documents(docs, tokenizer, 24, **kwargs)]
+    padded = list(packing.padded_examples_from_documents(docs, tokenizer, 24, example_format, **kwargs))
+    assert len(padded) == len(rows) > 10 and any(len(ids) < 23 for ids, _ in rows)
+    for (ids, segments), (padded_ids, padded_segments, length) in zip(rows, padded):
+        assert padded_ids.shape == padded_segments.shape == (24,) and padded_ids.dtype == tf.int32
+        assert int(length) == len(ids)
+        assert padded_ids.numpy().tolist() == ids + [PAD_ID] * (24 - len(ids))
+        assert padded_segments.numpy().tolist() == segments + [0] * (24 - len(ids))
+
+
 def test_flat_pair_framing_equals_tensorflow_text_combine_segments():
     import tensorflow_text as tf_text
 

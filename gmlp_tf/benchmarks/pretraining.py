@@ -126,18 +126,20 @@ def run(spec: BenchmarkSpec) -> Dict[str, float]:
     keras.mixed_precision.set_global_policy(spec.precision)
     b, n, p = spec.batch_size, spec.max_seq_length, spec.max_predictions_per_seq
     # Built first, so that bad input fails before the minute of timing.
-    pipeline = make_pretraining_dataset(
-        source, is_training=True, sp_model=sp_model, max_seq_length=n, max_predictions_per_seq=p, batch_size=b, seed=1
-    )
+    pipelines = {example_format: make_pretraining_dataset(
+        source, is_training=True, sp_model=sp_model, max_seq_length=n, max_predictions_per_seq=p, batch_size=b, seed=1,
+        example_format=example_format) for example_format in ("packed", "segment_pair")}
     matmul = matmul_flops_per_second()
-    pipeline_rate = pipeline_examples_per_second(pipeline, b)
+    pipeline_rate = pipeline_examples_per_second(pipelines["packed"], b)
+    pair_pipeline_rate = pipeline_examples_per_second(pipelines["segment_pair"], b)
     setup = pretraining.PretrainingRecipe(n, p, b, 1e-4, 10_000, 100)
     model = pretraining.build_pretraining_model(config, setup, steps_per_execution=spec.steps_per_execution,
                                                 jit_compile=spec.jit_compile)
     batch = synthetic_batch(config, b, n, p)
     seconds = train_step_seconds(model, pretraining.split_features(batch), spec.steps)
     figures = {"num_layers": config.num_layers, "d_model": config.d_model, "d_ffn": config.d_ffn,
-               "pipeline_examples_per_second": pipeline_rate, "step_seconds": seconds,
+               "pipeline_examples_per_second": pipeline_rate, "pair_pipeline_examples_per_second": pair_pipeline_rate,
+               "step_seconds": seconds,
                "step_flops_per_second": train_flops_per_example(config, n, p) * b / seconds,
                "matmul_flops_per_second": matmul, "peak_memory_bytes": peak_memory_bytes()}
     if spec.compare_bert and bert_peer.keras_hub_available():
@@ -168,13 +170,15 @@ def report_lines(figures: Dict[str, float], spec: BenchmarkSpec) -> List[str]:
     return [
         f"model: {spec.preset} with {figures['num_layers']} layers, d_model {figures['d_model']}, d_ffn "
         f"{figures['d_ffn']}, seq {spec.max_seq_length}, batch {spec.batch_size}, {spec.precision}",
-        f"input pipeline alone:       {pipeline:10.1f} examples/s",
+        f"input pipeline alone:       {pipeline:10.1f} examples/s (packed examples)",
+        f"  segment pairs:            {figures['pair_pipeline_examples_per_second']:10.1f} examples/s "
+        f"({figures['pair_pipeline_examples_per_second'] / pipeline:.2f}x the packed rate)",
         f"train step consumes:        {step_rate:10.1f} examples/s ({step_rate * spec.max_seq_length:.0f} tokens/s, "
         f"{figures['step_seconds'] * 1000:.1f} ms/step)",
         f"pipeline / step:            {pipeline / step_rate:10.1f}x   (target >= 5x)",
         f"train step achieves:        {step_flops / 1e9:10.1f} GFLOP/s (3 x forward FLOPs)",
         f"float32 matmul, same run:   {matmul / 1e9:10.1f} GFLOP/s (2048^3, XLA; {processor_name()})",
-        f"step / matmul:              {100 * step_flops / matmul:10.1f}%  (target >= 55% at base width)",
+        f"step / matmul:              {100 * step_flops / matmul:10.1f}%  (target >= 70% at base width)",
         f"peak memory (RSS):          {figures['peak_memory_bytes'] / 2**30:10.2f} GiB",
         *bert_lines(figures, spec),
     ]
@@ -196,5 +200,5 @@ def bert_lines(figures: Dict[str, float], spec: BenchmarkSpec) -> List[str]:
         f"({figures['bert_step_seconds'] * 1000:.1f} ms/step)",
         f"  achieves:                 {figures['bert_step_flops_per_second'] / 1e9:10.1f} GFLOP/s "
         f"({100 * bert_share:.1f}% of the matmul)",
-        f"gMLP / BERT utilisation:    {gmlp_share / bert_share:10.2f}x   (target >= 1.3x)",
+        f"gMLP / BERT utilisation:    {gmlp_share / bert_share:10.2f}x   (target >= 1.0x)",
     ]

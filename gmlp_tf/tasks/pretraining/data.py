@@ -30,6 +30,8 @@ From text to features (`make_pretraining_dataset`):
      gets a target length drawn uniformly in [2, full]; packing then starts the next piece where
      the short one ends, so no text is lost. These draws hash (seed, the text of the documents'
      batch, the piece's index), so they too are the same on every run of a seed.
+     Examples travel padded to max_seq_length with their length (padded_examples_from_documents):
+     tf.data shuffles and batches fixed shapes faster than variable-length ones.
   4. Masking as BERT: 15% of the non-special tokens of each sequence (rounded up, at most
      max_predictions_per_seq) are predicted; of those 80% become [MASK], 10% a random
      non-special token, 10% stay unchanged. Special tokens are never selected.
@@ -63,11 +65,7 @@ import tensorflow as tf
 
 from gmlp_tf import tokenization
 from gmlp_tf.tasks.pretraining.masking import _Masker
-from gmlp_tf.tasks.pretraining.packing import (
-    check_example_format,
-    segment_pairs_from_documents,
-    sequences_from_documents,
-)
+from gmlp_tf.tasks.pretraining.packing import check_example_format, padded_examples_from_documents
 from gmlp_tf.tasks.pretraining.sources import (
     Source,
     TextFilesSource,
@@ -171,12 +169,9 @@ def make_pretraining_dataset(
     tokenizer = tokenization.make_tokenizer(sp_model)
     vocab_size = tokenization.vocab_size(sp_model)
 
-    from_documents = (segment_pairs_from_documents if example_format == "segment_pair"
-                      else sequences_from_documents)
-
     def to_sequences(documents):
-        return from_documents(documents, tokenizer, max_seq_length, pack,
-                              short_seq_prob=short_seq_prob, seed=mask_seed)
+        return padded_examples_from_documents(documents, tokenizer, max_seq_length, example_format, pack,
+                                              short_seq_prob=short_seq_prob, seed=mask_seed)
 
     if isinstance(source, TextFilesSource):
         sequences = _text_file_sequences(source, to_sequences, shard, is_training, seed, deterministic)
@@ -190,12 +185,15 @@ def make_pretraining_dataset(
     # Each example's index in the stream keys its masking (counted after repeat: each pass of a
     # repeated dataset masks anew).
     examples = tf.data.Dataset.zip((sequences, tf.data.Dataset.counter()))
-    batches = examples.ragged_batch(batch_size, drop_remainder=drop_remainder)
+    batches = examples.batch(batch_size, drop_remainder=drop_remainder)
     masker = _Masker(vocab_size, max_seq_length, max_predictions_per_seq, mask_seed, pipeline_id,
                      batch_size=batch_size if drop_remainder else None)
-    if example_format == "segment_pair":  # Elements are ((ids, segment_ids), index).
-        masker = (lambda mask: lambda pair, index: mask(pair[0], index, pair[1]))(masker)
-    batches = batches.map(masker, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+
+    def mask(example, index):  # example: padded ids, segment ids [batch, max_seq_length], lengths [batch].
+        ids, segment_ids, lengths = example
+        return masker(tf.RaggedTensor.from_tensor(ids, lengths=lengths), index, segment_ids)
+
+    batches = batches.map(mask, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     return batches.prefetch(tf.data.AUTOTUNE)
 
 

@@ -34,7 +34,7 @@ class _Masker:
 
     def __call__(self, sequences: tf.RaggedTensor, example_ids: tf.Tensor,
                  segment_ids: Optional[tf.RaggedTensor] = None) -> Dict[str, tf.Tensor]:
-        """segment_ids: [batch, (length)] like sequences, or None for one segment (all 0)."""
+        """segment_ids: int [batch, max_seq_length], 0 on padding; or None for one segment (all 0)."""
         # Every token's example index and position in its example: what the random draws hash.
         lengths = sequences.row_lengths()
         token_example = tf.repeat(example_ids, lengths)
@@ -69,8 +69,8 @@ class _Masker:
         features = {
             "input_ids": tf.cast(input_ids, tf.int32),
             "input_mask": tf.cast(input_mask, tf.int32),
-            "segment_ids": (tf.zeros_like(input_ids, tf.int32) if segment_ids is None else tf.cast(
-                tf_text.pad_model_inputs(segment_ids, self.max_seq_length, pad_value=0)[0], tf.int32)),
+            "segment_ids": (tf.zeros_like(input_ids, tf.int32) if segment_ids is None
+                            else tf.cast(segment_ids, tf.int32)),
             "masked_lm_positions": positions,
             "masked_lm_ids": targets,
             "masked_lm_weights": tf.cast(weights, tf.float32),

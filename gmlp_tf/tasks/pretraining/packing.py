@@ -18,7 +18,7 @@ from gmlp_tf.tasks.pretraining.masking import (
     hash_uint64,
 )
 from gmlp_tf.tasks.pretraining.sources import _RECORD_SEPARATOR
-from gmlp_tf.tokenization import CLS_ID, SEP_ID
+from gmlp_tf.tokenization import CLS_ID, PAD_ID, SEP_ID
 
 # Documents tokenized (and packed) together. The last sequence of each such batch can be short,
 # so larger is less padding; 512 short documents are still only a few hundred KB of text.
@@ -61,17 +61,8 @@ def sequences_from_documents(documents: tf.data.Dataset, tokenizer: tf_text.Sent
     length, drawn (like every draw here) from a hash of seed and the documents' text. Documents
     with no tokens give no sequence.
     """
-    body = max_seq_length - 2
-
-    def tokenize_and_frame(texts):
-        rows = _token_rows(texts, tokenizer, body, pack, short_seq_prob, (seed, _batch_key(texts)))
-        num_rows = rows.nrows()
-        return tf.concat([tf.fill([num_rows, 1], CLS_ID), rows, tf.fill([num_rows, 1], SEP_ID)],
-                         axis=1)
-
-    return (documents.batch(DOCS_PER_BATCH)
-            .map(tokenize_and_frame, num_parallel_calls=tf.data.AUTOTUNE)
-            .unbatch())
+    return _per_document_batch(
+        documents, lambda texts: _framed_rows(texts, tokenizer, max_seq_length, pack, short_seq_prob, seed))
 
 
 def segment_pairs_from_documents(documents: tf.data.Dataset, tokenizer: tf_text.SentencepieceTokenizer,
@@ -88,16 +79,54 @@ def segment_pairs_from_documents(documents: tf.data.Dataset, tokenizer: tf_text.
     Returns:
       A dataset of (input ids int32 [length], segment ids int32 [length]), length <= max_seq_length.
     """
-    body = max_seq_length - 3
+    return _per_document_batch(
+        documents, lambda texts: _pair_rows(texts, tokenizer, max_seq_length, pack, short_seq_prob, seed))
 
-    def tokenize_and_split(texts):
-        key = (seed, _batch_key(texts))
-        rows = _token_rows(texts, tokenizer, body, pack, short_seq_prob, key)
-        return frame_segment_pairs(tf.gather(rows, tf.where(rows.row_lengths() >= 2)[:, 0]), key)
 
-    return (documents.batch(DOCS_PER_BATCH)
-            .map(tokenize_and_split, num_parallel_calls=tf.data.AUTOTUNE)
-            .unbatch())
+def padded_examples_from_documents(documents: tf.data.Dataset, tokenizer: tf_text.SentencepieceTokenizer,
+                                   max_seq_length: int, example_format: str, pack: bool = True, *,
+                                   short_seq_prob: float = 0.0, seed: int = 0) -> tf.data.Dataset:
+    """The examples of sequences_from_documents ("packed") or segment_pairs_from_documents
+    ("segment_pair"), each padded to max_seq_length.
+
+    Elements of one fixed shape: tf.data shuffled the variable-length ones of segment pairs (and
+    of any short_seq_prob > 0) at half the rate, and batches fixed shapes several times faster.
+
+    Returns:
+      A dataset of (input ids int32 [max_seq_length], [PAD] after the tokens; segment ids int32
+      [max_seq_length], all 0 for "packed"; the number of tokens, int32 scalar).
+    """
+
+    def padded(texts):
+        if example_format == "segment_pair":
+            ids, segment_ids = _pair_rows(texts, tokenizer, max_seq_length, pack, short_seq_prob, seed)
+        else:
+            ids = _framed_rows(texts, tokenizer, max_seq_length, pack, short_seq_prob, seed)
+            segment_ids = tf.zeros_like(ids)
+        shape = [None, max_seq_length]
+        return (ids.to_tensor(PAD_ID, shape=shape), segment_ids.to_tensor(0, shape=shape),
+                tf.cast(ids.row_lengths(), tf.int32))
+
+    return _per_document_batch(documents, padded)
+
+
+def _per_document_batch(documents, make_rows):
+    """Maps make_rows over batches of DOCS_PER_BATCH documents (in parallel) and unbatches its rows."""
+    return documents.batch(DOCS_PER_BATCH).map(make_rows, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+
+
+def _framed_rows(texts, tokenizer, max_seq_length, pack, short_seq_prob, seed):
+    """Documents [docs] -> [CLS] tokens [SEP] rows, int32 [rows, (<= max_seq_length)]."""
+    rows = _token_rows(texts, tokenizer, max_seq_length - 2, pack, short_seq_prob, (seed, _batch_key(texts)))
+    num_rows = rows.nrows()
+    return tf.concat([tf.fill([num_rows, 1], CLS_ID), rows, tf.fill([num_rows, 1], SEP_ID)], axis=1)
+
+
+def _pair_rows(texts, tokenizer, max_seq_length, pack, short_seq_prob, seed):
+    """Documents [docs] -> frame_segment_pairs' (input ids, segment ids) of their pieces of >= 2 tokens."""
+    key = (seed, _batch_key(texts))
+    rows = _token_rows(texts, tokenizer, max_seq_length - 3, pack, short_seq_prob, key)
+    return frame_segment_pairs(tf.gather(rows, tf.where(rows.row_lengths() >= 2)[:, 0]), key)
 
 
 def _segment_cuts(rows: tf.RaggedTensor, seed: Sequence[Union[int, tf.Tensor]]):
