@@ -4,7 +4,9 @@ Each variant is an ordinary pretraining run (the job of run_pretraining.py) in O
 (OUTPUT_DIR/<variant>/run_<i>/ with --repeats), on the same data, vocabulary, steps, batch,
 sequence length and seed. A finished run is not trained again, so a rerun only adds what is missing.
 
-How sizes are matched (the paper's way, from the base gMLP config, the `gmlp_split` row):
+How sizes are matched (from the base gMLP config, the `gmlp_split` row). Parameter counts are
+matched as the paper's Table 3 matches them, but not its widths: the paper's baselines are wider
+than its gMLP (BERT-base at d_model 768 against 512), while these keep d_model and change depth.
   - gMLP variants keep the depth L and width d_model. The non-split gatings (linear, additive,
     multiplicative) gate all of Z, so their V reads d_ffn channels instead of d_ffn / 2; the paper
     lists them at 92M against 102M for the split SGU, which fits d_ffn = 2/3 of the split one
