@@ -49,7 +49,8 @@ def spec(fixture_dir, output_dir=None, **changes):
         # Packed examples build twice as fast; the default segment pairs have tests of their own
         # (test_segment_pairs_are_the_default..., test_pretraining_data.py, the fault suite's script runs).
         example_format="packed",
-        # The default compiles the step with XLA: seconds per tiny run. test_tiny_run_learns_and_resumes keeps it.
+        # The default compiles the step with XLA: seconds per tiny run. The fault suite's script runs keep it,
+        # and test_the_train_step_compiles_with_xla_on_one_replica checks the choice.
         jit_compile=False,
     )
     values.update(changes)
@@ -71,7 +72,7 @@ def test_tiny_run_learns_and_resumes(fixture_dir, tmp_path, monkeypatch):
         return results
 
     monkeypatch.setattr(pretraining_job.mlm, "evaluate", counting_evaluate)
-    results = pretraining_job.run(spec(fixture_dir, tmp_path, jit_compile=True))  # XLA, the default.
+    results = pretraining_job.run(spec(fixture_dir, tmp_path))
     assert results["global_step"] == 30
     assert evaluated_at == [10, 20, 30]  # The final results reuse the evaluation of the last checkpoint.
     # An untrained model scores about the vocabulary size; the fixture's words are drawn at
@@ -92,6 +93,19 @@ def test_tiny_run_learns_and_resumes(fixture_dir, tmp_path, monkeypatch):
     # Rerunning with a longer schedule continues from step 30 rather than starting again.
     more = pretraining_job.run(spec(fixture_dir, tmp_path, num_train_steps=40))
     assert more["global_step"] == 40
+
+
+def test_the_train_step_compiles_with_xla_on_one_replica(fixture_dir, tmp_path, two_replica_strategy):
+    job = pretraining_job.PretrainingTask(spec(fixture_dir, tmp_path, jit_compile=True, do_eval=False))
+    job.prepare(tf.distribute.get_strategy())
+    model = job.build_model()
+    job.compile_for_training(model)
+    assert job.jit_compile is True and model.jit_compile is True
+    job.prepare(two_replica_strategy)  # Keras keeps XLA off under tf.distribute on CPUs and GPUs.
+    assert job.jit_compile == "auto"
+    off = pretraining_job.PretrainingTask(spec(fixture_dir, tmp_path, jit_compile=False, do_eval=False))
+    off.prepare(tf.distribute.get_strategy())
+    assert off.jit_compile == "auto"
 
 
 def test_long_sequences_train_through_the_fft_path(fixture_dir, tmp_path):
