@@ -33,7 +33,7 @@ class _Masker:
         self.batch_size = batch_size  # static batch dimension, None if the last batch is smaller
 
     def __call__(self, sequences: tf.RaggedTensor, example_ids: tf.Tensor,
-                 segment_ids: Optional[tf.RaggedTensor] = None) -> Dict[str, tf.Tensor]:
+                 segment_ids: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
         """segment_ids: int [batch, max_seq_length], 0 on padding; or None for one segment (all 0)."""
         # Every token's example index and position in its example: what the random draws hash.
         lengths = sequences.row_lengths()
