@@ -481,6 +481,8 @@ def test_padded_examples_are_the_sequences_padded(sp_model, example_format):
         assert int(length) == len(ids)
         assert padded_ids.numpy().tolist() == ids + [PAD_ID] * (24 - len(ids))
         assert padded_segments.numpy().tolist() == segments + [0] * (24 - len(ids))
+    with pytest.raises(ValueError, match="unknown example format 'pairs'"):
+        packing.padded_examples_from_documents(docs, tokenizer, 24, "pairs")
 
 
 def test_flat_pair_framing_equals_tensorflow_text_combine_segments():
