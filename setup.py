@@ -38,7 +38,9 @@ setuptools.setup(
     extras_require={
         # The tests also run the model side on Keras' JAX and PyTorch backends. torch is pinned to the
         # release whose CPU build CI machines hold; an open range would pull a CUDA build of several GB.
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6", "jax[cpu]>=0.4.30", "torch==2.13.0"],
+        # keras-hub: the ablation's external BERT row is tested end to end.
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6", "jax[cpu]>=0.4.30", "torch==2.13.0",
+                 "keras-hub>=0.32"],
         # For the model side on those backends without the tests.
         "jax": ["jax[cpu]>=0.4.30"],
         "torch": ["torch>=2.4"],

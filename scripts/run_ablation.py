@@ -4,9 +4,13 @@ Pretrains every variant on the same data, vocabulary, steps, batch, sequence len
 (each an ordinary run_pretraining.py output directory, OUTPUT_DIR/<variant>/) and writes
 OUTPUT_DIR/ablation.md, ablation.json and ablation.png (held-out perplexity against step).
 
-With no flags it runs the embedded demo: the ten variants of configs/gmlp_demo.json's size on the
-cached Shakespeare corpus, 400 steps each, under an hour on a 2-core CPU. A rerun with the same
---output_dir skips finished variants and resumes an interrupted one.
+With no flags it runs the embedded demo: the ten variants of configs/gmlp_demo.json's size, and
+keras-hub's BERT as an external reference row where keras-hub is installed (pip install ".[bench]"),
+on the cached Shakespeare corpus, 400 steps each. A rerun with the same --output_dir skips finished
+variants and resumes an interrupted one.
+
+--learning_rates=5e-4,1e-3,2e-3 trains every variant at each peak rate and tabulates each at its best;
+--sizing=paper makes the baselines wider than gMLP as the paper's are (768 / 512).
 
 At the paper's scale (Table 8's ablation setup, C4 through TFDS on a TPU):
 

@@ -81,6 +81,7 @@ def test_tiny_study_end_to_end_then_a_rerun_trains_nothing(corpus, tmp_path, mon
         output_dir=str(tmp_path), max_seq_length=16, max_predictions_per_seq=3, train_batch_size=8,
         eval_batch_size=8, learning_rate=5e-3, num_train_steps=2, log_every_steps=1, max_eval_steps=2,
         shuffle_buffer=64, example_format="packed",  # Builds faster than the default segment pairs.
+        jit_compile=False,  # Compiling costs seconds a run; the pretraining tests check XLA.
     )
     summary = ablation.run(spec)
     rows = {row["variant"]: row for row in summary["variants"]}
@@ -130,3 +131,103 @@ def test_repeats_give_mean_and_spread(tmp_path, monkeypatch):
     mean = sum(values) / 3
     assert row["perplexity_std"] == pytest.approx((sum((v - mean) ** 2 for v in values) / 2) ** 0.5)
     assert "±" in (tmp_path / "out" / "ablation.md").read_text()
+
+
+def test_paper_sizing_widens_the_baselines_and_matches_their_depth():
+    assert ablation.baseline_width(512, "paper") == 768 and ablation.baseline_width(128, "paper") == 192
+    assert ablation.baseline_width(512, "equal_width") == 512 and ablation.baseline_width(32, "paper") == 48
+    with pytest.raises(ValueError, match="--sizing must be one of"):
+        ablation.baseline_width(512, "wide")
+    base = get_preset_config("gmlp_36l")
+    configs = ablation.variant_configs(base, ablation.VARIANT_NAMES, sizing="paper")
+    target = counting.count_parameters(configs["gmlp_split"])
+    for name in ("transformer", "transformer_relpos", "mlp_mixer", "bert_keras_hub"):
+        config = configs[name]
+        assert config.d_model == 768 and config.d_ffn == 4 * 768, name
+        assert abs(counting.count_parameters(config) - target) <= 0.1 * target, name
+        # The depth is the nearest to gMLP's parameters: one layer more or less is further from them.
+        for other in (config.num_layers - 1, config.num_layers + 1):
+            assert abs(counting.count_parameters(config.replace(num_layers=other)) - target) >= abs(
+                counting.count_parameters(config) - target), name
+    assert configs["transformer"].num_attention_heads == 12  # BERT-base's 64-wide heads.
+    assert configs["gmlp_linear"].d_model == 512 and configs["amlp"].d_model == 512  # gMLPs keep their width.
+
+
+def test_learning_rate_lists_are_checked():
+    assert ablation.parse_learning_rates(None, None) == [None]
+    assert ablation.parse_learning_rates(None, 3e-3) == [3e-3]
+    assert ablation.parse_learning_rates("1e-3, 2e-3,4e-3", None) == [1e-3, 2e-3, 4e-3]
+    for text, message in (("1e-3,x", "comma-separated numbers"), ("1e-3,1e-3", "twice"), ("0,1e-3", "positive"),
+                          (" , ", "names no rate")):
+        with pytest.raises(ValueError, match=message):
+            ablation.parse_learning_rates(text, None)
+    with pytest.raises(ValueError, match="not both"):
+        ablation.parse_learning_rates("1e-3", 1e-3)
+
+
+def test_without_keras_hub_the_default_skips_its_bert_and_naming_it_says_how_to_install(monkeypatch):
+    from gmlp_tf.studies import keras_hub_bert
+
+    def missing():
+        raise ImportError(keras_hub_bert.INSTALL_HINT)
+
+    monkeypatch.setattr(keras_hub_bert, "check_available", missing)
+    assert ablation.parse_variants(None) == [v for v in ablation.VARIANT_NAMES if v != "bert_keras_hub"]
+    with pytest.raises(ValueError, match=r"bert_keras_hub: keras-hub is not installed: pip install \"\.\[bench\]\""):
+        ablation.parse_variants("gmlp_split,bert_keras_hub")
+    monkeypatch.undo()
+    assert ablation.parse_variants(None) == list(ablation.VARIANT_NAMES)
+
+
+def test_keras_hub_bert_reads_the_pretraining_features_and_is_sized_as_the_transformer():
+    import numpy as np
+
+    from gmlp_tf.studies import keras_hub_bert
+
+    base = GMLPConfig(vocab_size=VOCAB, d_model=64, d_ffn=384, num_layers=2, max_seq_length=16)
+    configs = ablation.variant_configs(base, ["transformer", "bert_keras_hub"])
+    assert configs["bert_keras_hub"] == configs["transformer"]
+    model = keras_hub_bert.masked_lm_model(configs["bert_keras_hub"], max_predictions_per_seq=3)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, VOCAB, (2, 16)).astype("int32")
+    mask = np.ones((2, 16), "int32")
+    mask[1, 10:] = 0
+    features = {"input_ids": ids, "input_mask": mask, "segment_ids": np.zeros_like(ids),
+                "masked_lm_positions": np.array([[1, 2, 3], [4, 5, 0]], "int32")}
+    logits = model(features)
+    assert tuple(logits.shape) == (2, 3, VOCAB)
+    # Padding is masked out: what follows the padding mask does not change the logits of real tokens.
+    changed = dict(features, input_ids=np.where(mask == 1, ids, 7).astype("int32"))
+    np.testing.assert_allclose(np.asarray(model(changed))[1], np.asarray(logits)[1], atol=1e-5)
+    ours = counting.count_parameters(configs["transformer"])
+    theirs = keras_hub_bert.trained_parameters(configs["bert_keras_hub"])
+    assert abs(theirs - ours) <= 0.05 * ours  # Post- against pre-LayerNorm, BERT's head: the same size class.
+
+
+def test_tiny_learning_rate_sweep_of_keras_hub_bert_end_to_end(corpus, tmp_path):
+    spec = ablation.AblationSpec(
+        variants="bert_keras_hub", learning_rates="5e-3,1e-2",
+        input_file=str(corpus / "train.txt"), eval_input_file=str(corpus / "eval.txt"),
+        vocab_file=str(corpus / "spm.model"), gmlp_config_file=str(corpus / "base.json"),
+        output_dir=str(tmp_path), max_seq_length=16, max_predictions_per_seq=3, train_batch_size=8,
+        eval_batch_size=8, num_train_steps=2, log_every_steps=1, max_eval_steps=2, jit_compile=False,
+        shuffle_buffer=64, example_format="packed",
+    )
+    summary = ablation.run(spec)
+    assert summary["setup"]["learning_rates"] == [5e-3, 1e-2]
+    for row in summary["variants"]:
+        name = row["variant"]
+        assert [entry["learning_rate"] for entry in row["sweep"]] == [5e-3, 1e-2]
+        best = min(row["sweep"], key=lambda entry: entry["perplexity"])
+        assert row["learning_rate"] == best["learning_rate"] and row["perplexity"] == best["perplexity"]
+        for entry in row["sweep"]:
+            run_dir = tmp_path / name / f"lr_{entry['learning_rate']:g}"
+            results = json.loads((run_dir / "eval_results.json").read_text())
+            assert entry["perplexity"] == pytest.approx(results["perplexity"]) and entry["steps"] == 2
+            recipe = json.loads((run_dir / "recipe.json").read_text())
+            assert recipe["learning_rate"] == entry["learning_rate"]
+    info = json.loads((tmp_path / "bert_keras_hub" / "lr_0.005" / "run_info.json").read_text())
+    assert info["task"] == "pretraining_keras_hub_bert"
+    table = (tmp_path / "ablation.md").read_text()
+    assert "peak lr" in table and "Held-out perplexity at each peak learning rate" in table
+    assert table.count("**") == 2  # The best rate, in bold.
