@@ -12,6 +12,16 @@ variants and resumes an interrupted one.
 --learning_rates=5e-4,1e-3,2e-3 trains every variant at each peak rate and tabulates each at its best;
 --sizing=paper makes the baselines wider than gMLP as the paper's are (768 / 512).
 
+--study=scaling asks the paper's Table 4 / Figure 5 question instead: gMLP at each of --scaling_depths
+(default 2,4,8) and the Transformer sized against each (--variants, default gmlp_split,transformer),
+600 steps a run by default, into OUTPUT_DIR/scaling.md, scaling.json and two plots (perplexity against
+parameters and against training FLOPs). At the paper's scale, on a TPU:
+
+  python scripts/run_ablation.py --study=scaling --scaling_depths=18,36,72,144 --tpu=local \
+    --precision=mixed_bfloat16 --preset=gmlp_36l --setup=ablation --vocab_file=gs://BUCKET/spm32k.model \
+    --tfds_name=c4/realnewslike --tfds_data_dir=gs://BUCKET/tensorflow_datasets \
+    --max_eval_steps=100 --output_dir=gs://BUCKET/scaling --steps_per_execution=1000
+
 At the paper's scale (Table 8's ablation setup, C4 through TFDS on a TPU):
 
   python scripts/run_ablation.py --tpu=local --precision=mixed_bfloat16 \
@@ -23,9 +33,9 @@ At the paper's scale (Table 8's ablation setup, C4 through TFDS on a TPU):
 from absl import app
 
 from gmlp_tf.runtime import flags, runner
-from gmlp_tf.studies.ablation import AblationSpec, report_lines, run
+from gmlp_tf.studies.ablation import AblationSpec, run_study, study_report_lines
 
 flags.define_flags(AblationSpec)
 
 if __name__ == "__main__":
-    app.run(runner.script_main(AblationSpec, run, report_lines))
+    app.run(runner.script_main(AblationSpec, run_study, study_report_lines))

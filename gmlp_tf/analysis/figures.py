@@ -32,7 +32,7 @@ Series = Tuple[Sequence[float], Sequence[float]]
 
 
 def line_plot(path: str, series: Mapping[str, Series], xlabel: str, ylabel: str, title: str,
-              logy: bool = False) -> None:
+              logy: bool = False, logx: bool = False) -> None:
     """Writes a PNG with one line per entry of `series` (name -> (xs, ys)), in the given order.
 
     Args:
@@ -40,10 +40,11 @@ def line_plot(path: str, series: Mapping[str, Series], xlabel: str, ylabel: str,
       series: at least one name -> (xs, ys) of equal, non-zero lengths.
       xlabel, ylabel, title: the axis labels and the title.
       logy: a logarithmic y axis (for example perplexity); y values must then be positive.
+      logx: a logarithmic x axis (for example parameters); x values must then be positive.
 
     Raises:
       ValueError: no series, a series with no points or different x and y lengths, or a
-        non-positive y with logy.
+        non-positive y with logy (x with logx).
     """
     if not series:
         raise ValueError("line_plot needs at least one series")
@@ -53,12 +54,16 @@ def line_plot(path: str, series: Mapping[str, Series], xlabel: str, ylabel: str,
                              f"{len(xs)} and {len(ys)}")
         if logy and min(ys) <= 0:
             raise ValueError(f"series {name!r} has a y value <= 0, which a logarithmic axis cannot show")
+        if logx and min(xs) <= 0:
+            raise ValueError(f"series {name!r} has an x value <= 0, which a logarithmic axis cannot show")
     fig = _figure(7.0, 4.5)
     ax = fig.add_subplot()
     for name, (xs, ys) in series.items():
         ax.plot(list(xs), list(ys), marker="o" if len(xs) < 30 else None, markersize=3, label=name)
     if logy:
         ax.set_yscale("log")
+    if logx:
+        ax.set_xscale("log")
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")

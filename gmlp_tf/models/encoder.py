@@ -1,6 +1,6 @@
 """The token encoder: BERT's input protocol, L gMLP blocks (or Table 3 baseline blocks)."""
 
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import keras
 from keras import ops
@@ -116,7 +116,10 @@ class GMLPEncoder(keras.layers.Layer):
             block.build(hidden_shape)
         self.final_norm.build(hidden_shape)
 
-    def call(self, inputs: Mapping[str, Tensor], training: Optional[bool] = None) -> Dict[str, Tensor]:
+    def embed(self, inputs: Mapping[str, Tensor], training: Optional[bool] = None
+              ) -> Tuple[Tensor, Optional[Tensor]]:
+        """The first block's input [batch, n, d_model] and the padding mask [batch, n] the blocks
+        read (None where they read none); the blocks and final_norm do the rest of `call`."""
         if not isinstance(inputs, dict) or "input_ids" not in inputs:
             raise ValueError("GMLPEncoder expects a dict with at least 'input_ids'")
         input_ids = inputs["input_ids"]
@@ -131,7 +134,10 @@ class GMLPEncoder(keras.layers.Layer):
         if self.position_embedding is not None:
             n = checked_length(input_ids, self.config.max_seq_length, "the position embedding")
             x = x + self.position_embedding(ops.arange(n))[None]
-        x = self.embedding_dropout(x, training=training)
+        return self.embedding_dropout(x, training=training), padding_mask
+
+    def call(self, inputs: Mapping[str, Tensor], training: Optional[bool] = None) -> Dict[str, Tensor]:
+        x, padding_mask = self.embed(inputs, training)
         for block in self.blocks:
             x = block(x, padding_mask=padding_mask, training=training)
         x = self.final_norm(x)

@@ -41,7 +41,9 @@ from gmlp_tf import counting
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.runtime import checks, run_directory, runner, training
 from gmlp_tf.runtime.flags import option
+from gmlp_tf.studies import attention_probe
 from gmlp_tf.tasks.pretraining import task as pretraining_job
+from gmlp_tf.tasks.pretraining.recipe import PretrainingRecipe
 
 DEMO_OUTPUT_DIR = os.path.join("output", "ablation_demo")
 # The embedded default: ten variants of the demo model in under an hour on a 2-core CPU.
@@ -155,6 +157,12 @@ class AblationSpec(pretraining_job.JobSpec):
                              "mean and standard deviation.")
     sizing: str = option("equal_width", "How baselines match gMLP's parameters: equal_width (gMLP's d_model, depth "
                                         "matched) or paper (768 / 512 times wider, depth matched).", SIZINGS)
+    study: str = option("table3", "table3: every variant at one size (the paper's Table 3); scaling: --variants "
+                                  "(default gmlp_split,transformer) at each of --scaling_depths (Table 4, Figure 5).",
+                        ("table3", "scaling"))
+    scaling_depths: Optional[str] = option(
+        None, "--study=scaling: the gMLP depths, each baseline matched to each (default 2,4,8 at the demo's width; "
+        "the paper's Table 4: 18,36,72,144 at d_model 512).")
     learning_rates: Optional[str] = option(
         None, "Comma-separated peak learning rates: every variant trains at each and the table shows each at its "
         "best (ablation.json keeps all). Default: --learning_rate (or the recipe's) alone.")
@@ -243,7 +251,7 @@ def checkpoint_interval(num_train_steps: int) -> int:
     return 1
 
 
-def _base_config(spec: AblationSpec) -> GMLPConfig:
+def base_config(spec: AblationSpec) -> GMLPConfig:
     if spec.gmlp_config_file or spec.preset:
         return pretraining_job.model_config(spec)
     return pretraining_job.model_config(dataclasses.replace(spec, preset=pretraining_job.DEMO_PRESET))
@@ -252,21 +260,29 @@ def _base_config(spec: AblationSpec) -> GMLPConfig:
 def run(spec: AblationSpec) -> Dict[str, Any]:
     """Runs (or completes) every variant and writes ablation.md, ablation.json and ablation.png."""
     spec, names, rates = resolve(spec)
-    configs = variant_configs(_base_config(spec), names, spec.sizing)
-    config_dir = os.path.join(spec.output_dir, "configs")
-    tf.io.gfile.makedirs(config_dir)  # gfile: the output directory may be a gs:// bucket.
-    rows = []
-    for name in names:
-        config_file = os.path.join(config_dir, f"{name}.json")
-        configs[name].to_json_file(config_file)
-        by_rate = []
-        for rate in rates:
-            runs = [_run_variant(spec, name, config_file, rate, i) for i in range(spec.repeats)]
-            by_rate.append(_row(name, configs[name], runs, _recipe_rate(spec) if rate is None else rate))
-        rows.append(best_rate_row(by_rate))
-    summary = _summary(spec, rows, rates)
+    configs = variant_configs(base_config(spec), names, spec.sizing)
+    rows = [variant_row(spec, name, configs[name], rates, with_unigram=not i) for i, name in enumerate(names)]
+    summary = summarize(spec, rows, rates)
     write_outputs(spec.output_dir, summary)
     return summary
+
+
+def variant_row(spec: AblationSpec, name: str, config: GMLPConfig, rates: List[Optional[float]],
+                label: Optional[str] = None, with_unigram: bool = True) -> Dict[str, Any]:
+    """Every run of one variant's config (each rate, each seed) in OUTPUT_DIR/<label>/ (label: the
+    variant's name by default), and its row at the best rate. with_unigram: the first run computes the
+    unigram baseline (the same for every run of a study: one is enough)."""
+    label = label or name
+    config_dir = os.path.join(spec.output_dir, "configs")
+    tf.io.gfile.makedirs(config_dir)  # gfile: the output directory may be a gs:// bucket.
+    config_file = os.path.join(config_dir, f"{label}.json")
+    config.to_json_file(config_file)
+    by_rate = []
+    for rate in rates:
+        runs = [_run_variant(spec, label, name, config_file, rate, i, with_unigram and not by_rate and not i)
+                for i in range(spec.repeats)]
+        by_rate.append(_row(name, config, runs, _recipe_rate(spec) if rate is None else rate))
+    return best_rate_row(by_rate)
 
 
 def best_rate_row(by_rate: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -278,8 +294,13 @@ def best_rate_row(by_rate: List[Dict[str, Any]]) -> Dict[str, Any]:
     return best
 
 
+def resolved_recipe(spec: AblationSpec) -> PretrainingRecipe:
+    """The recipe every run of the study trains with (before --learning_rates)."""
+    return pretraining_job.pretraining_recipe(dataclasses.replace(spec, setup=_setup_name(spec)))
+
+
 def _recipe_rate(spec: AblationSpec) -> float:
-    return pretraining_job.pretraining_recipe(dataclasses.replace(spec, setup=_setup_name(spec))).learning_rate
+    return resolved_recipe(spec).learning_rate
 
 
 def _setup_name(spec: AblationSpec) -> str:
@@ -293,43 +314,52 @@ def _run_dir(spec: AblationSpec, name: str, rate: Optional[float], index: int) -
     return base if spec.repeats == 1 else os.path.join(base, f"run_{index}")
 
 
-def _train(job_spec: pretraining_job.JobSpec, variant: Variant) -> Dict[str, Any]:
-    """The pretraining job of one run: gmlp_tf's model, or keras-hub's BERT for the external row."""
-    if not variant.external:
-        return pretraining_job.run(job_spec)
-    from gmlp_tf.studies import keras_hub_bert
+def _train(job_spec: pretraining_job.JobSpec, variant: Variant, config: GMLPConfig, with_unigram: bool
+           ) -> Dict[str, Any]:
+    """The pretraining job of one run: gmlp_tf's model (its Transformers with their attention probed at
+    every checkpoint), or keras-hub's BERT for the external row; the unigram baseline only if asked."""
+    if variant.external:
+        from gmlp_tf.studies import keras_hub_bert
 
-    return runner.run(keras_hub_bert.KerasHubBertPretraining(job_spec))
+        task = keras_hub_bert.KerasHubBertPretraining(job_spec)
+    elif config.architecture == "transformer":
+        task = attention_probe.ProbedPretraining(job_spec)
+    else:
+        task = pretraining_job.PretrainingTask(job_spec)
+    task.unigram_baseline = with_unigram
+    return runner.run(task)
 
 
-def _run_variant(spec: AblationSpec, name: str, config_file: str, rate: Optional[float], index: int
-                 ) -> Dict[str, Any]:
+def _run_variant(spec: AblationSpec, label: str, name: str, config_file: str, rate: Optional[float], index: int,
+                 with_unigram: bool) -> Dict[str, Any]:
     """One pretraining run of a variant at one peak rate; a finished one is read back instead of rerun."""
-    run_dir = _run_dir(spec, name, rate, index)
+    run_dir = _run_dir(spec, label, rate, index)
     record_path = os.path.join(run_dir, RUN_RECORD)
     if tf.io.gfile.exists(record_path):
         with tf.io.gfile.GFile(record_path) as f:
             record = json.load(f)
         if record.get("config") != GMLPConfig.from_json_file(config_file).to_dict():
-            raise ValueError(f"{run_dir} holds a run of another {name} config; use another --output_dir")
+            raise ValueError(f"{run_dir} holds a run of another {label} config; use another --output_dir")
         if rate is not None and record.get("learning_rate", rate) != rate:
             raise ValueError(f"{run_dir} holds a run at peak learning rate {record['learning_rate']}, not {rate}; "
                              "use another --output_dir")
         if record["results"].get("global_step") == spec.num_train_steps or not spec.num_train_steps:
-            logging.info("%s: finished already (%s)", name, run_dir)
+            logging.info("%s: finished already (%s)", label, run_dir)
             return record
-    logging.info("Ablation: %s, run %d of %d, in %s", name, index + 1, spec.repeats, run_dir)
+    logging.info("Ablation: %s, run %d of %d, in %s", label, index + 1, spec.repeats, run_dir)
     job_spec = pretraining_job.JobSpec(**{
         f.name: getattr(spec, f.name) for f in dataclasses.fields(pretraining_job.JobSpec)})
     job_spec = dataclasses.replace(job_spec, gmlp_config_file=config_file, preset=None, output_dir=run_dir,
                                    random_seed=spec.random_seed + index, learning_rate=rate)
     start = time.perf_counter()
-    results = _train(job_spec, BY_NAME[name])
-    record = {"variant": name, "seed": job_spec.random_seed, "config": GMLPConfig.from_json_file(config_file).to_dict(),
-              "wall_time_s": time.perf_counter() - start, "learning_rate": rate,
-              "results": results,
-              "curve": training.read_scalars(os.path.join(run_dir, training.LOGS_DIR, training.EVAL_RUN)).get(
-                  "perplexity", [])}
+    config = GMLPConfig.from_json_file(config_file)
+    results = _train(job_spec, BY_NAME[name], config, with_unigram)
+    scalars = training.read_scalars(os.path.join(run_dir, training.LOGS_DIR, training.EVAL_RUN))
+    record = {"variant": name, "seed": job_spec.random_seed, "config": config.to_dict(),
+              "wall_time_s": time.perf_counter() - start, "learning_rate": rate, "results": results,
+              "curve": scalars.get("perplexity", []),
+              "attention": {k[len(attention_probe.PREFIX):]: v for k, v in scalars.items()
+                            if k.startswith(attention_probe.PREFIX)}}
     tf.io.gfile.makedirs(run_dir)
     run_directory.write_text_atomically(record_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record
@@ -352,7 +382,8 @@ def _row(name: str, config: GMLPConfig, runs: List[Dict[str, Any]], learning_rat
         "steps": runs[0]["results"]["global_step"], "wall_time_s": statistics.fmean(r["wall_time_s"] for r in runs),
         "paper_perplexity": variant.paper_perplexity, "paper_parameters_m": variant.paper_parameters_m,
         "runs": [{"seed": r["seed"], "perplexity": r["results"]["perplexity"],
-                  "masked_lm_accuracy": r["results"]["masked_lm_accuracy"], "curve": r["curve"]} for r in runs],
+                  "masked_lm_accuracy": r["results"]["masked_lm_accuracy"], "curve": r["curve"],
+                  "attention": r.get("attention", {})} for r in runs],
         "unigram_perplexity": runs[0]["results"].get("unigram_perplexity"),
     }
 
@@ -365,12 +396,12 @@ def _parameters(config: GMLPConfig, variant: Variant) -> int:
     return keras_hub_bert.trained_parameters(config)
 
 
-def _summary(spec: AblationSpec, rows: List[Dict[str, Any]], rates: List[Optional[float]]) -> Dict[str, Any]:
+def summarize(spec: AblationSpec, rows: List[Dict[str, Any]], rates: List[Optional[float]]) -> Dict[str, Any]:
     every = [r for row in rows for r in row.get("sweep", [row])]
     unigram = next((r["unigram_perplexity"] for r in every if r["unigram_perplexity"]), None)
     for row in rows + every:
         row.pop("unigram_perplexity", None)
-    resolved = pretraining_job.pretraining_recipe(dataclasses.replace(spec, setup=_setup_name(spec)))
+    resolved = resolved_recipe(spec)
     setup = dict(dataclasses.asdict(resolved), setup=_setup_name(spec), max_eval_steps=spec.max_eval_steps,
                  data=spec.tfds_name or spec.input_file or "the demo corpus (Shakespeare)",
                  seeds=[spec.random_seed + i for i in range(spec.repeats)], sizing=spec.sizing,
@@ -402,14 +433,15 @@ def markdown_table(summary: Dict[str, Any]) -> str:
             f"| {row['variant']} | {row['num_layers']} | {row['d_model']} | {row['d_ffn']} | "
             + (f"{row['learning_rate']:g} | " if swept else "") +
             f"{row['parameters'] / 1e6:.2f}M | {row['flops_per_token'] / 1e6:.2f}M | "
-            f"{_with_std(row['perplexity'], row['perplexity_std'], 2)} | "
-            f"{_with_std(row['masked_lm_accuracy'] * 100, _scaled(row['masked_lm_accuracy_std'], 100), 1)}% | "
+            f"{with_std(row['perplexity'], row['perplexity_std'], 2)} | "
+            f"{with_std(row['masked_lm_accuracy'] * 100, _scaled(row['masked_lm_accuracy_std'], 100), 1)}% | "
             f"{row['steps']} | {row['wall_time_s'] / 60:.1f} min | {_or_dash(row['paper_perplexity'])} | "
             f"{_or_dash(row['paper_parameters_m'], 'M')} |"
         )
     if summary.get("unigram_perplexity"):
         lines += ["", f"Unigram perplexity of the same held-out masked tokens: {summary['unigram_perplexity']:.2f}."]
     lines += sweep_lines(summary)
+    lines += attention_lines(summary)
     lines += ["", "Paper: Table 3 (C4/RealNews, 125K steps, batch 2048; gMLPs 36 layers, d_model 512). "
                   "The paper gives no Table 3 row for a dense W (Appendix C: quality-neutral) or for aMLP."]
     return "\n".join(lines) + "\n"
@@ -425,13 +457,36 @@ def sweep_lines(summary: Dict[str, Any]) -> List[str]:
     for row in summary["variants"]:
         cells = []
         for entry in row["sweep"]:
-            text = _with_std(entry["perplexity"], entry["perplexity_std"], 2)
+            text = with_std(entry["perplexity"], entry["perplexity_std"], 2)
             cells.append(f"**{text}**" if entry["learning_rate"] == row["learning_rate"] else text)
         lines.append(f"| {row['variant']} | " + " | ".join(cells) + " |")
     return lines
 
 
-def _with_std(value: float, std: Optional[float], digits: int) -> str:
+def attention_lines(summary: Dict[str, Any]) -> List[str]:
+    """The attention of the Transformer rows at their last checkpoint (first seed): how far from uniform."""
+    lines = []
+    for row in summary["variants"]:
+        stats = row["runs"][0].get("attention") or {}
+        if not stats:
+            continue
+        last = {key: curve[-1][1] for key, curve in stats.items()}
+        step = stats["uniform_weight"][-1][0]
+        layers = sorted(int(key.rsplit("_", 1)[1]) for key in last if key.startswith("mean_peak_weight_"))
+        for layer in layers:
+            bias = last.get(f"max_relative_bias_{layer}")
+            lines.append(f"| {row['variant']} | {step} | {layer} | {last[f'mean_peak_weight_{layer}']:.4f} | "
+                         f"{last['uniform_weight']:.4f} | {last[f'max_weight_{layer}']:.3f} | "
+                         f"{'—' if bias is None else f'{bias:.4f}'} |")
+    if not lines:
+        return []
+    return ["", "Attention at the last checkpoint (first seed, one held-out batch): each real query's largest weight, "
+                "averaged, beside uniform attention's; the largest weight anywhere; the largest |relative bias|.", "",
+            "| variant | step | layer | mean peak weight | uniform | largest weight | largest relative bias |",
+            "|---|---|---|---|---|---|---|"] + lines
+
+
+def with_std(value: float, std: Optional[float], digits: int) -> str:
     return f"{value:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
 
 
@@ -457,6 +512,26 @@ def write_outputs(output_dir: str, summary: Dict[str, Any]) -> None:
         series[row["variant"]] = ([step for step, _ in curve], [value for _, value in curve])
     figures.line_plot(os.path.join(output_dir, "ablation.png"), series, xlabel="training step",
                       ylabel="held-out masked-LM perplexity", title="Table 3 variants (first seed)", logy=True)
+
+
+def run_study(spec: AblationSpec) -> Dict[str, Any]:
+    """run_ablation.py's job: the study that --study names."""
+    if spec.study == "scaling":
+        from gmlp_tf.studies import scaling
+
+        return scaling.run(spec)
+    if spec.scaling_depths is not None:
+        raise ValueError("--scaling_depths applies to --study=scaling only")
+    return run(spec)
+
+
+def study_report_lines(summary: Optional[Dict[str, Any]], spec: Optional[AblationSpec] = None) -> List[str]:
+    """What run_ablation.py prints for the study it ran."""
+    if summary and summary.get("study") == "scaling":
+        from gmlp_tf.studies import scaling
+
+        return scaling.report_lines(summary, spec)
+    return report_lines(summary, spec)
 
 
 def report_lines(summary: Optional[Dict[str, Any]], spec: Optional[AblationSpec] = None) -> List[str]:

@@ -229,6 +229,9 @@ class PretrainingTask(Task):
         self.fresh_train_data = None  # prepare's training stream, handed to a run that starts at step 0.
         self.jit_compile: Union[bool, str] = "auto"  # Set by prepare, which knows the strategy.
         self.checkpoint_results: Optional[Dict[str, Any]] = None  # The last evaluation at a checkpoint.
+        # The final results include the unigram baseline's perplexity; a study that runs many jobs on
+        # the same data computes it once.
+        self.unigram_baseline = True
 
     def dataset(self, source: Any, is_training: bool, batch_size: int, input_context: Any = None) -> tf.data.Dataset:
         """Batches of BERT's masked-LM features of `source` (masked with the run's seed when training)."""
@@ -324,7 +327,8 @@ class PretrainingTask(Task):
         else:
             results = mlm.evaluate(model, data, self.spec.max_eval_steps)
         results["global_step"] = state.global_step
-        results.update(self._unigram_baseline())
+        if self.unigram_baseline:
+            results.update(self._unigram_baseline())
         return results
 
     def _unigram_baseline(self) -> Dict[str, float]:
