@@ -37,7 +37,7 @@ def pytest_xdist_auto_num_workers(config):
 _SLOW_FILES_FIRST = (
     "test_multi_worker.py", "test_run_pretraining.py", "test_run_classifier.py", "test_backends.py",
     "test_faults.py", "test_pretraining_data.py", "test_data_scripts.py", "test_resume.py", "test_export.py",
-    "test_pretraining.py", "test_ablation.py", "test_model_harness.py",
+    "test_pretraining.py", "test_ablation.py", "test_scaling_study.py", "test_model_harness.py",
 )
 
 
@@ -89,4 +89,22 @@ def pretraining_files(tmp_path_factory):
                                      character_coverage=1.0)
     GMLPConfig(vocab_size=120, d_model=32, d_ffn=64, num_layers=2, max_seq_length=32).to_json_file(
         str(folder / "config.json"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def study_corpus(tmp_path_factory):
+    """The studies' tiny setup: train and eval text, a 120-piece vocabulary and a base gMLP config
+    (2 blocks, width 32, length 16) in one folder."""
+    from text_fixtures import fake_sentences
+
+    from gmlp_tf import tokenization
+
+    folder = tmp_path_factory.mktemp("study")
+    (folder / "train.txt").write_text("\n".join(fake_sentences(400, seed=1)) + "\n")
+    (folder / "eval.txt").write_text("\n".join(fake_sentences(60, seed=2)) + "\n")
+    tokenization.train_sentencepiece([str(folder / "train.txt")], str(folder / "spm"), vocab_size=120,
+                                     character_coverage=1.0)
+    GMLPConfig(vocab_size=120, d_model=32, d_ffn=96, num_layers=2, max_seq_length=16).to_json_file(
+        str(folder / "base.json"))
     return folder

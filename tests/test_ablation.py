@@ -4,9 +4,8 @@ import json
 
 import numpy as np
 import pytest
-from text_fixtures import fake_sentences
 
-from gmlp_tf import counting, tokenization
+from gmlp_tf import counting
 from gmlp_tf.config import GMLPConfig
 from gmlp_tf.models import saved_runs
 from gmlp_tf.presets import get_preset_config
@@ -61,23 +60,11 @@ def test_checkpoint_interval_divides_the_steps():
     assert ablation.checkpoint_interval(3) == 1
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ablation")
-    (folder / "train.txt").write_text("\n".join(fake_sentences(400, seed=1)) + "\n")
-    (folder / "eval.txt").write_text("\n".join(fake_sentences(60, seed=2)) + "\n")
-    tokenization.train_sentencepiece([str(folder / "train.txt")], str(folder / "spm"), vocab_size=VOCAB,
-                                     character_coverage=1.0)
-    GMLPConfig(vocab_size=VOCAB, d_model=32, d_ffn=96, num_layers=2, max_seq_length=16).to_json_file(
-        str(folder / "base.json"))
-    return folder
-
-
-def test_tiny_study_end_to_end_then_a_rerun_trains_nothing(corpus, tmp_path, monkeypatch):
+def test_tiny_study_end_to_end_then_a_rerun_trains_nothing(study_corpus, tmp_path, monkeypatch):
     spec = ablation.AblationSpec(
         variants="transformer_relpos_noattn,gmlp_split", repeats=1,
-        input_file=str(corpus / "train.txt"), eval_input_file=str(corpus / "eval.txt"),
-        vocab_file=str(corpus / "spm.model"), gmlp_config_file=str(corpus / "base.json"),
+        input_file=str(study_corpus / "train.txt"), eval_input_file=str(study_corpus / "eval.txt"),
+        vocab_file=str(study_corpus / "spm.model"), gmlp_config_file=str(study_corpus / "base.json"),
         output_dir=str(tmp_path), max_seq_length=16, max_predictions_per_seq=3, train_batch_size=8,
         eval_batch_size=8, learning_rate=5e-3, num_train_steps=2, log_every_steps=1, max_eval_steps=2,
         shuffle_buffer=64, example_format="packed",  # Builds faster than the default segment pairs.
@@ -219,11 +206,11 @@ def test_keras_hub_bert_reads_the_pretraining_features_and_is_sized_as_the_trans
     assert abs(theirs - ours) <= 0.05 * ours  # Post- against pre-LayerNorm, BERT's head: the same size class.
 
 
-def test_tiny_learning_rate_sweep_of_keras_hub_bert_end_to_end(corpus, tmp_path):
+def test_tiny_learning_rate_sweep_of_keras_hub_bert_end_to_end(study_corpus, tmp_path):
     spec = ablation.AblationSpec(
         variants="bert_keras_hub", learning_rates="5e-3,1e-2",
-        input_file=str(corpus / "train.txt"), eval_input_file=str(corpus / "eval.txt"),
-        vocab_file=str(corpus / "spm.model"), gmlp_config_file=str(corpus / "base.json"),
+        input_file=str(study_corpus / "train.txt"), eval_input_file=str(study_corpus / "eval.txt"),
+        vocab_file=str(study_corpus / "spm.model"), gmlp_config_file=str(study_corpus / "base.json"),
         output_dir=str(tmp_path), max_seq_length=16, max_predictions_per_seq=3, train_batch_size=8,
         eval_batch_size=8, num_train_steps=2, log_every_steps=1, max_eval_steps=2, jit_compile=False,
         shuffle_buffer=64, example_format="packed",
@@ -246,92 +233,3 @@ def test_tiny_learning_rate_sweep_of_keras_hub_bert_end_to_end(corpus, tmp_path)
     table = (tmp_path / "ablation.md").read_text()
     assert "peak lr" in table and "Held-out perplexity at each peak learning rate" in table
     assert table.count("**") == 2  # The best rate, in bold.
-
-
-def test_attention_statistics_measure_how_far_attention_is_from_uniform():
-    from gmlp_tf.models.encoder import GMLPEncoder
-    from gmlp_tf.studies import attention_probe
-
-    config = GMLPConfig(vocab_size=VOCAB, d_model=16, d_ffn=32, num_layers=2, max_seq_length=8,
-                        architecture="transformer", num_attention_heads=2, position_encoding="relative",
-                        attention_size=0)
-    encoder = GMLPEncoder(config)
-    ids = np.arange(5, 21, dtype="int32").reshape(2, 8)
-    mask = np.ones((2, 8), "int32")
-    mask[1, 4:] = 0  # 8 and 4 real keys: uniform attention gives 1/8 and 1/4.
-    inputs = {"input_ids": ids, "segment_ids": np.zeros_like(ids), "input_mask": mask}
-    encoder(inputs)
-    for block in encoder.blocks:  # No content term and no bias: every query attends uniformly.
-        for projection in (block.attention.query, block.attention.key):
-            projection.kernel.assign(np.zeros(projection.kernel.shape, "float32"))
-        block.attention.relative_bias.assign(np.zeros(block.attention.relative_bias.shape, "float32"))
-    stats = attention_probe.attention_statistics(encoder, inputs)
-    uniform = (8 * (1 / 8) + 4 * (1 / 4)) / 12
-    assert stats["attention/uniform_weight"] == pytest.approx(uniform)
-    for layer in (0, 1):
-        assert stats[f"attention/mean_peak_weight_{layer}"] == pytest.approx(uniform, rel=1e-5)
-        assert stats[f"attention/max_weight_{layer}"] == pytest.approx(1 / 4, rel=1e-5)
-        assert stats[f"attention/max_relative_bias_{layer}"] == 0
-    # A bias of 5 on offset -1 (the previous token) in layer 1 only: each query but the first puts
-    # e^5 / (e^5 + keys - 1) of its weight there.
-    bias = np.zeros(encoder.blocks[1].attention.relative_bias.shape, "float32")
-    bias[:, config.max_seq_length - 2] = 5.0
-    encoder.blocks[1].attention.relative_bias.assign(bias)
-    stats = attention_probe.attention_statistics(encoder, inputs)
-    assert stats["attention/max_relative_bias_1"] == pytest.approx(5.0)
-    assert stats["attention/mean_peak_weight_0"] == pytest.approx(uniform, rel=1e-5)
-    e = np.exp(5.0)
-    expected = (1 / 8 + 7 * e / (e + 7) + 1 / 4 + 3 * e / (e + 3)) / 12
-    assert stats["attention/mean_peak_weight_1"] == pytest.approx(expected, rel=1e-5)
-    assert stats["attention/max_weight_1"] == pytest.approx(e / (e + 3), rel=1e-5)
-
-
-def test_scaling_depths_and_slopes():
-    from gmlp_tf.studies import scaling
-
-    assert scaling.parse_depths(None) == list(scaling.DEMO_DEPTHS)
-    assert scaling.parse_depths("8,2,4") == [2, 4, 8]
-    for text in ("4", "4,4", "0,2", "2,x"):
-        with pytest.raises(ValueError, match="--scaling_depths"):
-            scaling.parse_depths(text)
-    # ppl = 100 * params^-0.1: ln(ppl) falls by 0.1 ln 2 per doubling.
-    rows = [{"parameters": p, "train_flops": 3 * p, "perplexity": 100 * p ** -0.1} for p in (1e6, 2e6, 8e6)]
-    assert scaling.slopes(rows)["per_doubling_parameters"] == pytest.approx(-0.1 * np.log(2))
-    assert scaling.slopes(rows)["per_doubling_train_flops"] == pytest.approx(-0.1 * np.log(2))
-    assert scaling.slopes(rows[:1]) == {"per_doubling_parameters": None, "per_doubling_train_flops": None}
-    with pytest.raises(ValueError, match="--study=scaling only"):
-        ablation.run_study(ablation.AblationSpec(scaling_depths="2,4", output_dir="x"))
-
-
-def test_tiny_scaling_study_end_to_end(corpus, tmp_path):
-    from gmlp_tf.studies import scaling
-
-    spec = ablation.AblationSpec(
-        study="scaling", scaling_depths="1,2", variants="gmlp_split,transformer",
-        input_file=str(corpus / "train.txt"), eval_input_file=str(corpus / "eval.txt"),
-        vocab_file=str(corpus / "spm.model"), gmlp_config_file=str(corpus / "base.json"),
-        output_dir=str(tmp_path), max_seq_length=16, max_predictions_per_seq=3, train_batch_size=8,
-        eval_batch_size=8, learning_rate=5e-3, num_train_steps=2, log_every_steps=1, max_eval_steps=1,
-        jit_compile=False, shuffle_buffer=64, example_format="packed",
-    )
-    summary = ablation.run_study(spec)
-    assert summary["study"] == "scaling"
-    rows = summary["variants"]
-    assert [(r["gmlp_depth"], r["variant"]) for r in rows] == [
-        (1, "gmlp_split"), (1, "transformer"), (2, "gmlp_split"), (2, "transformer")]
-    for row in rows:
-        run_dir = tmp_path / f"{row['variant']}_gmlp_depth_{row['gmlp_depth']}"
-        config = GMLPConfig.from_json_file(str(run_dir / "gmlp_config.json"))
-        assert row["parameters"] == counting.count_parameters(config) and row["steps"] == 2
-        assert row["train_flops"] == pytest.approx(3 * counting.count_flops(config) * 8 * 2)
-        results = json.loads((run_dir / "eval_results.json").read_text())
-        assert row["perplexity"] == pytest.approx(results["perplexity"])
-    assert [r["num_layers"] for r in rows if r["variant"] == "gmlp_split"] == [1, 2]
-    for name in ("gmlp_split", "transformer"):
-        mine = [r for r in rows if r["variant"] == name]
-        assert summary["slopes"][name] == scaling.slopes(mine)
-    on_disk = json.loads((tmp_path / "scaling.json").read_text())
-    assert on_disk["slopes"] == json.loads(json.dumps(summary["slopes"]))
-    assert "| 2 | transformer |" in (tmp_path / "scaling.md").read_text()
-    for png in ("scaling_params.png", "scaling_flops.png"):
-        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
