@@ -59,7 +59,7 @@ def test_scaling_depths_and_slopes():
         with pytest.raises(ValueError, match="--scaling_depths"):
             scaling.parse_depths(text)
     # ppl = 100 * params^-0.1: ln(ppl) falls by 0.1 ln 2 per doubling.
-    rows = [{"parameters": p, "train_flops": 3 * p, "perplexity": 100 * p ** -0.1} for p in (1e6, 2e6, 8e6)]
+    rows = [{"block_parameters": p, "train_flops": 3 * p, "perplexity": 100 * p ** -0.1} for p in (1e6, 2e6, 8e6)]
     assert scaling.slopes(rows)["per_doubling_parameters"] == pytest.approx(-0.1 * np.log(2))
     assert scaling.slopes(rows)["per_doubling_train_flops"] == pytest.approx(-0.1 * np.log(2))
     assert scaling.slopes(rows[:1]) == {"per_doubling_parameters": None, "per_doubling_train_flops": None}
@@ -87,6 +87,7 @@ def test_tiny_scaling_study_end_to_end(study_corpus, tmp_path):
         run_dir = tmp_path / f"{row['variant']}_gmlp_depth_{row['gmlp_depth']}"
         config = GMLPConfig.from_json_file(str(run_dir / "gmlp_config.json"))
         assert row["parameters"] == counting.count_parameters(config) and row["steps"] == 2
+        assert row["block_parameters"] == config.num_layers * counting.block_parameters(config)
         assert row["train_flops"] == pytest.approx(3 * counting.count_flops(config) * 8 * 2)
         results = json.loads((run_dir / "eval_results.json").read_text())
         assert row["perplexity"] == pytest.approx(results["perplexity"])
