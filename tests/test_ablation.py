@@ -61,8 +61,9 @@ def test_checkpoint_interval_divides_the_steps():
 
 
 def test_tiny_study_end_to_end_then_a_rerun_trains_nothing(study_corpus, tmp_path, monkeypatch):
+    # A project Transformer and keras-hub's BERT (the scaling study's test trains gMLPs end to end).
     spec = ablation.AblationSpec(
-        variants="transformer_relpos_noattn,gmlp_split", repeats=1,
+        variants="transformer_relpos_noattn,bert_keras_hub", repeats=1,
         input_file=str(study_corpus / "train.txt"), eval_input_file=str(study_corpus / "eval.txt"),
         vocab_file=str(study_corpus / "spm.model"), gmlp_config_file=str(study_corpus / "base.json"),
         output_dir=str(tmp_path), max_seq_length=16, max_predictions_per_seq=3, train_batch_size=8,
@@ -72,7 +73,7 @@ def test_tiny_study_end_to_end_then_a_rerun_trains_nothing(study_corpus, tmp_pat
     )
     summary = ablation.run(spec)
     rows = {row["variant"]: row for row in summary["variants"]}
-    assert list(rows) == ["transformer_relpos_noattn", "gmlp_split"]
+    assert list(rows) == ["transformer_relpos_noattn", "bert_keras_hub"]
     for name, row in rows.items():
         run_dir = tmp_path / name
         assert saved_runs.latest_weights(str(run_dir)), name
@@ -90,8 +91,10 @@ def test_tiny_study_end_to_end_then_a_rerun_trains_nothing(study_corpus, tmp_pat
         return json.loads((tmp_path / name / "eval_results.json").read_text())
 
     assert "unigram_perplexity" in final("transformer_relpos_noattn")
-    assert "unigram_perplexity" not in final("gmlp_split")
-    # The Transformer's attention is probed at every checkpoint; the gMLP has none.
+    assert "unigram_perplexity" not in final("bert_keras_hub")
+    info = json.loads((tmp_path / "bert_keras_hub" / "run_info.json").read_text())
+    assert info["task"] == "pretraining_keras_hub_bert"  # Not taken for a gMLP encoder's run.
+    # The project's Transformer has its attention probed at every checkpoint; keras-hub's BERT does not.
     attention = on_disk["variants"][0]["runs"][0]["attention"]
     layers = rows["transformer_relpos_noattn"]["num_layers"]
     assert sorted(attention) == sorted(["uniform_weight"] + [f"{kind}_{i}" for i in range(layers) for kind in (
@@ -100,7 +103,8 @@ def test_tiny_study_end_to_end_then_a_rerun_trains_nothing(study_corpus, tmp_pat
     assert all(0 < value <= 1 for _, value in attention["max_weight_0"])
     assert on_disk["variants"][1]["runs"][0]["attention"] == {}
     table = (tmp_path / "ablation.md").read_text()
-    assert "| gmlp_split | 2 | 32 | 96 |" in table and "4.35" in table and "5.64" in table
+    assert f"| bert_keras_hub | {rows['bert_keras_hub']['num_layers']} | 32 | 128 |" in table
+    assert "4.37" in table and "5.64" in table  # The paper's figures beside ours.
     assert "| transformer_relpos_noattn | 2 | 0 |" in table  # The attention table, at step 2, layer 0.
     assert (tmp_path / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -206,30 +210,41 @@ def test_keras_hub_bert_reads_the_pretraining_features_and_is_sized_as_the_trans
     assert abs(theirs - ours) <= 0.05 * ours  # Post- against pre-LayerNorm, BERT's head: the same size class.
 
 
-def test_tiny_learning_rate_sweep_of_keras_hub_bert_end_to_end(study_corpus, tmp_path):
-    spec = ablation.AblationSpec(
-        variants="bert_keras_hub", learning_rates="5e-3,1e-2",
-        input_file=str(study_corpus / "train.txt"), eval_input_file=str(study_corpus / "eval.txt"),
-        vocab_file=str(study_corpus / "spm.model"), gmlp_config_file=str(study_corpus / "base.json"),
-        output_dir=str(tmp_path), max_seq_length=16, max_predictions_per_seq=3, train_batch_size=8,
-        eval_batch_size=8, num_train_steps=2, log_every_steps=1, max_eval_steps=2, jit_compile=False,
-        shuffle_buffer=64, example_format="packed",
-    )
+def test_learning_rate_sweep_trains_each_rate_and_keeps_the_best(tmp_path, monkeypatch):
+    # The runs are the job's (tested end to end above); here the sweep's layout, choice and tables.
+    seen = []
+
+    def fake_run(job_spec, variant, config, with_unigram):
+        seen.append((job_spec.output_dir, job_spec.learning_rate, with_unigram))
+        perplexity = {5e-3: 90.0, 1e-2: 80.0}[job_spec.learning_rate] + (10.0 if variant.name == "gmlp_split" else 0)
+        if variant.name == "gmlp_split" and job_spec.learning_rate == 5e-3:
+            perplexity = 50.0  # gMLP's best rate is the other one.
+        return {"perplexity": perplexity, "masked_lm_accuracy": 0.5, "global_step": 3}
+
+    monkeypatch.setattr(ablation, "_train", fake_run)
+    base = tmp_path / "base.json"
+    GMLPConfig(vocab_size=VOCAB, d_model=32, d_ffn=96, num_layers=2, max_seq_length=16).to_json_file(str(base))
+    spec = ablation.AblationSpec(variants="gmlp_split,transformer", learning_rates="5e-3,1e-2",
+                                 input_file="train.txt", eval_input_file="eval.txt", gmlp_config_file=str(base),
+                                 output_dir=str(tmp_path), num_train_steps=3)
     summary = ablation.run(spec)
+    assert seen == [(str(tmp_path / name / f"lr_{rate:g}"), rate, first) for name, rate, first in (
+        ("gmlp_split", 5e-3, True), ("gmlp_split", 1e-2, False), ("transformer", 5e-3, False),
+        ("transformer", 1e-2, False))]
     assert summary["setup"]["learning_rates"] == [5e-3, 1e-2]
-    for row in summary["variants"]:
-        name = row["variant"]
+    rows = {row["variant"]: row for row in summary["variants"]}
+    assert (rows["gmlp_split"]["learning_rate"], rows["gmlp_split"]["perplexity"]) == (5e-3, 50.0)
+    assert (rows["transformer"]["learning_rate"], rows["transformer"]["perplexity"]) == (1e-2, 80.0)
+    for row in rows.values():
         assert [entry["learning_rate"] for entry in row["sweep"]] == [5e-3, 1e-2]
-        best = min(row["sweep"], key=lambda entry: entry["perplexity"])
-        assert row["learning_rate"] == best["learning_rate"] and row["perplexity"] == best["perplexity"]
-        for entry in row["sweep"]:
-            run_dir = tmp_path / name / f"lr_{entry['learning_rate']:g}"
-            results = json.loads((run_dir / "eval_results.json").read_text())
-            assert entry["perplexity"] == pytest.approx(results["perplexity"]) and entry["steps"] == 2
-            recipe = json.loads((run_dir / "recipe.json").read_text())
-            assert recipe["learning_rate"] == entry["learning_rate"]
-    info = json.loads((tmp_path / "bert_keras_hub" / "lr_0.005" / "run_info.json").read_text())
-    assert info["task"] == "pretraining_keras_hub_bert"
+    on_disk = json.loads((tmp_path / "ablation.json").read_text())
+    assert [entry["perplexity"] for entry in on_disk["variants"][1]["sweep"]] == [90.0, 80.0]
     table = (tmp_path / "ablation.md").read_text()
-    assert "peak lr" in table and "Held-out perplexity at each peak learning rate" in table
-    assert table.count("**") == 2  # The best rate, in bold.
+    assert "each variant at its best peak learning rate of 0.005, 0.01" in table
+    assert "| gmlp_split | 2 | 32 | 96 | 0.005 |" in table  # Its best rate in the peak lr column.
+    assert "| gmlp_split | **50.00** | 90.00 |" in table and "| transformer | 90.00 | **80.00** |" in table
+    # A rerun at another rate into the same directory is refused rather than mixed in.
+    record = tmp_path / "transformer" / "lr_0.01" / ablation.RUN_RECORD
+    record.write_text(record.read_text().replace('"learning_rate": 0.01', '"learning_rate": 0.02'))
+    with pytest.raises(ValueError, match="peak learning rate 0.02, not 0.01"):
+        ablation.run(spec)
