@@ -98,7 +98,7 @@ def test_tiny_study_end_to_end_then_a_rerun_trains_nothing(study_corpus, tmp_pat
     attention = on_disk["variants"][0]["runs"][0]["attention"]
     layers = rows["transformer_relpos_noattn"]["num_layers"]
     assert sorted(attention) == sorted(["uniform_weight"] + [f"{kind}_{i}" for i in range(layers) for kind in (
-        "max_weight", "mean_peak_weight", "max_relative_bias")])
+        "max_weight", "mean_peak_weight", "mean_self_weight", "max_relative_bias")])
     assert all([step for step, _ in curve] == [1, 2] for curve in attention.values())
     assert all(0 < value <= 1 for _, value in attention["max_weight_0"])
     assert on_disk["variants"][1]["runs"][0]["attention"] == {}

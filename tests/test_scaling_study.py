@@ -36,6 +36,7 @@ def test_attention_statistics_measure_how_far_attention_is_from_uniform():
         assert stats[f"attention/mean_peak_weight_{layer}"] == pytest.approx(uniform, rel=1e-5)
         assert stats[f"attention/max_weight_{layer}"] == pytest.approx(1 / 4, rel=1e-5)
         assert stats[f"attention/max_relative_bias_{layer}"] == 0
+        assert stats[f"attention/mean_self_weight_{layer}"] == pytest.approx(uniform, rel=1e-5)
     # A bias of 5 on offset -1 (the previous token) in layer 1 only: each query but the first puts
     # e^5 / (e^5 + keys - 1) of its weight there.
     bias = np.zeros(encoder.blocks[1].attention.relative_bias.shape, "float32")
@@ -48,6 +49,9 @@ def test_attention_statistics_measure_how_far_attention_is_from_uniform():
     expected = (1 / 8 + 7 * e / (e + 7) + 1 / 4 + 3 * e / (e + 3)) / 12
     assert stats["attention/mean_peak_weight_1"] == pytest.approx(expected, rel=1e-5)
     assert stats["attention/max_weight_1"] == pytest.approx(e / (e + 3), rel=1e-5)
+    # Offset -1 is another token: each query's own position keeps 1 / (e^5 + keys - 1) (the first: 1 / keys).
+    expected_self = (1 / 8 + 7 / (e + 7) + 1 / 4 + 3 / (e + 3)) / 12
+    assert stats["attention/mean_self_weight_1"] == pytest.approx(expected_self, rel=1e-5)
 
 
 def test_scaling_depths_and_slopes():

@@ -476,14 +476,17 @@ def attention_lines(summary: Dict[str, Any]) -> List[str]:
         for layer in layers:
             bias = last.get(f"max_relative_bias_{layer}")
             lines.append(f"| {row['variant']} | {step} | {layer} | {last[f'mean_peak_weight_{layer}']:.4f} | "
+                         f"{last.get(f'mean_self_weight_{layer}', float('nan')):.4f} | "
                          f"{last['uniform_weight']:.4f} | {last[f'max_weight_{layer}']:.3f} | "
                          f"{'—' if bias is None else f'{bias:.4f}'} |")
     if not lines:
         return []
-    return ["", "Attention at the last checkpoint (first seed, one held-out batch): each real query's largest weight, "
-                "averaged, beside uniform attention's; the largest weight anywhere; the largest |relative bias|.", "",
-            "| variant | step | layer | mean peak weight | uniform | largest weight | largest relative bias |",
-            "|---|---|---|---|---|---|---|"] + lines
+    return ["", "Attention at the last checkpoint (first seed, one held-out batch): each real query's largest weight "
+                "and the weight it gives its own position, averaged, beside uniform attention's; the largest weight "
+                "anywhere; the largest |relative bias|.", "",
+            "| variant | step | layer | mean peak weight | mean own weight | uniform | largest weight | "
+            "largest relative bias |",
+            "|---|---|---|---|---|---|---|---|"] + lines
 
 
 def with_std(value: float, std: Optional[float], digits: int) -> str:

@@ -32,6 +32,7 @@ def attention_statistics(encoder: GMLPEncoder, inputs: Mapping[str, Any]) -> Dic
       For each attention block l (its index among the encoder's blocks):
         attention/max_weight_l: the largest weight any real query gives any key;
         attention/mean_peak_weight_l: each real query's largest weight, averaged over queries and heads;
+        attention/mean_self_weight_l: the weight each real query gives its own position, averaged so;
         attention/max_relative_bias_l: the largest |r[h, k]| of its relative position bias, if it has one;
       and attention/uniform_weight: what mean_peak_weight would be for uniform attention (the mean of
       1 / real keys over real queries). {} when no block attends.
@@ -46,7 +47,10 @@ def attention_statistics(encoder: GMLPEncoder, inputs: Mapping[str, Any]) -> Dic
             probs = attention.attention_probs(block.attention_norm(x), padding_mask)  # [batch, heads, n, n]
             peak = ops.max(probs, axis=-1) * real[:, None, :]  # [batch, heads, n]; 0 at padding queries.
             stats[f"{PREFIX}max_weight_{index}"] = float(ops.max(peak))
-            stats[f"{PREFIX}mean_peak_weight_{index}"] = float(ops.sum(peak) / (queries * ops.shape(probs)[1]))
+            heads = ops.shape(probs)[1]
+            stats[f"{PREFIX}mean_peak_weight_{index}"] = float(ops.sum(peak) / (queries * heads))
+            own = ops.diagonal(probs, axis1=-2, axis2=-1) * real[:, None, :]  # [batch, heads, n]
+            stats[f"{PREFIX}mean_self_weight_{index}"] = float(ops.sum(own) / (queries * heads))
             if attention.relative_positions:
                 stats[f"{PREFIX}max_relative_bias_{index}"] = float(ops.max(ops.abs(attention.relative_bias)))
         x = block(x, padding_mask=padding_mask, training=False)
