@@ -431,8 +431,8 @@ def markdown_table(summary: Dict[str, Any]) -> str:
     for row in summary["variants"]:
         lines.append(
             f"| {row['variant']} | {row['num_layers']} | {row['d_model']} | {row['d_ffn']} | "
-            + (f"{row['learning_rate']:g} | " if swept else "") +
             f"{row['parameters'] / 1e6:.2f}M | {row['flops_per_token'] / 1e6:.2f}M | "
+            + (f"{row['learning_rate']:g} | " if swept else "") +
             f"{with_std(row['perplexity'], row['perplexity_std'], 2)} | "
             f"{with_std(row['masked_lm_accuracy'] * 100, _scaled(row['masked_lm_accuracy_std'], 100), 1)}% | "
             f"{row['steps']} | {row['wall_time_s'] / 60:.1f} min | {_or_dash(row['paper_perplexity'])} | "
