@@ -226,7 +226,8 @@ def resolve(spec: AblationSpec) -> Tuple[AblationSpec, List[str], List[Optional[
     spec, the variants and the peak learning rates (None: the recipe's)."""
     names = parse_variants(spec.variants)
     rates = parse_learning_rates(spec.learning_rates, spec.learning_rate)
-    baseline_width(8, spec.sizing)  # Checks the name.
+    if spec.sizing not in SIZINGS:
+        raise ValueError(f"--sizing must be one of {', '.join(SIZINGS)}; got {spec.sizing!r}")
     checks.check_positive(repeats=spec.repeats)
     if not spec.do_train or not spec.do_eval:
         raise ValueError("the ablation trains and evaluates every variant: keep --do_train and --do_eval")
