@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from gmlp_tf.benchmarks import bert_peer, common, inference, spatial_projection
+from gmlp_tf.benchmarks import bert_peer, block_layout, common, inference, spatial_projection
 from gmlp_tf.models.vision import GMLPVisionClassifier
 
 
@@ -19,6 +19,31 @@ def test_spatial_projection_benchmark_measures_both_paths_in_process():
         spatial_projection.run(spatial_projection.SpatialBenchmarkSpec(lengths="128,long"))
     with pytest.raises(ValueError, match="--backend must be one of tensorflow, jax, torch; got 'mxnet'"):
         spatial_projection.run(spatial_projection.SpatialBenchmarkSpec(lengths="128", backend="mxnet"))
+
+
+def test_tokens_last_block_is_the_block_as_built():
+    import tensorflow as tf
+
+    from gmlp_tf.layers.gmlp_block import GMLPBlock
+
+    block = GMLPBlock(8, 32, 24, spatial_kind="toeplitz", spatial_implementation="fft")
+    block.build((None, 24, 8))
+    rng = np.random.default_rng(0)
+    for variable in block.weights:  # Every weight away from its initial value, so that none hides a slip.
+        variable.assign(rng.standard_normal(variable.shape).astype("float32") * 0.3)
+    x = tf.constant(rng.standard_normal((2, 24, 8)).astype("float32"))
+    np.testing.assert_allclose(block_layout.tokens_last_call(block, x), block(x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="split SGU with a Toeplitz W"):
+        block_layout.tokens_last_call(GMLPBlock(8, 32, 24, spatial_kind="dense"), x)
+
+    spec = spatial_projection.SpatialBenchmarkSpec(lengths="16", channels=8, block_layouts=True)
+    row, = spatial_projection.run(spec)
+    figures = row["block_layouts"]
+    assert figures["tokens_first"] > 0 and figures["tokens_last"] > 0
+    assert figures["max_relative_difference"] < 1e-5  # Outputs and gradients of the two layouts agree.
+    assert "tokens-last gate" in "\n".join(spatial_projection.report_lines([row], spec))
+    with pytest.raises(ValueError, match="--block_layouts times TensorFlow under XLA"):
+        spatial_projection.run(spatial_projection.SpatialBenchmarkSpec(lengths="16", block_layouts=True, causal=True))
 
 
 def test_peak_memory_reset_sees_a_new_allocation():

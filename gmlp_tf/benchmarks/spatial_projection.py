@@ -34,6 +34,10 @@ class SpatialBenchmarkSpec:
         "eagerly, as Keras fit does there by default.")
     causal: bool = option(False, "Time the causal (lower-triangular) W.")
     backend: str = option("tensorflow", f"Keras backend to time: {', '.join(BACKENDS)}.")
+    block_layouts: bool = option(
+        False, "Instead, time a gMLP block with the FFT projection as built (tokens-first) against the same "
+        "block with its gate kept tokens-last from U to V (d_ffn = 2 x --channels, d_model = --channels / 2; "
+        "TensorFlow, XLA).")
 
 
 def _autodiff_convolution(kernel: Any, signal: Any, n: int) -> Any:
@@ -145,6 +149,8 @@ def run(spec: SpatialBenchmarkSpec) -> List[Dict[str, object]]:
         raise ValueError("--lengths, --channels and --batch_size must be positive")
     if spec.backend not in BACKENDS:
         raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}; got {spec.backend!r}")
+    if spec.block_layouts:
+        return _run_block_layouts(spec, lengths)
     rows = []
     for n in lengths:
         row = {"n": n}
@@ -153,6 +159,21 @@ def run(spec: SpatialBenchmarkSpec) -> List[Dict[str, object]]:
                 spec.backend, implementation, n, spec.channels, spec.batch_size, spec.jit_compile, spec.causal)
         rows.append(row)
         print(format_row(row), flush=True)  # A long run shows its progress.
+    return rows
+
+
+def _run_block_layouts(spec: SpatialBenchmarkSpec, lengths: Sequence[int]) -> List[Dict[str, object]]:
+    if spec.backend != "tensorflow" or not spec.jit_compile or spec.causal or spec.batch_size != 1:
+        raise ValueError("--block_layouts times TensorFlow under XLA, batch 1, not causal: drop the other flags")
+    if spec.channels % 2:
+        raise ValueError(f"--block_layouts needs an even --channels, got {spec.channels}")
+    from gmlp_tf.benchmarks import block_layout
+
+    rows = []
+    for n in lengths:
+        figures = block_layout.measure(n, spec.channels // 2, 2 * spec.channels)
+        rows.append(dict(n=n, block_layouts=figures))
+        print("\n".join(block_layout.report_lines(n, spec.channels // 2, 2 * spec.channels, figures)), flush=True)
     return rows
 
 
@@ -174,6 +195,11 @@ def format_row(row: Dict[str, object]) -> str:
 def report_lines(rows: Sequence[Dict[str, object]], spec: SpatialBenchmarkSpec) -> List[str]:
     from gmlp_tf.benchmarks.common import processor_name
 
+    if spec.block_layouts:
+        from gmlp_tf.benchmarks import block_layout
+
+        return [line for row in rows for line in block_layout.report_lines(
+            row["n"], spec.channels // 2, 2 * spec.channels, row["block_layouts"])]
     compiled = {"tensorflow": "XLA" if spec.jit_compile else "no XLA", "jax": "jax.jit", "torch": "eager"}[spec.backend]
     header = [f"{'n':>6}"] + [f"{path + ': time':>14} {'peak memory':>19}" for path in implementations(spec.backend)]
     return [
