@@ -2,6 +2,7 @@
 
   python scripts/benchmark_spatial_projection.py                       # n = 128 ... 16384, 1536 channels
   python scripts/benchmark_spatial_projection.py --lengths=256,512,1024 --causal
+  python scripts/benchmark_spatial_projection.py --block_layouts --lengths=4096,16384   # the block, two layouts
 
 Figures, not a test. The crossover where the FFT wins sets FFT_MIN_LENGTH, the length from which
 implementation="auto" takes the FFT.
