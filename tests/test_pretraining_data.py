@@ -205,6 +205,18 @@ def test_masks_are_reproducible_and_independent_of_batching(data_dir, sp_model):
             repeated["masked_lm_positions"][per_pass:2 * per_pass]).any()
 
 
+
+def test_datasets_of_one_shape_share_one_traced_masking_step(data_dir, sp_model):
+    # Tracing the masking is most of building a dataset: every seed and pipeline reuses one graph.
+    mask = pd._masking_function(tokenization.vocab_size(sp_model), L, P, 12)
+    before = mask.experimental_get_tracing_count()
+    source = lines_source(data_dir)
+    first, other = (collect(make(source, sp_model, batch_size=12, seed=seed), 2) for seed in (3, 4))
+    assert mask.experimental_get_tracing_count() - before <= 1
+    assert (first["masked_lm_positions"] != other["masked_lm_positions"]).any()  # The seed is an input.
+    assert pd._masking_function(tokenization.vocab_size(sp_model), L, P, 12) is mask
+
+
 # -------------------------------------------------------------------------------------- sharding
 def _sequences(features):
     original = unigram.original_input_ids(features)
