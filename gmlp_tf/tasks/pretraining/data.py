@@ -199,7 +199,6 @@ def make_pretraining_dataset(
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
-
 @functools.lru_cache(maxsize=None)
 def _masking_function(vocab_size: int, max_seq_length: int, max_predictions_per_seq: int,
                       batch_size: Optional[int]) -> Callable[..., Dict[str, tf.Tensor]]:

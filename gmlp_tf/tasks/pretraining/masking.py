@@ -23,8 +23,8 @@ RANDOM_TOKEN_RATE = 0.1
 class _Masker:
     """(ragged sequences [batch, (length)] int32, example indices [batch]) -> padded feature dict."""
 
-    def __init__(self, vocab_size: int, max_seq_length: int, max_predictions_per_seq: int, seed: int,
-                 pipeline_id: int, batch_size: Optional[int]):
+    def __init__(self, vocab_size: int, max_seq_length: int, max_predictions_per_seq: int,
+                 seed: Union[int, tf.Tensor], pipeline_id: Union[int, tf.Tensor], batch_size: Optional[int]):
         self.vocab_size = vocab_size
         self.max_seq_length = max_seq_length
         self.max_predictions_per_seq = max_predictions_per_seq
