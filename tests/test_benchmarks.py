@@ -62,6 +62,18 @@ def test_inference_benchmark_times_predict_and_the_saved_model(tiny_image_config
     assert inference.saved_model_seconds(model, images, repeats=1) > 0
 
 
+def test_matmul_chain_has_the_models_matmuls(tiny_image_config):
+    from gmlp_tf import counting
+
+    chain, flops = inference.matmul_chain(tiny_image_config, batch_size=2)
+    # 16 tokens of 8 * 8 * 3 pixels, d 16, U halves of 16, 2 blocks, 5 classes, by hand:
+    # patches 2*16*192*16, each block 2*16*16*32 + 2*16*16*16 + 2*16*16*16, head 2*16*5.
+    assert flops == 98_304 + 2 * 32_768 + 160
+    assert flops == counting.count_flops(tiny_image_config)  # The FLOPs every "% of matmul" figure counts.
+    out = chain()
+    assert out.shape == (2, 5) and np.isfinite(out.numpy()).all()
+
+
 def test_bert_flops_are_counted_per_layer_and_head():
     # One layer, d 4, d_ff 8, n 3, 2 predictions, vocabulary 10, by hand:
     # per token 4*16 + 2*4*8 + 2*3*4 = 152 multiply-adds; 3 tokens; head 2 * (16 + 40) = 112.

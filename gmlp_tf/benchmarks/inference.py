@@ -8,7 +8,7 @@ timm's PyTorch model on the same machine, run right after.
 import dataclasses
 import subprocess
 import tempfile
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import keras
 import numpy as np
@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from gmlp_tf import counting
 from gmlp_tf.benchmarks.common import best_seconds, matmul_flops_per_second, processor_name
+from gmlp_tf.config import GMLPConfig
 from gmlp_tf.runtime.flags import option
 
 # Timing code run by the timm interpreter: float32, inference mode, best of 3 timings.
@@ -71,6 +72,39 @@ def saved_model_seconds(model: keras.Model, images: np.ndarray, repeats: int) ->
         return best_seconds(lambda: serve(images=pixels)["logits"], repeats)
 
 
+def matmul_chain(config: GMLPConfig, batch_size: int) -> Tuple[Callable[[], tf.Tensor], float]:
+    """The model's matmuls alone, in its order and shapes, as one XLA function; and its FLOPs per image
+    (those counting.py counts for the model).
+
+    The patch embedding, each block's two halves of U, the spatial projection W and V, then the
+    head, with only a sum where the model gates (so nothing fuses differently): the share of the
+    matmul this reaches is what the model could reach if its LayerNorms, GELUs and gating were
+    free, the ceiling for the "% of matmul" figure at this width.
+    """
+    n = (config.image_size // config.patch_size) ** 2
+    patch = config.patch_size**2 * config.num_channels
+    d, half = config.d_model, config.d_ffn // 2
+    rng = tf.random.stateless_normal
+    weights = [rng([patch, d], (0, 0)), rng([d, half], (0, 1)), rng([d, half], (0, 2)),
+               rng([n, n], (0, 3)), rng([half, d], (0, 4)), rng([d, config.num_classes], (0, 5))]
+    pixels = rng([batch_size, n, patch], (1, 0))
+    scale = tf.constant(0.01)  # Keeps the values finite through the blocks.
+
+    @tf.function(jit_compile=True)
+    def chain(pixels):
+        embed, u1, u2, w, v, head = weights
+        x = tf.einsum("bnp,pd->bnd", pixels, embed)
+        for _ in range(config.num_layers):
+            z1, z2 = tf.einsum("bnd,dh->bnh", x, u1), tf.einsum("bnd,dh->bnh", x, u2)
+            gated = z1 + tf.einsum("ij,bjh->bih", w, z2)
+            x = x + scale * tf.einsum("bnh,hd->bnd", gated, v)
+        return tf.matmul(tf.reduce_mean(x, axis=1), head)
+
+    block = 2 * n * d * 2 * half + 2 * n * n * half + 2 * n * half * d
+    flops = 2 * n * patch * d + config.num_layers * block + 2 * d * config.num_classes
+    return (lambda: chain(pixels)), float(flops)
+
+
 def timm_images_per_second(python: str, name: str, batch_size: int, repeats: int) -> float:
     """timm's images/s for the model of the same name, timed by `python` in a separate process."""
     done = subprocess.run([python, "-c", TIMM_SNIPPET, name, str(batch_size), str(repeats)],
@@ -99,6 +133,9 @@ def run(spec: InferenceBenchmarkSpec) -> List[Dict[str, float]]:
         row = {"preset": name, "flops_per_image": counting.count_flops(config),
                "matmul_flops_per_second": matmul_flops_per_second(),
                "keras_seconds": keras_predict_seconds(model, images, spec.repeats)}
+        chain, chain_flops = matmul_chain(config, spec.batch_size)
+        row["matmul_chain_seconds"] = best_seconds(chain, spec.repeats)
+        row["matmul_chain_flops_per_image"] = chain_flops
         if spec.saved_model:
             row["saved_model_seconds"] = saved_model_seconds(model, images, spec.repeats)
         if spec.timm_python:
@@ -121,6 +158,9 @@ def report_lines(rows: List[Dict[str, float]], spec: InferenceBenchmarkSpec) -> 
             rate = spec.batch_size / row[key]
             line = f"  {label:18s} {rate:8.2f} images/s  {100 * rate * flops / matmul:5.1f}% of matmul"
             lines.append(line + (f"  {rate / timm:5.2f}x timm" if timm else ""))
+        chain_rate = spec.batch_size * row["matmul_chain_flops_per_image"] / row["matmul_chain_seconds"]
+        lines.append(f"  {'its matmuls alone':18s} {'':8s}           {100 * chain_rate / matmul:5.1f}% of matmul"
+                     "  (the ceiling at this width)")
         if timm:
             lines.append(f"  {'timm (PyTorch)':18s} {timm:8.2f} images/s  "
                          f"{100 * timm * flops / matmul:5.1f}% of matmul")
