@@ -346,6 +346,43 @@ def test_vision_export_uses_the_runs_recorded_normalization(tmp_path):
     assert _max_diff(served["logits"].numpy(), expected) <= 1e-5
 
 
+def test_saving_drops_only_the_line_that_lists_every_captured_variable(tmp_path):
+    import logging
+
+    from absl import logging as absl_logging
+
+    from gmlp_tf.export import common
+
+    class Recorder(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.INFO)
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    config = GMLPConfig(modality="image", image_size=16, patch_size=8, d_model=8, d_ffn=16, num_layers=1,
+                        num_classes=3, spatial_kind="dense")
+    _tiny_run(tmp_path / "run", config, "vision", None)
+    module, signatures, _, _ = export.build_export_module(str(tmp_path / "run"))
+    logger, recorder, verbosity = absl_logging.get_absl_logger(), Recorder(), absl_logging.get_verbosity()
+    logger.addHandler(recorder)
+    absl_logging.set_verbosity(absl_logging.INFO)
+    try:
+        tf.saved_model.save(module, str(tmp_path / "plain"), signatures=signatures)
+        plain, recorder.messages = recorder.messages, []
+        common.save_quietly(module, str(tmp_path / "quiet"), signatures)
+    finally:
+        logger.removeHandler(recorder)
+        absl_logging.set_verbosity(verbosity)
+    renamed = [m for m in plain if "which will be renamed" in m]
+    assert renamed and len(renamed[0]) > 200  # TensorFlow's line names each captured variable.
+    assert not [m for m in recorder.messages if "which will be renamed" in m]
+    assert [m for m in recorder.messages if "Writing fingerprint" in m]  # Other lines still pass.
+    assert not logger.filters and not tf.get_logger().filters
+    assert tf.saved_model.load(str(tmp_path / "quiet")).signatures.keys() == set(signatures)
+
+
 # ------------------------------------------------------------------------------ Keras model.export()
 def _int32_features(n, batch=2, seed=0):
     rng = np.random.RandomState(seed)

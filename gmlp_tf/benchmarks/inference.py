@@ -62,11 +62,12 @@ def keras_predict_seconds(model: keras.Model, images: np.ndarray, repeats: int) 
 
 def saved_model_seconds(model: keras.Model, images: np.ndarray, repeats: int) -> float:
     """Seconds per batch of the exported SavedModel's `images` signature (uint8 in, as served)."""
+    from gmlp_tf.export import common as export_common
     from gmlp_tf.export import image as image_export
 
     with tempfile.TemporaryDirectory() as directory:
         module, signatures, _ = image_export.build(model, model.config, directory)
-        tf.saved_model.save(module, directory, signatures=signatures)
+        export_common.save_quietly(module, directory, signatures)
         serve = tf.saved_model.load(directory).signatures["images"]
         pixels = tf.constant(np.clip(images * 64 + 128, 0, 255).astype(np.uint8))
         return best_seconds(lambda: serve(images=pixels)["logits"], repeats)

@@ -7,6 +7,7 @@ variables and the SentencePiece tokenizer (a resource, so the SavedModel is self
 """
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -14,6 +15,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
+from absl import logging as absl_logging
 
 from gmlp_tf import tokenization
 from gmlp_tf.config import GMLPConfig
@@ -161,6 +163,27 @@ def check_export_dir(export_dir: Optional[str]) -> str:
     return export_dir
 
 
+class _RenamedInputsFilter(logging.Filter):
+    """Drops TensorFlow's note that a signature's captured inputs are renamed: it lists every
+    captured variable, hundreds of numbers on one line for an XLA-compiled vision model."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "unsupported characters which will be renamed" not in record.getMessage()
+
+
+def save_quietly(module: tf.Module, directory: str, signatures: Signatures) -> None:
+    """tf.saved_model.save, without the log line that names each captured variable (TensorFlow
+    writes it through absl's logger)."""
+    loggers, quiet = (absl_logging.get_absl_logger(), tf.get_logger()), _RenamedInputsFilter()
+    for logger in loggers:
+        logger.addFilter(quiet)
+    try:
+        tf.saved_model.save(module, directory, signatures=signatures)
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
+
+
 def write_saved_model(module: ExportModule, signatures: Signatures, export_info: Mapping[str, Any],
                       config: GMLPConfig, export_dir: str) -> None:
     """Saves module to export_dir (checked by check_export_dir) with config and export info in assets.extra.
@@ -181,7 +204,7 @@ def write_saved_model(module: ExportModule, signatures: Signatures, export_info:
         description = (f"Tracing the signatures {', '.join(sorted(signatures))} and writing the SavedModel to "
                        f"{export_dir}")
         with progress.stage(description):
-            tf.saved_model.save(module, target, signatures=signatures)
+            save_quietly(module, target, signatures)
         extra = os.path.join(target, EXTRA_DIR)
         os.makedirs(extra, exist_ok=True)
         config.to_json_file(os.path.join(extra, saved_runs.CONFIG_NAME))
