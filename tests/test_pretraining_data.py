@@ -217,6 +217,17 @@ def test_datasets_of_one_shape_share_one_traced_masking_step(data_dir, sp_model)
     assert pd._masking_function(tokenization.vocab_size(sp_model), L, P, 12) is mask
 
 
+def test_datasets_of_one_vocabulary_share_one_traced_tokenizing_step(data_dir, sp_model):
+    # Tokenizing, packing and framing are traced once per vocabulary and shape, the seed an input.
+    rows = pd._tokenizing_function(sp_model, L, "segment_pair", True, 0.1)
+    before = rows.experimental_get_tracing_count()
+    source = lines_source(data_dir)
+    first, other = (collect(make(source, sp_model, seed=seed, example_format="segment_pair"), 2) for seed in (3, 4))
+    assert rows.experimental_get_tracing_count() - before <= 1
+    assert (first["segment_ids"] != other["segment_ids"]).any()  # The seed still draws the A / B cuts.
+    assert pd._tokenizing_function(sp_model, L, "segment_pair", True, 0.1) is rows
+
+
 # -------------------------------------------------------------------------------------- sharding
 def _sequences(features):
     original = unigram.original_input_ids(features)

@@ -60,13 +60,13 @@ shuffle_fn and the chooser is a subclass drawing from the same hash.
 
 import functools
 import random
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import tensorflow as tf
 
 from gmlp_tf import tokenization
 from gmlp_tf.tasks.pretraining.masking import _Masker
-from gmlp_tf.tasks.pretraining.packing import check_example_format, padded_examples_from_documents
+from gmlp_tf.tasks.pretraining.packing import check_example_format, padded_rows, per_document_batch
 from gmlp_tf.tasks.pretraining.sources import (
     Source,
     TextFilesSource,
@@ -167,12 +167,12 @@ def make_pretraining_dataset(
                         f"{type(source).__name__}")
     if sp_model is None:
         raise ValueError("sp_model (the serialized SentencePiece model) is needed for text sources")
-    tokenizer = tokenization.make_tokenizer(sp_model)
     vocab_size = tokenization.vocab_size(sp_model)
+    rows = _tokenizing_function(sp_model, max_seq_length, example_format, pack, short_seq_prob)
+    rows_seed = tf.constant(mask_seed, tf.int64)
 
     def to_sequences(documents):
-        return padded_examples_from_documents(documents, tokenizer, max_seq_length, example_format, pack,
-                                              short_seq_prob=short_seq_prob, seed=mask_seed)
+        return per_document_batch(documents, lambda texts: rows(texts, rows_seed))
 
     if isinstance(source, TextFilesSource):
         sequences = _text_file_sequences(source, to_sequences, shard, is_training, seed, deterministic)
@@ -197,6 +197,28 @@ def make_pretraining_dataset(
 
     batches = batches.map(mask, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     return batches.prefetch(tf.data.AUTOTUNE)
+
+
+@functools.lru_cache(maxsize=None)
+def _tokenizing_function(sp_model: bytes, max_seq_length: int, example_format: str, pack: bool,
+                         short_seq_prob: float) -> Callable[[tf.Tensor, tf.Tensor], Tuple[tf.Tensor, ...]]:
+    """padded_rows as one tf.function per vocabulary and shape, shared by every dataset of the process.
+
+    As _masking_function: tracing the tokenizing, packing and framing (0.5-1.5 s) was repeated for
+    each dataset; the seed is an input, so datasets of any seed share the trace (the rows are the
+    same as with the seed traced in).
+    """
+    tokenization.check_special_ids(sp_model)
+
+    @tf.function
+    def rows(texts, seed):
+        # The tokenizer is made inside the function: its SentencePiece resource belongs to the op
+        # that creates it, and one made eagerly can be deleted under the datasets that share it.
+        tokenizer = tokenization.make_tokenizer(sp_model)
+        return padded_rows(texts, tokenizer, max_seq_length, example_format, pack,
+                           short_seq_prob=short_seq_prob, seed=seed)
+
+    return rows
 
 
 @functools.lru_cache(maxsize=None)

@@ -5,7 +5,7 @@ Every draw (short lengths, the A/B cut) hashes (seed, the batch of documents' te
 index) with masking.py's hash_uint64, so the sequences are the same on every run of a seed.
 """
 
-from typing import Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 import tensorflow_text as tf_text
@@ -61,7 +61,7 @@ def sequences_from_documents(documents: tf.data.Dataset, tokenizer: tf_text.Sent
     length, drawn (like every draw here) from a hash of seed and the documents' text. Documents
     with no tokens give no sequence.
     """
-    return _per_document_batch(
+    return per_document_batch(
         documents, lambda texts: _framed_rows(texts, tokenizer, max_seq_length, pack, short_seq_prob, seed))
 
 
@@ -79,7 +79,7 @@ def segment_pairs_from_documents(documents: tf.data.Dataset, tokenizer: tf_text.
     Returns:
       A dataset of (input ids int32 [length], segment ids int32 [length]), length <= max_seq_length.
     """
-    return _per_document_batch(
+    return per_document_batch(
         documents, lambda texts: _pair_rows(texts, tokenizer, max_seq_length, pack, short_seq_prob, seed))
 
 
@@ -96,24 +96,28 @@ def padded_examples_from_documents(documents: tf.data.Dataset, tokenizer: tf_tex
       A dataset of (input ids int32 [max_seq_length], [PAD] after the tokens; segment ids int32
       [max_seq_length], all 0 for "packed"; the number of tokens, int32 scalar).
     """
-
     if example_format not in EXAMPLE_FORMATS:
         raise ValueError(f"unknown example format {example_format!r}; use one of {', '.join(EXAMPLE_FORMATS)}")
-
-    def padded(texts):
-        if example_format == "segment_pair":
-            ids, segment_ids = _pair_rows(texts, tokenizer, max_seq_length, pack, short_seq_prob, seed)
-        else:
-            ids = _framed_rows(texts, tokenizer, max_seq_length, pack, short_seq_prob, seed)
-            segment_ids = tf.zeros_like(ids)
-        shape = [None, max_seq_length]
-        return (ids.to_tensor(PAD_ID, shape=shape), segment_ids.to_tensor(0, shape=shape),
-                tf.cast(ids.row_lengths(), tf.int32))
-
-    return _per_document_batch(documents, padded)
+    return per_document_batch(documents, lambda texts: padded_rows(
+        texts, tokenizer, max_seq_length, example_format, pack, short_seq_prob=short_seq_prob, seed=seed))
 
 
-def _per_document_batch(documents, make_rows):
+def padded_rows(texts: tf.Tensor, tokenizer: tf_text.SentencepieceTokenizer, max_seq_length: int,
+                example_format: str, pack: bool = True, *, short_seq_prob: float = 0.0,
+                seed: Union[int, tf.Tensor] = 0) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """A batch of documents [docs] -> padded_examples_from_documents' rows: input ids and segment
+    ids int32 [rows, max_seq_length], lengths int32 [rows]. The seed may be an int64 tensor."""
+    if example_format == "segment_pair":
+        ids, segment_ids = _pair_rows(texts, tokenizer, max_seq_length, pack, short_seq_prob, seed)
+    else:
+        ids = _framed_rows(texts, tokenizer, max_seq_length, pack, short_seq_prob, seed)
+        segment_ids = tf.zeros_like(ids)
+    shape = [None, max_seq_length]
+    return (ids.to_tensor(PAD_ID, shape=shape), segment_ids.to_tensor(0, shape=shape),
+            tf.cast(ids.row_lengths(), tf.int32))
+
+
+def per_document_batch(documents: tf.data.Dataset, make_rows: Callable[[tf.Tensor], Any]) -> tf.data.Dataset:
     """Maps make_rows over batches of DOCS_PER_BATCH documents (in parallel) and unbatches its rows."""
     return documents.batch(DOCS_PER_BATCH).map(make_rows, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
 
